@@ -1,0 +1,5 @@
+"""``python -m cardbridge``."""
+
+from cardbridge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Frozen data shared by every layer, and the Token protocol that every card backend meets.
+
+A backend (PKCS#11 in ``cardbridge.pkcs11``, the built-in PC/SC drivers in
+``cardbridge.pcsc``) hands out :class:`Token` objects. Their methods block (they talk to a
+card) and must run on the token's own ``executor``; the service does that, so callers never
+do card I/O on an event loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class Purpose(enum.StrEnum):
+    """What a certificate on an ID card is for."""
+
+    AUTHENTICATION = "authentication"
+    SIGNING = "signing"
+    OTHER = "other"
+
+
+class PinKind(enum.StrEnum):
+    """Which PIN a dialog asks for."""
+
+    AUTHENTICATION = "authentication"
+    SIGNING = "signing"
+
+
+HASH_LENGTHS: dict[str, int] = {"SHA-224": 28, "SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
+_HASHLIB_NAMES = {"SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+
+
+def hash_bytes(hash_function: str, data: bytes) -> bytes:
+    """``hash_function`` (``SHA-256`` …) of ``data``."""
+    return hashlib.new(_HASHLIB_NAMES[hash_function], data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureAlgorithm:
+    """A signature algorithm as Web eID names it: crypto, hash and padding."""
+
+    crypto: str  # "ECC" | "RSA"
+    hash_function: str  # "SHA-256" | "SHA-384" | "SHA-512" | "SHA-224"
+    padding: str  # "NONE" | "PKCS1.5" | "PSS"
+
+    @property
+    def jws(self) -> str:
+        """The JWS name (ES384, RS256, PS256, …)."""
+        prefix = {"NONE": "ES", "PKCS1.5": "RS", "PSS": "PS"}[self.padding]
+        return prefix + self.hash_function.removeprefix("SHA-")
+
+    @classmethod
+    def from_jws(cls, name: str) -> SignatureAlgorithm:
+        """Parse a JWS name; raises ``KeyError`` for anything else."""
+        crypto, padding = {"ES": ("ECC", "NONE"), "RS": ("RSA", "PKCS1.5"), "PS": ("RSA", "PSS")}[name[:2]]
+        bits = name[2:]
+        if bits not in ("256", "384", "512"):
+            raise KeyError(name)
+        return cls(crypto, "SHA-" + bits, padding)
+
+    def to_webeid(self) -> dict[str, str]:
+        """The ``supportedSignatureAlgorithms`` entry."""
+        return {"cryptoAlgorithm": self.crypto, "hashFunction": self.hash_function, "paddingScheme": self.padding}
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """A certificate found on a token, parsed leniently (see ``cardbridge.certs``)."""
+
+    der: bytes
+    subject: str
+    issuer: str
+    serial: str  # hex
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key_type: str  # "EC" | "RSA" | other
+    key_size: int  # bits
+    curve: str | None  # "secp256r1", …
+    purpose: Purpose
+    common_name: str | None = None
+    given_name: str | None = None
+    surname: str | None = None
+    id_code: str | None = None  # subject serialNumber, e.g. PNONO-…
+    country: str | None = None
+    key_id: bytes = b""  # CKA_ID or the PIV key reference
+    label: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the DER, lower-case hex: how a caller picks a certificate."""
+        return hashlib.sha256(self.der).hexdigest()
+
+    @property
+    def holder_name(self) -> str:
+        """The person's name as a dialog shows it."""
+        if self.given_name and self.surname:
+            return f"{self.given_name} {self.surname}"
+        return self.common_name or self.subject
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``cardbridge list --json`` shape of a certificate."""
+        return {
+            "sha256": self.sha256,
+            "label": self.label,
+            "purpose": str(self.purpose),
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "serialNumber": self.serial,
+            "notBefore": self.not_before.isoformat(),
+            "notAfter": self.not_after.isoformat(),
+            "keyType": self.key_type,
+            "keySize": self.key_size,
+            "curve": self.curve,
+            "holder": {
+                "commonName": self.common_name,
+                "givenName": self.given_name,
+                "surname": self.surname,
+                "idCode": self.id_code,
+                "country": self.country,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PinStatus:
+    """What the token tells about a PIN before it is used."""
+
+    retries_left: int | None = None  # when the token tells an exact number
+    count_low: bool = False  # CKF_USER_PIN_COUNT_LOW: at least one wrong try
+    final_try: bool = False  # CKF_USER_PIN_FINAL_TRY: one more wrong try blocks it
+    blocked: bool = False
+    min_length: int = 4
+    max_length: int = 64
+    protected_path: bool = False  # PIN pad reader: the PIN is typed on the reader
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """Where a token is and what it calls itself."""
+
+    backend: str  # "pkcs11" | "pcsc"
+    source: str  # module path or reader name
+    label: str
+    serial: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    slot: int | None = None
+    reader: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "source": self.source,
+            "label": self.label,
+            "serial": self.serial,
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+        }
+        if self.slot is not None:
+            out["slot"] = self.slot
+        if self.reader is not None:
+            out["reader"] = self.reader
+        out.update(self.extra)
+        return out
+
+
+@runtime_checkable
+class Token(Protocol):
+    """One card (or soft token) that can sign. Methods block: run them on ``executor``."""
+
+    @property
+    def info(self) -> TokenInfo: ...
+
+    @property
+    def executor(self) -> Executor: ...
+
+    def certificates(self) -> Sequence[CertificateInfo]:
+        """Every certificate on the token."""
+        ...
+
+    def pin_status(self, certificate: CertificateInfo) -> PinStatus:
+        """The state of the PIN that guards ``certificate``'s key, read fresh."""
+        ...
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        """The signature algorithms the token can make with ``certificate``'s key."""
+        ...
+
+    def sign_digest(
+        self,
+        certificate: CertificateInfo,
+        pin: bytearray | None,
+        digest: bytes,
+        algorithm: SignatureAlgorithm,
+    ) -> bytes:
+        """Log in once with ``pin`` (None on a PIN pad), sign ``digest``, log out.
+
+        ECDSA signatures come back raw ``r || s``. A wrong PIN raises PinIncorrectError
+        and is never retried. The caller wipes ``pin``.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenListing:
+    """A token and its certificates, for ``list``."""
+
+    info: TokenInfo
+    certificates: tuple[CertificateInfo, ...]
+    pin: PinStatus | None = None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"token": self.info.to_dict(), "certificates": [c.to_dict() for c in self.certificates]}
+        if self.pin is not None:
+            out["pin"] = {
+                "retriesLeft": self.pin.retries_left,
+                "countLow": self.pin.count_low,
+                "finalTry": self.pin.final_try,
+                "blocked": self.pin.blocked,
+                "protectedAuthenticationPath": self.pin.protected_path,
+            }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
