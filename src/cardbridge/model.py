@@ -230,3 +230,22 @@ class TokenListing:
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of tokens: one PKCS#11 module, or the PC/SC readers with built-in drivers."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def executor(self) -> Executor: ...
+
+    def tokens(self) -> Sequence[Token]:
+        """The tokens present now. Blocks: run on ``executor``."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend (finalize the module, release the PC/SC context)."""
+        ...
