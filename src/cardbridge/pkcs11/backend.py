@@ -1,0 +1,309 @@
+"""PKCS#11 backend: one loaded module, its tokens, certificates and signing.
+
+All calls into one module run on that module's single worker thread (python-pkcs11 is not
+safe to call from several threads at once): :class:`ModuleBackend` owns the thread, and its
+methods and its tokens' methods must be called on it (the service does that).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
+from pkcs11.mechanisms import MGF
+
+from cardbridge.certs import parse_certificate
+from cardbridge.errors import (
+    CardbridgeError,
+    InvalidInputError,
+    KeyNotFoundError,
+    ModuleError,
+    PinBlockedError,
+    PinIncorrectError,
+    PinInvalidLengthError,
+    UnsupportedKeyError,
+)
+from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
+from cardbridge.pkcs11 import _cryptoki as ck
+from cardbridge.pkcs11.errors import convert
+
+log = logging.getLogger(__name__)
+TRACE = 5  # below DEBUG: PKCS#11 traffic
+
+_DIGEST_INFO_PREFIX = {
+    "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
+    "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+_PSS_PARAMS = {
+    "SHA-224": (Mechanism.SHA224, MGF.SHA224, 28),
+    "SHA-256": (Mechanism.SHA256, MGF.SHA256, 32),
+    "SHA-384": (Mechanism.SHA384, MGF.SHA384, 48),
+    "SHA-512": (Mechanism.SHA512, MGF.SHA512, 64),
+}
+_HASHES = ("SHA-256", "SHA-384", "SHA-512")
+
+
+def digest_info(hash_function: str, digest: bytes) -> bytes:
+    """The PKCS#1 v1.5 DigestInfo for ``digest``."""
+    return _DIGEST_INFO_PREFIX[hash_function] + digest
+
+
+class ModuleBackend:
+    """One PKCS#11 module, loaded and called on one worker thread."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pkcs11-{os.path.basename(path)}")
+        self._lib: Any = None
+        self._raw: ck.Cryptoki | None = None
+
+    @property
+    def name(self) -> str:
+        return self._path
+
+    @property
+    def executor(self) -> Executor:
+        return self._executor
+
+    def _load(self) -> tuple[Any, ck.Cryptoki]:
+        if self._lib is None or self._raw is None:
+            try:
+                self._lib = pkcs11.lib(self._path)
+                self._raw = ck.Cryptoki(self._path)
+            except (pkcs11.PKCS11Error, ck.CryptokiError, OSError) as exc:
+                raise ModuleError(f"The PKCS#11 module {self._path} cannot be loaded: {exc}") from exc
+        return self._lib, self._raw
+
+    def describe(self) -> dict[str, Any]:
+        """The module's own description (C_GetInfo). Blocks: run on ``executor``."""
+        lib, _ = self._load()
+        return {
+            "path": self._path,
+            "manufacturer": lib.manufacturer_id,
+            "description": lib.library_description,
+            "cryptokiVersion": "%d.%d" % lib.cryptoki_version,
+            "libraryVersion": "%d.%d" % lib.library_version,
+        }
+
+    def tokens(self) -> Sequence[Pkcs11Token]:
+        """Tokens present now. Blocks: run on ``executor``."""
+        lib, raw = self._load()
+        try:
+            slots = lib.get_slots(token_present=True)
+            found = []
+            for slot in slots:
+                token = slot.get_token()
+                if not token.flags & TokenFlag.TOKEN_INITIALIZED:
+                    continue
+                found.append(Pkcs11Token(self, raw, slot, token))
+        except pkcs11.PKCS11Error as exc:
+            raise convert(exc, "listing the tokens") from exc
+        log.log(TRACE, "C_GetSlotList(%s): %d tokens", self._path, len(found))
+        return found
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Pkcs11Token:
+    """A token in one slot of a :class:`ModuleBackend`."""
+
+    def __init__(self, backend: ModuleBackend, raw: ck.Cryptoki, slot: Any, token: Any) -> None:
+        self._backend = backend
+        self._raw = raw
+        self._slot = slot
+        self._token = token
+        self._info = TokenInfo(
+            backend="pkcs11",
+            source=backend.name,
+            label=token.label.strip(),
+            serial=token.serial.decode("ascii", "replace").strip(),
+            manufacturer=token.manufacturer_id.strip(),
+            model=token.model.strip(),
+            slot=int(slot.slot_id),
+            reader=slot.slot_description.strip() or None,
+        )
+        self._mechanisms: frozenset[Any] | None = None
+
+    @property
+    def info(self) -> TokenInfo:
+        return self._info
+
+    @property
+    def executor(self) -> Executor:
+        return self._backend.executor
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        try:
+            session = self._token.open()
+        except pkcs11.PKCS11Error as exc:
+            raise convert(exc, "opening a session") from exc
+        try:
+            yield session
+        finally:
+            try:
+                session.close()
+            except pkcs11.PKCS11Error as exc:  # the card may be gone: nothing left to close
+                log.debug("C_CloseSession failed: %s", type(exc).__name__)
+
+    def certificates(self) -> Sequence[CertificateInfo]:
+        found: list[CertificateInfo] = []
+        with self._session() as session:
+            try:
+                objects = list(session.get_objects({Attribute.CLASS: ObjectClass.CERTIFICATE}))
+                for obj in objects:
+                    der = obj[Attribute.VALUE]
+                    key_id = _attr(obj, Attribute.ID, b"")
+                    label = _attr(obj, Attribute.LABEL, "")
+                    try:
+                        found.append(parse_certificate(der, key_id=bytes(key_id), label=str(label)))
+                    except InvalidInputError as exc:
+                        log.warning("Skipping an unreadable certificate %r on %s: %s", label, self._info.label, exc)
+            except pkcs11.PKCS11Error as exc:
+                raise convert(exc, "reading the certificates") from exc
+        log.log(TRACE, "C_FindObjects(CKO_CERTIFICATE) on %s: %d", self._info.label, len(found))
+        return found
+
+    def _state(self) -> ck.TokenState:
+        try:
+            return self._raw.token_state(int(self._slot.slot_id))
+        except ck.CryptokiError as exc:
+            raise convert(exc, "reading the token state") from exc
+
+    def pin_status(self, certificate: CertificateInfo | None = None) -> PinStatus:
+        state = self._state()
+        flags = state.flags
+        blocked = bool(flags & ck.CKF_USER_PIN_LOCKED)
+        final_try = bool(flags & ck.CKF_USER_PIN_FINAL_TRY)
+        retries: int | None = 0 if blocked else (1 if final_try else None)
+        return PinStatus(
+            retries_left=retries,
+            count_low=bool(flags & ck.CKF_USER_PIN_COUNT_LOW),
+            final_try=final_try,
+            blocked=blocked,
+            min_length=state.min_pin_length or 1,
+            max_length=state.max_pin_length or 255,
+            protected_path=bool(flags & ck.CKF_PROTECTED_AUTHENTICATION_PATH),
+        )
+
+    def _mechanism_set(self) -> frozenset[Any]:
+        if self._mechanisms is None:
+            try:
+                self._mechanisms = frozenset(self._slot.get_mechanisms())
+            except pkcs11.PKCS11Error as exc:
+                raise convert(exc, "listing the mechanisms") from exc
+        return self._mechanisms
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        mechanisms = self._mechanism_set()
+        if certificate.key_type == "EC":
+            if Mechanism.ECDSA not in mechanisms:
+                return []
+            return [SignatureAlgorithm("ECC", h, "NONE") for h in _HASHES]
+        if certificate.key_type == "RSA":
+            found = []
+            if Mechanism.RSA_PKCS in mechanisms:
+                found += [SignatureAlgorithm("RSA", h, "PKCS1.5") for h in _HASHES]
+            if Mechanism.RSA_PKCS_PSS in mechanisms:
+                found += [SignatureAlgorithm("RSA", h, "PSS") for h in _HASHES]
+            return found
+        return []
+
+    def sign_digest(
+        self,
+        certificate: CertificateInfo,
+        pin: bytearray | None,
+        digest: bytes,
+        algorithm: SignatureAlgorithm,
+    ) -> bytes:
+        status = self.pin_status(certificate)
+        if status.blocked:
+            raise PinBlockedError("The PIN is blocked.", retries_left=0)
+        if pin is None and not status.protected_path:
+            raise InvalidInputError("A PIN is needed.")
+        if pin is not None and not status.min_length <= len(pin) <= status.max_length:
+            raise PinInvalidLengthError(
+                f"The PIN must have {status.min_length} to {status.max_length} characters.",
+                minLength=status.min_length,
+                maxLength=status.max_length,
+            )
+        with self._session() as session:
+            try:
+                self._raw.login(int(session.handle), pin)
+            except ck.CryptokiError as exc:
+                error = convert(exc, "checking the PIN")
+                raise self._pin_error(error) from exc
+            log.log(TRACE, "C_Login(CKU_USER, <redacted>) on %s: CKR_OK", self._info.label)
+            try:
+                key = self._private_key(session, certificate)
+                return self._sign(key, digest, algorithm)
+            finally:
+                try:
+                    self._raw.logout(int(session.handle))
+                except ck.CryptokiError as exc:
+                    log.debug("C_Logout failed: CKR 0x%08X", exc.rv)
+
+    def _pin_error(self, error: CardbridgeError) -> CardbridgeError:
+        """Add the tries left, as the token's flags tell them after the failed login."""
+        if not isinstance(error, PinIncorrectError):
+            return error
+        try:
+            after = self.pin_status()
+        except CardbridgeError:
+            return error
+        if after.blocked:
+            return PinBlockedError("The PIN was wrong and is now blocked.", retries_left=0)
+        return PinIncorrectError(error.message, retries_left=after.retries_left)
+
+    def _private_key(self, session: Any, certificate: CertificateInfo) -> Any:
+        if not certificate.key_id:
+            raise KeyNotFoundError("The certificate has no CKA_ID to find its key by.")
+        try:
+            keys = list(
+                session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: certificate.key_id})
+            )
+        except pkcs11.PKCS11Error as exc:
+            raise convert(exc, "finding the private key") from exc
+        if len(keys) != 1:
+            raise KeyNotFoundError(
+                f"Expected one private key with the certificate's CKA_ID, found {len(keys)}.",
+                keyId=certificate.key_id.hex(),
+            )
+        return keys[0]
+
+    def _sign(self, key: Any, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
+        try:
+            if algorithm.crypto == "ECC":
+                if key.key_type != KeyType.EC:
+                    raise UnsupportedKeyError("The key is not an EC key.")
+                signature = key.sign(digest, mechanism=Mechanism.ECDSA)
+            elif algorithm.padding == "PKCS1.5":
+                signature = key.sign(digest_info(algorithm.hash_function, digest), mechanism=Mechanism.RSA_PKCS)
+            elif algorithm.padding == "PSS":
+                signature = key.sign(
+                    digest,
+                    mechanism=Mechanism.RSA_PKCS_PSS,
+                    mechanism_param=_PSS_PARAMS[algorithm.hash_function],
+                )
+            else:
+                raise UnsupportedKeyError(f"Unsupported algorithm {algorithm.jws}.")
+        except pkcs11.PKCS11Error as exc:
+            raise convert(exc, "signing") from exc
+        log.log(TRACE, "C_Sign(%s) on %s: %d bytes", algorithm.jws, self._info.label, len(signature))
+        return bytes(signature)
+
+
+def _attr(obj: Any, attribute: Any, default: Any) -> Any:
+    try:
+        return obj[attribute]
+    except (pkcs11.AttributeTypeInvalid, pkcs11.AttributeSensitive):
+        return default
