@@ -1,0 +1,123 @@
+"""PIN and consent dialogs: what the service asks for, and where the PIN comes from.
+
+The service hands a :class:`PinRequest` to a :class:`PinSource`; it gets back the PIN in a
+``bytearray`` that it wipes after the one C_Login (or VERIFY) it is used for. A source
+raises UserCancelledError or UserTimeoutError when the person does not give a PIN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from cardbridge import i18n
+from cardbridge.errors import CardbridgeError, PinIncorrectError, PinInvalidLengthError, UserCancelledError
+from cardbridge.model import PinKind, PinStatus
+from cardbridge.pinentry.assuan import Dialog, Pinentry, wipe
+
+__all__ = ["Dialog", "PinRequest", "PinSource", "PinentrySource", "StreamPinSource", "dialog_for", "wipe"]
+
+
+@dataclass(frozen=True, slots=True)
+class PinRequest:
+    """Everything a dialog shows: who asks, with which certificate, which PIN, tries left."""
+
+    origin: str
+    holder: str
+    kind: PinKind
+    status: PinStatus
+    lang: str = i18n.DEFAULT_LANGUAGE
+    error: CardbridgeError | None = None  # the previous attempt's failure
+    timeout: float | None = None
+
+
+class PinSource(Protocol):
+    async def get_pin(self, request: PinRequest) -> bytearray:
+        """The PIN the person typed; an empty bytearray on a PIN pad (after consent)."""
+        ...
+
+
+def _tries(request: PinRequest) -> int | None:
+    if isinstance(request.error, PinIncorrectError) and request.error.retries_left is not None:
+        return request.error.retries_left
+    return request.status.retries_left
+
+
+def dialog_for(request: PinRequest) -> Dialog:
+    """The dialog texts for ``request``, in its language."""
+    lang = request.lang
+    signing = request.kind is PinKind.SIGNING
+    lines = [
+        i18n.text("dialog.asking.signing" if signing else "dialog.asking", lang, origin=request.origin),
+        "",
+        i18n.text("dialog.certificate", lang, holder=request.holder),
+        "",
+    ]
+    if request.status.protected_path:
+        lines.append(i18n.text("dialog.pinpad", lang))
+    else:
+        lines.append(i18n.text("dialog.pin.signing" if signing else "dialog.pin.authentication", lang))
+    tries = _tries(request)
+    if tries == 1 or request.status.final_try:
+        lines.append(i18n.text("dialog.last_try", lang))
+    elif tries is not None and request.error is None:
+        lines.append(i18n.text("dialog.tries_left", lang, n=tries))
+    error = None
+    if isinstance(request.error, PinIncorrectError):
+        retries = request.error.retries_left
+        error = (
+            i18n.text("dialog.error.pin_incorrect_tries", lang, n=retries)
+            if retries is not None
+            else i18n.text("dialog.error.pin_incorrect", lang)
+        )
+    elif isinstance(request.error, PinInvalidLengthError):
+        error = i18n.text(
+            "dialog.error.pin_length", lang, min=request.status.min_length, max=request.status.max_length
+        )
+    return Dialog(
+        title=i18n.text("dialog.title.signing" if signing else "dialog.title.authentication", lang),
+        description="\n".join(lines),
+        prompt=i18n.text("dialog.prompt", lang),
+        error=error,
+        ok=i18n.text("dialog.ok.signing" if signing else "dialog.ok", lang),
+        cancel=i18n.text("dialog.cancel", lang),
+        timeout=request.timeout,
+    )
+
+
+class PinentrySource:
+    """Asks through a pinentry program (GnuPG's Assuan protocol)."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+
+    async def get_pin(self, request: PinRequest) -> bytearray:
+        dialog = dialog_for(request)
+        async with Pinentry(self.program) as pinentry:
+            if request.status.protected_path:
+                await pinentry.confirm(dialog)
+                return bytearray()
+            return await pinentry.get_pin(dialog)
+
+
+class StreamPinSource:
+    """Reads one PIN, one line, from a binary stream (``--pin-stdin``); a second request
+    is refused, so a wrong PIN is never retried."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._used = False
+
+    async def get_pin(self, request: PinRequest) -> bytearray:
+        if self._used:
+            raise UserCancelledError("Only one PIN is read from standard input.")
+        self._used = True
+        if request.status.protected_path:
+            return bytearray()
+        line = bytearray(await asyncio.to_thread(self._stream.readline, 1024))
+        while line and line[-1] in (0x0A, 0x0D):
+            line.pop()
+        if not line:
+            raise UserCancelledError("No PIN on standard input.")
+        return line

@@ -1,0 +1,215 @@
+"""A client for GnuPG's pinentry programs (the Assuan protocol).
+
+One dialog is one pinentry process: we start it, set the texts (SETTITLE, SETDESC,
+SETPROMPT, SETERROR, SETOK, SETCANCEL, SETTIMEOUT), send GETPIN or CONFIRM and end it. A
+cancelled or timed-out wait kills the process, so the dialog closes with it.
+
+The PIN arrives in a ``D`` line, percent-escaped; it is decoded into a ``bytearray`` that
+the caller wipes. It is never logged: the Assuan traffic log shows ``D <redacted>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+
+from cardbridge.errors import PinentryError, UserCancelledError, UserTimeoutError
+
+log = logging.getLogger(__name__)
+TRACE = 5
+
+GPG_ERR_TIMEOUT = 62
+GPG_ERR_CANCELED = 99
+GPG_ERR_NOT_CONFIRMED = 114
+_LINE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Dialog:
+    """The texts of one pinentry dialog."""
+
+    title: str
+    description: str
+    prompt: str = ""
+    error: str | None = None
+    ok: str | None = None
+    cancel: str | None = None
+    timeout: float | None = None  # seconds; pinentry closes itself too
+
+
+def escape(value: str) -> str:
+    """Percent-escape an Assuan argument."""
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def unescape_into(data: bytes, out: bytearray) -> None:
+    """Percent-decode ``data`` into ``out``."""
+    i = 0
+    while i < len(data):
+        byte = data[i]
+        if byte == 0x25 and i + 2 < len(data):
+            out.append(int(data[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(byte)
+            i += 1
+
+
+class Pinentry:
+    """One running pinentry program."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Pinentry:
+        path = shutil.which(self.program)
+        if path is None:
+            raise PinentryError(f"The PIN dialog program {self.program!r} is not installed.")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                path,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL,
+                limit=_LINE_LIMIT * 2,
+            )
+        except OSError as exc:
+            raise PinentryError(f"The PIN dialog program {self.program!r} cannot start: {exc}") from exc
+        greeting = await self._read_line()
+        if not greeting.startswith(b"OK"):
+            await self.close()
+            raise PinentryError("The PIN dialog program did not greet with OK.")
+        tty = _ttyname()
+        if tty:
+            await self.command(f"OPTION ttyname={tty}", optional=True)
+            await self.command(f"OPTION ttytype={os.environ.get('TERM', 'vt100')}", optional=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                if proc.stdin is not None and not proc.stdin.is_closing():
+                    proc.stdin.write(b"BYE\n")
+                    proc.stdin.close()
+                await asyncio.wait_for(proc.wait(), 0.5)
+            except (TimeoutError, OSError, ConnectionError):
+                pass
+            except asyncio.CancelledError:
+                proc.kill()
+                raise
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    async def _read_line(self) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            line = await self._proc.stdout.readline()
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            raise PinentryError("The PIN dialog program sent a line that is too long.") from exc
+        if not line:
+            raise PinentryError("The PIN dialog program ended unexpectedly.")
+        return line.rstrip(b"\r\n")
+
+    async def _send(self, line: str) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        log.log(TRACE, "pinentry <- %s", line)
+        try:
+            self._proc.stdin.write(line.encode("utf-8") + b"\n")
+            await self._proc.stdin.drain()
+        except (OSError, ConnectionError) as exc:
+            raise PinentryError("The PIN dialog program closed its input.") from exc
+
+    async def command(self, line: str, *, optional: bool = False, data: bytearray | None = None) -> None:
+        """Send one command; collect ``D`` data into ``data``; raise on ERR."""
+        await self._send(line)
+        while True:
+            reply = await self._read_line()
+            if reply.startswith(b"D "):
+                log.log(TRACE, "pinentry -> D <redacted>")
+                if data is not None:
+                    unescape_into(reply[2:], data)
+                reply = b""
+                continue
+            if reply.startswith(b"#") or reply.startswith(b"S ") or reply.startswith(b"INQUIRE") or not reply:
+                if reply.startswith(b"INQUIRE"):
+                    await self._send("CAN")
+                continue
+            log.log(TRACE, "pinentry -> %s", reply[:80].decode("utf-8", "replace"))
+            if reply == b"OK" or reply.startswith(b"OK "):
+                return
+            if reply.startswith(b"ERR"):
+                if optional:
+                    return
+                raise _error_for(reply)
+            raise PinentryError("The PIN dialog program broke the protocol.")
+
+    async def _set_texts(self, dialog: Dialog) -> None:
+        await self.command(f"SETTITLE {escape(dialog.title)}")
+        await self.command(f"SETDESC {escape(dialog.description)}")
+        if dialog.prompt:
+            await self.command(f"SETPROMPT {escape(dialog.prompt)}")
+        if dialog.error:
+            await self.command(f"SETERROR {escape(dialog.error)}")
+        if dialog.ok:
+            await self.command(f"SETOK {escape(dialog.ok)}", optional=True)
+        if dialog.cancel:
+            await self.command(f"SETCANCEL {escape(dialog.cancel)}", optional=True)
+        if dialog.timeout:
+            await self.command(f"SETTIMEOUT {max(1, int(dialog.timeout))}", optional=True)
+
+    async def get_pin(self, dialog: Dialog) -> bytearray:
+        """Show ``dialog`` and return the PIN typed (wipe it after use)."""
+        await self._set_texts(dialog)
+        pin = bytearray()
+        try:
+            await self.command("GETPIN", data=pin)
+        except BaseException:
+            wipe(pin)
+            raise
+        return pin
+
+    async def confirm(self, dialog: Dialog) -> None:
+        """Show ``dialog`` with OK and Cancel; returns when OK was pressed."""
+        await self._set_texts(dialog)
+        await self.command("CONFIRM")
+
+
+def _error_for(reply: bytes) -> Exception:
+    parts = reply.split(b" ", 2)
+    try:
+        code = int(parts[1]) & 0xFFFF
+    except (IndexError, ValueError):
+        code = 0
+    if code in (GPG_ERR_CANCELED, GPG_ERR_NOT_CONFIRMED):
+        return UserCancelledError("The PIN dialog was cancelled.")
+    if code == GPG_ERR_TIMEOUT:
+        return UserTimeoutError("The PIN dialog timed out.")
+    return PinentryError(f"The PIN dialog program failed ({reply[:80].decode('utf-8', 'replace')}).")
+
+
+def wipe(buffer: bytearray) -> None:
+    """Overwrite and empty a PIN buffer."""
+    for i in range(len(buffer)):
+        buffer[i] = 0
+    buffer.clear()
+
+
+def _ttyname() -> str | None:
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd):
+                return os.ttyname(fd)
+        except OSError:
+            continue
+    return None
