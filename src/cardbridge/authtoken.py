@@ -19,7 +19,7 @@ from cardbridge.errors import InvalidNonceError, InvalidOriginError
 from cardbridge.model import SignatureAlgorithm, hash_bytes
 
 TOKEN_FORMAT = "web-eid:1.0"
-APP_VERSION_URL = "https://github.com/cardbridge/cardbridge/releases/" + __version__
+APP_VERSION_URL = "https://cardbridge.invalid/cardbridge/releases/" + __version__
 
 ORIGIN_MAX_LENGTH = 255
 NONCE_MIN_LENGTH = 44

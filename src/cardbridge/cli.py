@@ -1,0 +1,252 @@
+"""The ``cardbridge`` command: the only module that prints to the user or exits.
+
+Exit codes (stable):
+
+    0  success
+    1  INTERNAL and anything unexpected
+    2  usage error (bad flags)
+    3  invalid input: INVALID_ORIGIN, INVALID_NONCE, INVALID_ARGUMENT
+    4  nothing to use: NO_TOKEN, NO_CERTIFICATE, AMBIGUOUS_CERTIFICATE, KEY_NOT_FOUND,
+       UNSUPPORTED_KEY, NO_CARD, NO_READERS, UNSUPPORTED_CARD
+    5  PIN: PIN_INCORRECT, PIN_BLOCKED, PIN_INVALID_LENGTH
+    6  the person: USER_CANCELLED, USER_TIMEOUT
+    7  card, reader, module: CARD_REMOVED, CARD_BUSY, CARD_RESET, CARD_ERROR,
+       SERVICE_NOT_RUNNING, MODULE_ERROR, MODULE_NOT_FOUND, PINENTRY_FAILED
+    8  the bridge: CONFIG_ERROR, BUSY, ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from cardbridge import __version__
+from cardbridge.errors import CardbridgeError, Code
+
+EXIT_CODES: dict[Code, int] = {
+    **dict.fromkeys((Code.INVALID_ORIGIN, Code.INVALID_NONCE, Code.INVALID_ARGUMENT), 3),
+    **dict.fromkeys(
+        (
+            Code.NO_TOKEN,
+            Code.NO_CERTIFICATE,
+            Code.AMBIGUOUS_CERTIFICATE,
+            Code.KEY_NOT_FOUND,
+            Code.UNSUPPORTED_KEY,
+            Code.NO_CARD,
+            Code.NO_READERS,
+            Code.UNSUPPORTED_CARD,
+        ),
+        4,
+    ),
+    **dict.fromkeys((Code.PIN_INCORRECT, Code.PIN_BLOCKED, Code.PIN_INVALID_LENGTH), 5),
+    **dict.fromkeys((Code.USER_CANCELLED, Code.USER_TIMEOUT), 6),
+    **dict.fromkeys(
+        (
+            Code.CARD_REMOVED,
+            Code.CARD_BUSY,
+            Code.CARD_RESET,
+            Code.CARD_ERROR,
+            Code.SERVICE_NOT_RUNNING,
+            Code.MODULE_ERROR,
+            Code.MODULE_NOT_FOUND,
+            Code.PINENTRY_FAILED,
+        ),
+        7,
+    ),
+    **dict.fromkeys((Code.CONFIG_ERROR, Code.BUSY, Code.ORIGIN_NOT_ALLOWED, Code.HOST_NOT_ALLOWED), 8),
+}
+
+
+def exit_code(error: CardbridgeError) -> int:
+    return EXIT_CODES.get(error.code, 1)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {Code.INVALID_ARGUMENT}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_module_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--module",
+        action="append",
+        metavar="PATH",
+        help="PKCS#11 module to use (absolute path; repeatable). Default: CARDBRIDGE_PKCS11_MODULE, "
+        "the config file, then the modules registered with p11-kit.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cardbridge", description="Log in to public-sector portals with your national ID card.")
+    parser.add_argument("--version", action="version", version=f"cardbridge {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p_list = commands.add_parser("list", help="list the cards (tokens) and their certificates")
+    _add_module_flags(p_list)
+    p_list.add_argument("--json", action="store_true", help="print JSON")
+
+    p_auth = commands.add_parser("authenticate", help="sign a portal's login challenge and print the auth token")
+    p_auth.add_argument("--origin", required=True, help="the portal's origin, e.g. https://login.example.no")
+    p_auth.add_argument("--nonce", required=True, help="the portal's challenge nonce (44-128 characters)")
+    _add_module_flags(p_auth)
+    p_auth.add_argument("--token", metavar="LABEL", help="use only the token with this label")
+    p_auth.add_argument("--certificate", metavar="SHA256", help="use the certificate with this SHA-256 (hex)")
+    p_auth.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
+    p_auth.add_argument("--lang", choices=("nb", "nn", "en"), help="language of the PIN dialog")
+    p_auth.add_argument("--json", action="store_true", help="print errors as JSON on stdout too")
+    p_auth.add_argument(
+        "--allow-http-localhost", action="store_true", help="accept http://localhost origins (development only)"
+    )
+
+    p_dev = commands.add_parser("dev", help="emulated ID cards for developers")
+    dev = p_dev.add_subparsers(dest="dev_command", metavar="WHAT", parser_class=_Parser, required=True)
+    p_token = dev.add_parser("token", help="an emulated ID card on SoftHSM2")
+    token = p_token.add_subparsers(dest="token_command", metavar="ACTION", parser_class=_Parser, required=True)
+    p_create = token.add_parser("create", help="make the emulated card (once) and print how to use it")
+    p_create.add_argument("--key", choices=("ec-p256", "ec-p384", "rsa-2048"), default="ec-p384")
+    p_create.add_argument("--pin", default="1234", help="the card's PIN (development only)")
+    p_create.add_argument("--label", default="cardbridge-dev", help="token label")
+    p_create.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _report(error: CardbridgeError, as_json: bool) -> int:
+    print(f"error: {error.code}: {error.message}", file=sys.stderr)
+    candidates = error.details.get("candidates")
+    if isinstance(candidates, list):
+        for candidate in candidates:
+            print(f"  --certificate {candidate['sha256']}  {candidate['holder']} ({candidate['token']})", file=sys.stderr)
+    if as_json:
+        _print_json({"error": error.to_dict()})
+    return exit_code(error)
+
+
+def _service(args: argparse.Namespace, *, allow_http_localhost: bool = False) -> Any:
+    from cardbridge.config import load_config
+    from cardbridge.pkcs11.discovery import resolve_modules
+    from cardbridge.service import CardService, open_backends
+
+    config = load_config()
+    modules = resolve_modules(args.module, config_modules=config.pkcs11_modules)
+    return config, CardService(
+        open_backends(modules),
+        user_timeout=config.user_timeout,
+        allow_http_localhost=allow_http_localhost or config.allow_http_localhost,
+    )
+
+
+async def _list(args: argparse.Namespace) -> int:
+    _, service = _service(args)
+    try:
+        listings = await service.list_tokens()
+    finally:
+        await service.aclose()
+    if args.json:
+        _print_json({"version": __version__, "tokens": [listing.to_dict() for listing in listings]})
+        return 0
+    if not listings:
+        print("No card or token found. Insert your ID card into the reader.")
+    for listing in listings:
+        info = listing.info
+        print(f"{info.label}  ({info.manufacturer} {info.model}, {info.source})")
+        if listing.error:
+            print(f"  error: {listing.error['code']}: {listing.error['message']}")
+        for cert in listing.certificates:
+            print(f"  [{cert.purpose}] {cert.holder_name}")
+            print(f"    subject:  {cert.subject}")
+            print(f"    issuer:   {cert.issuer}")
+            print(f"    serial:   {cert.serial}")
+            print(f"    valid:    {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}")
+            print(f"    key:      {cert.key_type} {cert.key_size}")
+            print(f"    sha256:   {cert.sha256}")
+    return 0
+
+
+async def _authenticate(args: argparse.Namespace) -> int:
+    from cardbridge.authtoken import check_nonce, check_origin
+    from cardbridge.i18n import resolve_language
+    from cardbridge.pinentry import PinentrySource, PinSource, StreamPinSource
+    from cardbridge.service import Selection
+
+    # The rules come first: a bad origin or nonce never touches a token or loads a module.
+    check_origin(args.origin, allow_http_localhost=args.allow_http_localhost)
+    check_nonce(args.nonce)
+    config, service = _service(args, allow_http_localhost=args.allow_http_localhost)
+    lang = resolve_language(args.lang, config.lang)
+    source: PinSource = StreamPinSource(sys.stdin.buffer) if args.pin_stdin else PinentrySource(config.pinentry_program())
+    try:
+        token = await service.authenticate(
+            args.origin,
+            args.nonce,
+            source,
+            lang=lang,
+            selection=Selection(token_label=args.token, certificate_sha256=args.certificate),
+        )
+    finally:
+        await service.aclose()
+    print(json.dumps(token.to_dict(), indent=2) if args.json else token.to_json())
+    return 0
+
+
+def _dev_token_create(args: argparse.Namespace) -> int:
+    from cardbridge.config import data_dir
+    from cardbridge.emulator.softhsm import create_dev_token
+
+    token = create_dev_token(data_dir() / "dev", key=args.key, pin=args.pin, label=args.label)
+    if args.json:
+        _print_json(token.to_dict())
+        return 0
+    print("The emulated ID card (SoftHSM2 token) is ready.")
+    print(f"  holder:          {token.holder} ({token.id_code})")
+    print(f"  key:             {token.key}")
+    print(f"  token label:     {token.label}")
+    print(f"  PIN:             {token.pin}   (development only)")
+    print(f"  module:          {token.module}")
+    print(f"  SOFTHSM2_CONF:   {token.softhsm2_conf}")
+    print(f"  CA certificate:  {token.ca_certificate}")
+    print()
+    print("Use it:")
+    print(f"  export SOFTHSM2_CONF={token.softhsm2_conf}")
+    print(f"  cardbridge list --module {token.module}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    as_json = bool(getattr(args, "json", False))
+    try:
+        if args.command == "list":
+            return asyncio.run(_list(args))
+        if args.command == "authenticate":
+            return asyncio.run(_authenticate(args))
+        if args.command == "dev" and args.dev_command == "token":
+            return _dev_token_create(args)
+        parser.print_help()
+        return 2
+    except CardbridgeError as error:
+        return _report(error, as_json)
+    except KeyboardInterrupt:
+        print("error: USER_CANCELLED: interrupted", file=sys.stderr)
+        return 6
+    except Exception as exc:  # a bug: say so plainly, with a stable code
+        logging.getLogger("cardbridge").debug("unexpected error", exc_info=True)
+        return _report(CardbridgeError(f"Unexpected error: {type(exc).__name__}: {exc}"), as_json)

@@ -1,0 +1,368 @@
+"""A virtual PIV ID card in the vsmartcard ``vpcd`` reader of pcscd.
+
+The card is a :class:`~cardbridge.emulator.piv_card.PivApplet` with keys and certificates
+from the development PKI (the same synthetic citizen as the SoftHSM2 token). It connects
+to vpcd as a client on 127.0.0.1 (port 35963 for reader ``Virtual PCD 00 00``, 35964 for
+``Virtual PCD 00 01``); it listens on nothing. The vpcd protocol: frames of a 2-byte
+big-endian length and a payload; a 1-byte payload is a control (0 power off, 1 power on,
+2 reset, 4 send the ATR), any other payload a command APDU answered by one response APDU;
+closing the socket removes the card.
+
+Removing and inserting while it runs:
+
+- Python: :meth:`VirtualPivCard.remove` and :meth:`VirtualPivCard.insert`.
+- A running ``cardbridge dev card``: ``SIGUSR1`` removes the card, ``SIGUSR2`` inserts it
+  (``kill -USR1 PID``); the PID is in ``FOLDER/virtual-card-READER/card.pid``, and
+  :func:`signal_card` sends them by reader number.
+
+When pcscd stops, the card waits and connects again when pcscd is back.
+Keys are kept in ``FOLDER/virtual-card-READER`` (mode 0700), so a restart gives the same
+card; the PIN retry counter lives only as long as the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from cryptography.hazmat.primitives import serialization
+
+from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, PrivateKey, generate_key
+from cardbridge.emulator.piv_card import ATR, PivApplet, PivCardData
+from cardbridge.errors import ConfigError, InvalidInputError
+from cardbridge.model import Purpose
+
+log = logging.getLogger(__name__)
+
+VPCD_HOST = "127.0.0.1"
+VPCD_PORTS = (35963, 35964)
+READER_NAMES = ("Virtual PCD 00 00", "Virtual PCD 00 01")
+DEFAULT_PIN = "123456"  # PIV PINs are 6 to 8 digits
+
+CTRL_POWER_OFF = 0
+CTRL_POWER_ON = 1
+CTRL_RESET = 2
+CTRL_ATR = 4
+
+
+def card_folder(folder: Path, reader: int) -> Path:
+    """Where the card on ``reader`` keeps its keys and PID file."""
+    return folder / f"virtual-card-{reader}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def load_or_create_card(
+    folder: Path, *, key: str = "ec-p256", reader: int = 0, ca: DevCA | None = None, citizen: Citizen | None = None
+) -> PivCardData:
+    """The card's keys and certificates, made once in ``card_folder(folder, reader)``.
+
+    The CA is ``folder/ca`` (the one the SoftHSM2 token uses) unless ``ca`` is given. A
+    different ``key`` type than the stored one makes a new card.
+    """
+    if key not in KEY_CHOICES:
+        raise InvalidInputError(f"Unknown key type {key!r}; choose one of {', '.join(KEY_CHOICES)}.")
+    here = card_folder(folder, reader)
+    here.mkdir(parents=True, exist_ok=True, mode=0o700)
+    meta_path = here / "card.json"
+    files = {name: here / f"{name}.pem" for name in ("auth-key", "auth-cert", "sign-key", "sign-cert")}
+    if meta_path.exists() and all(p.exists() for p in files.values()):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("key") == key:
+            keys = {}
+            for name in ("auth-key", "sign-key"):
+                loaded = serialization.load_pem_private_key(files[name].read_bytes(), password=None)
+                keys[name] = loaded
+            certs = {
+                name: _pem_to_der(files[name].read_bytes()) for name in ("auth-cert", "sign-cert")
+            }
+            return PivCardData(
+                auth_key=keys["auth-key"],  # type: ignore[arg-type]
+                auth_cert=certs["auth-cert"],
+                sign_key=keys["sign-key"],  # type: ignore[arg-type]
+                sign_cert=certs["sign-cert"],
+                guid=bytes.fromhex(meta["guid"]),
+            )
+    authority = ca or DevCA.load_or_create(folder / "ca")
+    person = citizen or Citizen()
+    auth_key, sign_key = generate_key(key), generate_key(key)
+    auth_cert = authority.issue(auth_key.public_key(), person, Purpose.AUTHENTICATION)
+    sign_cert = authority.issue(sign_key.public_key(), person, Purpose.SIGNING)
+    _write_private(files["auth-key"], _key_pem(auth_key))
+    _write_private(files["sign-key"], _key_pem(sign_key))
+    files["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
+    files["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
+    guid = secrets.token_bytes(16)
+    meta_path.write_text(json.dumps({"key": key, "guid": guid.hex(), "ca": str(authority.cert_path)}), encoding="utf-8")
+    return PivCardData(
+        auth_key=auth_key,
+        auth_cert=auth_cert.public_bytes(serialization.Encoding.DER),
+        sign_key=sign_key,
+        sign_cert=sign_cert.public_bytes(serialization.Encoding.DER),
+        guid=guid,
+    )
+
+
+def _pem_to_der(pem: bytes) -> bytes:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+@dataclass(frozen=True, slots=True)
+class ApduRecord:
+    """One exchange the card saw (the VERIFY data is never kept)."""
+
+    command: bytes
+    response_sw: int
+
+    @property
+    def ins(self) -> int:
+        return self.command[1]
+
+
+class VirtualPivCard:
+    """A virtual PIV card connected to vpcd from a background thread.
+
+    ``start()`` inserts it; ``remove()``/``insert()`` pull and push it while it runs;
+    ``stop()`` removes it and ends the thread. ``apdu_count`` counts command APDUs and
+    ``records`` keeps them (VERIFY data dropped) until ``reset_count()``.
+    """
+
+    def __init__(
+        self,
+        data: PivCardData,
+        *,
+        pin: str = DEFAULT_PIN,
+        reader: int = 0,
+        host: str = VPCD_HOST,
+        port: int | None = None,
+        atr: bytes = ATR,
+    ) -> None:
+        if reader not in (0, 1) and port is None:
+            raise InvalidInputError("reader is 0 or 1")
+        self.applet = PivApplet(data, pin)
+        self.applet.on_apdu = self._record
+        self.reader = reader
+        self.reader_name = READER_NAMES[reader] if reader in (0, 1) else f"vpcd:{port}"
+        self.atr = atr
+        self._address = (host, port if port is not None else VPCD_PORTS[reader])
+        self._want_inserted = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._disconnected = threading.Event()
+        self._disconnected.set()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self.records: list[ApduRecord] = []
+        self.on_change: Callable[[str], None] | None = None
+
+    # -- public -------------------------------------------------------------------
+    @property
+    def apdu_count(self) -> int:
+        return len(self.records)
+
+    @property
+    def inserted(self) -> bool:
+        return self._connected.is_set()
+
+    def reset_count(self) -> None:
+        with self._lock:
+            self.records.clear()
+
+    def start(self, *, inserted: bool = True) -> VirtualPivCard:
+        if inserted:
+            self._want_inserted.set()
+        self._thread = threading.Thread(target=self._run, name=f"virtual-card-{self.reader}", daemon=True)
+        self._thread.start()
+        return self
+
+    def insert(self, *, wait: float | None = 5.0) -> bool:
+        """Insert the card; with ``wait``, until vpcd accepted the connection."""
+        self._want_inserted.set()
+        return self._connected.wait(wait) if wait else True
+
+    def remove(self, *, wait: float | None = 5.0) -> bool:
+        """Pull the card out (close the vpcd connection)."""
+        self._want_inserted.clear()
+        self._close_socket()
+        return self._disconnected.wait(wait) if wait else True
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.remove(wait=None)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> VirtualPivCard:
+        return self if self._thread else self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- internals ------------------------------------------------------------------
+    def _record(self, command: bytes, response: bytes) -> None:
+        kept = command[:4] if command[1:2] == b"\x20" else command  # never keep a PIN
+        with self._lock:
+            self.records.append(ApduRecord(kept, int.from_bytes(response[-2:], "big")))
+
+    def _close_socket(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _notify(self, what: str) -> None:
+        log.info("virtual card on %s: %s", self.reader_name, what)
+        if self.on_change is not None:
+            self.on_change(what)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            if not self._want_inserted.wait(0.2):
+                continue
+            try:
+                sock = socket.create_connection(self._address, timeout=2)
+            except OSError:
+                # vpcd is not there (pcscd stopped): try again soon.
+                self._stopping.wait(0.3)
+                continue
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self.applet.power_off()
+            self._disconnected.clear()
+            self._connected.set()
+            self._notify("inserted")
+            try:
+                self._serve(sock)
+            except OSError:
+                pass
+            finally:
+                self._sock = None
+                self._connected.clear()
+                with contextlib.suppress(OSError):
+                    sock.close()
+                self.applet.power_off()
+                self._disconnected.set()
+                self._notify("removed")
+            if self._want_inserted.is_set() and not self._stopping.is_set():
+                self._stopping.wait(0.3)  # vpcd went away; do not spin
+
+    def _serve(self, sock: socket.socket) -> None:
+        while True:
+            header = _recv_exact(sock, 2)
+            if header is None:
+                return
+            payload = _recv_exact(sock, int.from_bytes(header, "big"))
+            if payload is None:
+                return
+            if len(payload) == 1:
+                control = payload[0]
+                if control in (CTRL_POWER_OFF,):
+                    self.applet.power_off()
+                elif control in (CTRL_POWER_ON, CTRL_RESET):
+                    self.applet.reset()
+                elif control == CTRL_ATR:
+                    sock.sendall(len(self.atr).to_bytes(2, "big") + self.atr)
+                continue
+            response = self.applet.process(payload)
+            sock.sendall(len(response).to_bytes(2, "big") + response)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def pid_file(folder: Path, reader: int) -> Path:
+    return card_folder(folder, reader) / "card.pid"
+
+
+def run_virtual_card(
+    folder: Path,
+    *,
+    key: str = "ec-p256",
+    reader: int = 0,
+    pin: str = DEFAULT_PIN,
+    on_ready: Callable[[VirtualPivCard], None] | None = None,
+    on_change: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """``cardbridge dev card``: run the card in the foreground until SIGINT/SIGTERM (or ``stop``).
+
+    SIGUSR1 removes the card, SIGUSR2 inserts it. Call from the main thread (signals).
+    ``on_ready`` gets the card once it runs (the CLI prints the reader, PIN and PID file).
+    """
+    if not (6 <= len(pin) <= 8 and pin.isdigit()):
+        raise InvalidInputError("A PIV PIN has 6 to 8 digits.")
+    data = load_or_create_card(folder, key=key, reader=reader)
+    card = VirtualPivCard(data, pin=pin, reader=reader)
+    card.on_change = on_change
+    done = stop or threading.Event()
+    pidf = pid_file(folder, reader)
+    previous: dict[int, object] = {}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGUSR1:
+            card.remove(wait=None)
+        elif signum == signal.SIGUSR2:
+            card.insert(wait=None)
+        else:
+            done.set()
+
+    for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, on_signal)
+    pidf.write_text(str(os.getpid()), encoding="utf-8")
+    card.start()
+    try:
+        if on_ready is not None:
+            on_ready(card)
+        while not done.wait(1.0):
+            pass
+    finally:
+        card.stop()
+        with contextlib.suppress(OSError):
+            pidf.unlink()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def signal_card(folder: Path, reader: int, action: str) -> int:
+    """Remove (``"remove"``) or insert (``"insert"``) the card a running ``dev card`` serves.
+
+    Returns the PID signalled; ConfigError when no card runs for ``reader``.
+    """
+    signum = {"remove": signal.SIGUSR1, "insert": signal.SIGUSR2}.get(action)
+    if signum is None:
+        raise InvalidInputError("action is 'remove' or 'insert'")
+    try:
+        pid = int(pid_file(folder, reader).read_text(encoding="utf-8").strip())
+        os.kill(pid, signum)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"No virtual card runs for reader {reader}.") from exc
+    return pid

@@ -1,0 +1,329 @@
+"""One async façade for all card work.
+
+The CLI, the HTTP server and the native-messaging host call this and nothing below it.
+It enforces the order of a login: the origin and nonce rules first, then the card, the
+dialog (origin shown before the PIN is asked for), one login per PIN the person gives,
+and the signature over ``H(origin) || H(nonce)`` only. Card I/O runs on each backend's own
+worker thread, never on the event loop; one card operation runs at a time (another gets
+BUSY); a person who walks away gets USER_TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from cardbridge.authtoken import AuthToken, authentication_digest, check_nonce, check_origin
+from cardbridge.errors import (
+    AmbiguousCertificateError,
+    BusyError,
+    CardbridgeError,
+    InvalidInputError,
+    NoCertificateError,
+    NoTokenError,
+    PinBlockedError,
+    PinIncorrectError,
+    PinInvalidLengthError,
+    UnsupportedKeyError,
+    UserCancelledError,
+    UserTimeoutError,
+)
+from cardbridge.model import (
+    HASH_LENGTHS,
+    Backend,
+    CertificateInfo,
+    PinKind,
+    Purpose,
+    SignatureAlgorithm,
+    Token,
+    TokenListing,
+)
+from cardbridge.pinentry import PinRequest, PinSource, wipe
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_EC_HASH = {256: "SHA-256", 384: "SHA-384", 521: "SHA-512"}
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """How the caller narrows the choice of certificate (all optional)."""
+
+    token_label: str | None = None
+    certificate_sha256: str | None = None
+    reader: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    token: Token
+    certificate: CertificateInfo
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sha256": self.certificate.sha256,
+            "holder": self.certificate.holder_name,
+            "issuer": self.certificate.issuer,
+            "token": self.token.info.label,
+            "source": self.token.info.source,
+        }
+
+
+def authentication_algorithm(certificate: CertificateInfo, supported: Sequence[SignatureAlgorithm]) -> SignatureAlgorithm:
+    """EC P-256/384/521 → ES256/384/512; RSA → RS256, or PS256 when only PSS is offered."""
+    if certificate.key_type == "EC":
+        hash_function = _EC_HASH.get(certificate.key_size)
+        wanted = SignatureAlgorithm("ECC", hash_function or "", "NONE")
+        if hash_function and wanted in supported:
+            return wanted
+    elif certificate.key_type == "RSA":
+        for padding in ("PKCS1.5", "PSS"):
+            wanted = SignatureAlgorithm("RSA", "SHA-256", padding)
+            if wanted in supported:
+                return wanted
+    raise UnsupportedKeyError(
+        f"The card cannot sign with its {certificate.key_type}-{certificate.key_size} authentication key."
+    )
+
+
+class CardService:
+    """The card operations, for one process. Close it with :meth:`aclose`."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        *,
+        user_timeout: float = 120.0,
+        allow_http_localhost: bool = False,
+    ) -> None:
+        self._backends = list(backends)
+        self.user_timeout = user_timeout
+        self.allow_http_localhost = allow_http_localhost
+        self._operation = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """True while a card operation (and its dialog) is under way."""
+        return self._operation.locked()
+
+    async def aclose(self) -> None:
+        for backend in self._backends:
+            backend.close()
+
+    @staticmethod
+    async def _run(executor_owner: Token | Backend, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor_owner.executor, fn, *args)
+
+    # -- discovery ---------------------------------------------------------------------
+
+    async def _tokens(self) -> tuple[list[Token], list[CardbridgeError]]:
+        tokens: list[Token] = []
+        errors: list[CardbridgeError] = []
+        for backend in self._backends:
+            try:
+                tokens.extend(await self._run(backend, backend.tokens))
+            except CardbridgeError as exc:
+                log.info("backend %s: %s", backend.name, exc)
+                errors.append(exc)
+        return tokens, errors
+
+    async def list_tokens(self) -> list[TokenListing]:
+        """Every token and its certificates; a token that fails is listed with its error."""
+        listings: list[TokenListing] = []
+        tokens, errors = await self._tokens()
+        if not tokens and errors:
+            raise errors[0]
+        seen: set[frozenset[str]] = set()
+        for token in tokens:
+            try:
+                certificates = tuple(await self._run(token, token.certificates))
+                key = frozenset(c.sha256 for c in certificates)
+                if certificates and key in seen:
+                    continue  # the same card through another backend
+                seen.add(key)
+                pin = await self._run(token, token.pin_status, certificates[0]) if certificates else None
+                listings.append(TokenListing(token.info, certificates, pin))
+            except CardbridgeError as exc:
+                listings.append(TokenListing(token.info, (), None, exc.to_dict()))
+        return listings
+
+    async def _candidates(self, purpose: Purpose, selection: Selection) -> list[Candidate]:
+        tokens, errors = await self._tokens()
+        if selection.reader is not None:
+            tokens = [t for t in tokens if t.info.reader == selection.reader or t.info.source == selection.reader]
+        if selection.token_label is not None:
+            tokens = [t for t in tokens if t.info.label == selection.token_label]
+        if not tokens:
+            if errors:
+                raise errors[0]
+            raise NoTokenError("No ID card was found. Insert your card into the reader.")
+        found: dict[str, Candidate] = {}
+        for token in tokens:
+            try:
+                certificates = await self._run(token, token.certificates)
+            except CardbridgeError as exc:
+                errors.append(exc)
+                continue
+            for certificate in certificates:
+                if certificate.purpose is not purpose:
+                    continue
+                if selection.certificate_sha256 and certificate.sha256 != selection.certificate_sha256.lower():
+                    continue
+                found.setdefault(certificate.sha256, Candidate(token, certificate))
+        if not found and errors:
+            raise errors[0]
+        return list(found.values())
+
+    async def _choose(self, purpose: Purpose, selection: Selection) -> Candidate:
+        candidates = await self._candidates(purpose, selection)
+        if not candidates:
+            raise NoCertificateError(f"No {purpose} certificate was found on the card.")
+        if len(candidates) > 1:
+            raise AmbiguousCertificateError(
+                f"{len(candidates)} {purpose} certificates fit; choose one by its SHA-256 or the token label.",
+                candidates=[c.describe() for c in candidates],
+            )
+        return candidates[0]
+
+    # -- operations --------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self._operation.locked():
+            raise BusyError("Another card operation is under way. Finish or cancel it first.")
+
+    async def authenticate(
+        self,
+        origin: str,
+        nonce: str,
+        pin_source: PinSource,
+        *,
+        lang: str = "nb",
+        selection: Selection | None = None,
+    ) -> AuthToken:
+        """Sign ``H(origin) || H(nonce)`` with the authentication key; return the token."""
+        check_origin(origin, allow_http_localhost=self.allow_http_localhost)
+        check_nonce(nonce)
+        self._begin()
+        async with self._operation:
+            candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection())
+            token, certificate = candidate.token, candidate.certificate
+            supported = await self._run(token, token.supported_algorithms, certificate)
+            algorithm = authentication_algorithm(certificate, supported)
+            digest = authentication_digest(origin, nonce, algorithm)
+            signature = await self._sign_with_pin(
+                token, certificate, digest, algorithm, pin_source, origin, PinKind.AUTHENTICATION, lang
+            )
+            log.info("authenticated %s for %s with %s", certificate.sha256[:16], origin, algorithm.jws)
+            return AuthToken(certificate.der, algorithm.jws, signature)
+
+    async def signing_certificate(
+        self, origin: str, *, selection: Selection | None = None
+    ) -> tuple[CertificateInfo, list[SignatureAlgorithm]]:
+        """The signing (nonRepudiation) certificate and the algorithms its key supports."""
+        check_origin(origin, allow_http_localhost=self.allow_http_localhost)
+        self._begin()
+        async with self._operation:
+            candidate = await self._choose(Purpose.SIGNING, selection or Selection())
+            supported = await self._run(candidate.token, candidate.token.supported_algorithms, candidate.certificate)
+            return candidate.certificate, list(supported)
+
+    async def sign(
+        self,
+        origin: str,
+        certificate_der: bytes,
+        digest: bytes,
+        hash_function: str,
+        pin_source: PinSource,
+        *,
+        lang: str = "nb",
+    ) -> tuple[bytes, SignatureAlgorithm]:
+        """Sign a document hash with the signing key of ``certificate_der`` (signing PIN)."""
+        check_origin(origin, allow_http_localhost=self.allow_http_localhost)
+        if HASH_LENGTHS.get(hash_function) != len(digest):
+            raise InvalidInputError(f"The hash does not have the length of {hash_function}.")
+        self._begin()
+        async with self._operation:
+            wanted = hashlib.sha256(certificate_der).hexdigest()
+            candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
+            token, certificate = candidate.token, candidate.certificate
+            supported = await self._run(token, token.supported_algorithms, certificate)
+            matching = [a for a in supported if a.hash_function == hash_function]
+            if not matching:
+                raise UnsupportedKeyError(f"The card cannot sign a {hash_function} hash with this key.")
+            algorithm = matching[0]
+            signature = await self._sign_with_pin(
+                token, certificate, digest, algorithm, pin_source, origin, PinKind.SIGNING, lang
+            )
+            return signature, algorithm
+
+    async def _sign_with_pin(
+        self,
+        token: Token,
+        certificate: CertificateInfo,
+        digest: bytes,
+        algorithm: SignatureAlgorithm,
+        pin_source: PinSource,
+        origin: str,
+        kind: PinKind,
+        lang: str,
+    ) -> bytes:
+        """Ask for the PIN, log in once with it, sign. A wrong PIN is reported in the next
+        dialog, which the person may answer with another PIN or cancel; it is never sent
+        again by us. The whole exchange is bounded by ``user_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.user_timeout
+        previous: CardbridgeError | None = None
+        while True:
+            status = await self._run(token, token.pin_status, certificate)
+            if status.blocked:
+                raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UserTimeoutError("No PIN was given in time.")
+            request = PinRequest(
+                origin=origin,
+                holder=certificate.holder_name,
+                kind=kind,
+                status=status,
+                lang=lang,
+                error=previous,
+                timeout=remaining,
+            )
+            try:
+                pin = await asyncio.wait_for(pin_source.get_pin(request), remaining)
+            except TimeoutError as exc:
+                raise UserTimeoutError("No PIN was given in time.") from exc
+            except UserCancelledError:
+                if previous is not None:
+                    raise previous from None  # the last real failure tells the caller more
+                raise
+            try:
+                if not status.protected_path and not status.min_length <= len(pin) <= status.max_length:
+                    previous = PinInvalidLengthError(
+                        f"The PIN must have {status.min_length} to {status.max_length} characters.",
+                        minLength=status.min_length,
+                        maxLength=status.max_length,
+                    )
+                    continue
+                return await self._run(
+                    token, token.sign_digest, certificate, pin if not status.protected_path else None, digest, algorithm
+                )
+            except PinIncorrectError as exc:
+                if exc.retries_left == 0:
+                    raise
+                previous = exc
+            finally:
+                wipe(pin)
+
+
+def open_backends(modules: Sequence[str]) -> list[Backend]:
+    """Backends for the PKCS#11 ``modules`` (checked paths; see ``pkcs11.discovery``)."""
+    from cardbridge.pkcs11.backend import ModuleBackend
+
+    return [ModuleBackend(path) for path in modules]
