@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite: SoftHSM2 tokens and a scripted pinentry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.softhsm import SoftHsm, make_softhsm
+
+TOOLS = Path(__file__).parent / "tools"
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> SoftHsm:
+    if shutil.which("softhsm2-util") is None:
+        pytest.skip("SoftHSM2 is not installed")
+    return make_softhsm(tmp_path_factory.mktemp("softhsm"))
+
+
+class ScriptedPinentry:
+    """Drives tests/tools/scripted_pinentry.py: what it answers, and what it was told."""
+
+    program = str(TOOLS / "scripted_pinentry.py")
+
+    def __init__(self, folder: Path) -> None:
+        self.script = folder / "pinentry-script.json"
+        self.log = folder / "pinentry-log.jsonl"
+        self.respond()
+
+    def respond(self, *responses: str) -> None:
+        self.script.write_text(json.dumps({"responses": list(responses), "log": str(self.log)}), encoding="utf-8")
+        self.log.unlink(missing_ok=True)
+
+    def dialogs(self) -> list[dict[str, Any]]:
+        """One entry per dialog shown: its commands as [verb, argument] pairs."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
+
+    def texts(self, verb: str) -> list[str]:
+        """Every argument sent with ``verb`` (SETDESC, SETERROR, …), in order."""
+        return [arg for dialog in self.dialogs() for v, arg in dialog["commands"] if v == verb]
+
+    def env(self) -> dict[str, str]:
+        return {"CARDBRIDGE_PINENTRY": self.program, "CARDBRIDGE_TEST_PINENTRY_SCRIPT": str(self.script)}
+
+
+@pytest.fixture
+def pinentry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedPinentry]:
+    scripted = ScriptedPinentry(tmp_path)
+    for key, value in scripted.env().items():
+        monkeypatch.setenv(key, value)
+    yield scripted
