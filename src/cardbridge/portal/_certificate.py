@@ -163,7 +163,9 @@ def load_trusted_certificates(certificates: Iterable[TrustedCertificate]) -> lis
             else:
                 blobs = [data]
         else:
-            raise ConfigError(f"A trusted CA certificate must be bytes or an x509.Certificate, not {type(item).__name__}.")
+            raise ConfigError(
+                f"A trusted CA certificate must be bytes or an x509.Certificate, not {type(item).__name__}."
+            )
         for der in blobs:
             try:
                 cert = asn1x509.Certificate.load(der, strict=True)
