@@ -55,4 +55,4 @@ def pinentry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Script
     scripted = ScriptedPinentry(tmp_path)
     for key, value in scripted.env().items():
         monkeypatch.setenv(key, value)
-    yield scripted
+    return scripted

@@ -75,7 +75,9 @@ def test_http_localhost_only_when_allowed() -> None:
         check_origin("http://localhost:80", allow_http_localhost=True)
 
 
-@pytest.mark.parametrize("nonce", ["A" * 43, "A" * 129, "A" * 43 + "\n", "A" * 20 + "\x00" + "A" * 30, "A" * 44 + " ", 12])
+@pytest.mark.parametrize(
+    "nonce", ["A" * 43, "A" * 129, "A" * 43 + "\n", "A" * 20 + "\x00" + "A" * 30, "A" * 44 + " ", 12]
+)
 def test_bad_nonces(nonce: object) -> None:
     with pytest.raises(InvalidNonceError) as info:
         check_nonce(nonce)

@@ -13,8 +13,17 @@ from cardbridge.model import Purpose
 
 
 def _ku(**on: bool) -> x509.KeyUsage:
-    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    names = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
     return x509.KeyUsage(**{n: on.get(n, False) for n in names})
 
 
@@ -44,14 +53,20 @@ def test_authentication_certificate_fields(ca: DevCA) -> None:
     ("key_usage", "eku", "purpose"),
     [
         (_ku(digital_signature=True), None, Purpose.AUTHENTICATION),
-        (_ku(digital_signature=True, key_agreement=True), [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION], Purpose.AUTHENTICATION),
+        (
+            _ku(digital_signature=True, key_agreement=True),
+            [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.EMAIL_PROTECTION],
+            Purpose.AUTHENTICATION,
+        ),
         (_ku(digital_signature=True), [ExtendedKeyUsageOID.EMAIL_PROTECTION], Purpose.OTHER),
         (_ku(content_commitment=True), None, Purpose.SIGNING),
         (_ku(digital_signature=True, content_commitment=True), None, Purpose.SIGNING),
         (_ku(key_encipherment=True), None, Purpose.OTHER),
     ],
 )
-def test_purpose(ca: DevCA, key_usage: x509.KeyUsage, eku: list[x509.ObjectIdentifier] | None, purpose: Purpose) -> None:
+def test_purpose(
+    ca: DevCA, key_usage: x509.KeyUsage, eku: list[x509.ObjectIdentifier] | None, purpose: Purpose
+) -> None:
     key = generate_key("ec-p256")
     cert = ca.issue(key.public_key(), Citizen(), Purpose.OTHER, key_usage=key_usage, extended_key_usage=eku)
     assert parse_certificate(_der(cert)).purpose is purpose

@@ -11,7 +11,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-_HASHES = {"256": (hashlib.sha256, hashes.SHA256), "384": (hashlib.sha384, hashes.SHA384), "512": (hashlib.sha512, hashes.SHA512)}
+_HASHES = {
+    "256": (hashlib.sha256, hashes.SHA256),
+    "384": (hashlib.sha384, hashes.SHA384),
+    "512": (hashlib.sha512, hashes.SHA512),
+}
 
 
 def verify_token(token: dict[str, Any], origin: str, nonce: str) -> x509.Certificate:

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("--pin", default="1234", help="the card's PIN (development only)")
     p_create.add_argument("--label", default="cardbridge-dev", help="token label")
     p_create.add_argument("--json", action="store_true", help="print JSON")
+    p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
+    p_demo.add_argument("--check", action="store_true", help="run one login non-interactively and check it")
     return parser
 
 
@@ -132,7 +134,9 @@ def _report(error: CardbridgeError, as_json: bool) -> int:
     candidates = error.details.get("candidates")
     if isinstance(candidates, list):
         for candidate in candidates:
-            print(f"  --certificate {candidate['sha256']}  {candidate['holder']} ({candidate['token']})", file=sys.stderr)
+            print(
+                f"  --certificate {candidate['sha256']}  {candidate['holder']} ({candidate['token']})", file=sys.stderr
+            )
     if as_json:
         _print_json({"error": error.to_dict()})
     return exit_code(error)
@@ -190,7 +194,9 @@ async def _authenticate(args: argparse.Namespace) -> int:
     check_nonce(args.nonce)
     config, service = _service(args, allow_http_localhost=args.allow_http_localhost)
     lang = resolve_language(args.lang, config.lang)
-    source: PinSource = StreamPinSource(sys.stdin.buffer) if args.pin_stdin else PinentrySource(config.pinentry_program())
+    source: PinSource = (
+        StreamPinSource(sys.stdin.buffer) if args.pin_stdin else PinentrySource(config.pinentry_program())
+    )
     try:
         token = await service.authenticate(
             args.origin,
@@ -228,6 +234,36 @@ def _dev_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _demo(args: argparse.Namespace) -> int:
+    import base64
+    import secrets
+
+    from cardbridge.config import data_dir
+    from cardbridge.emulator.softhsm import create_dev_token
+    from cardbridge.pinentry import FixedPinSource
+    from cardbridge.service import CardService, Selection, open_backends
+
+    origin = "https://login.example.no"
+    card = create_dev_token(data_dir() / "dev")
+    print(f"Emulated ID card: {card.holder} ({card.id_code}), token {card.label!r}, PIN {card.pin}")
+    nonce = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    print(f"Portal {origin} issued the challenge {nonce}")
+    service = CardService(open_backends([card.module]))
+    try:
+        token = await service.authenticate(
+            origin, nonce, FixedPinSource(card.pin), selection=Selection(token_label=card.label)
+        )
+    finally:
+        await service.aclose()
+    from cardbridge.certs import parse_certificate
+
+    holder = parse_certificate(token.unverified_certificate)
+    print("Auth token:")
+    print(json.dumps(token.to_dict(), indent=2))
+    print(f"Signed by: {holder.holder_name}, {holder.id_code} (issuer: {holder.issuer})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -238,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_list(args))
         if args.command == "authenticate":
             return asyncio.run(_authenticate(args))
+        if args.command == "demo":
+            return asyncio.run(_demo(args))
         if args.command == "dev" and args.dev_command == "token":
             return _dev_token_create(args)
         parser.print_help()

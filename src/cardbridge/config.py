@@ -49,7 +49,9 @@ class Config:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else (str(value) if isinstance(value, Path) else value)
+            out[f.name] = (
+                list(value) if isinstance(value, tuple) else (str(value) if isinstance(value, Path) else value)
+            )
         return out
 
 
@@ -93,9 +95,7 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{file}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     try:
         allow_http = _bool(raw, "allow_http_localhost", False)
-        origins = tuple(
-            check_origin(o, allow_http_localhost=allow_http) for o in _strings(raw, "allowed_origins")
-        )
+        origins = tuple(check_origin(o, allow_http_localhost=allow_http) for o in _strings(raw, "allowed_origins"))
         modules = _strings(raw, "pkcs11_modules")
         for module in modules:
             if not os.path.isabs(module):

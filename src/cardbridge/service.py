@@ -74,7 +74,9 @@ class Candidate:
         }
 
 
-def authentication_algorithm(certificate: CertificateInfo, supported: Sequence[SignatureAlgorithm]) -> SignatureAlgorithm:
+def authentication_algorithm(
+    certificate: CertificateInfo, supported: Sequence[SignatureAlgorithm]
+) -> SignatureAlgorithm:
     """EC P-256/384/521 → ES256/384/512; RSA → RS256, or PS256 when only PSS is offered."""
     if certificate.key_type == "EC":
         hash_function = _EC_HASH.get(certificate.key_size)

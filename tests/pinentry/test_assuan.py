@@ -43,7 +43,9 @@ async def test_norwegian_texts_and_tries_left(pinentry: ScriptedPinentry) -> Non
     await PinentrySource(pinentry.program).get_pin(_request(lang="nb", error=error))
     assert pinentry.texts("SETERROR") == ["Feil PIN-kode. Du har 2 forsøk igjen."]
     pinentry.respond("1234")
-    await PinentrySource(pinentry.program).get_pin(_request(lang="nn", status=PinStatus(retries_left=1, final_try=True)))
+    await PinentrySource(pinentry.program).get_pin(
+        _request(lang="nn", status=PinStatus(retries_left=1, final_try=True))
+    )
     (desc,) = pinentry.texts("SETDESC")
     assert "siste forsøket" in desc
 

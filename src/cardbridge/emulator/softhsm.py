@@ -112,7 +112,9 @@ def provision(
     if key not in KEY_CHOICES:
         raise InvalidInputError(f"Unknown key type {key!r}; choose one of {', '.join(KEY_CHOICES)}.")
     person = citizen or Citizen()
-    items = [(bytes([0x01 + 0x10 * i]), Purpose.AUTHENTICATION, f"Authentication {i + 1}") for i in range(auth_certificates)]
+    items = [
+        (bytes([0x01 + 0x10 * i]), Purpose.AUTHENTICATION, f"Authentication {i + 1}") for i in range(auth_certificates)
+    ]
     if signing:
         items.append((SIGN_KEY_ID, Purpose.SIGNING, "Signing"))
     with TokenWriter(module, label, pin) as writer:

@@ -16,7 +16,16 @@ from cardbridge.errors import CardbridgeError, PinIncorrectError, PinInvalidLeng
 from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry.assuan import Dialog, Pinentry, wipe
 
-__all__ = ["Dialog", "PinRequest", "PinSource", "PinentrySource", "StreamPinSource", "dialog_for", "wipe"]
+__all__ = [
+    "Dialog",
+    "FixedPinSource",
+    "PinRequest",
+    "PinSource",
+    "PinentrySource",
+    "StreamPinSource",
+    "dialog_for",
+    "wipe",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +81,7 @@ def dialog_for(request: PinRequest) -> Dialog:
             else i18n.text("dialog.error.pin_incorrect", lang)
         )
     elif isinstance(request.error, PinInvalidLengthError):
-        error = i18n.text(
-            "dialog.error.pin_length", lang, min=request.status.min_length, max=request.status.max_length
-        )
+        error = i18n.text("dialog.error.pin_length", lang, min=request.status.min_length, max=request.status.max_length)
     return Dialog(
         title=i18n.text("dialog.title.signing" if signing else "dialog.title.authentication", lang),
         description="\n".join(lines),
@@ -121,3 +128,17 @@ class StreamPinSource:
         if not line:
             raise UserCancelledError("No PIN on standard input.")
         return line
+
+
+class FixedPinSource:
+    """Gives one known PIN, once: only for emulated cards (``cardbridge demo``), whose PIN is
+    public. Like a person, it is asked through the same request and never retried."""
+
+    def __init__(self, pin: str) -> None:
+        self._pin: str | None = pin
+
+    async def get_pin(self, request: PinRequest) -> bytearray:
+        pin, self._pin = self._pin, None
+        if pin is None:
+            raise UserCancelledError("The scripted PIN was already used.")
+        return bytearray(pin.encode("utf-8"))

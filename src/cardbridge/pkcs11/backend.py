@@ -14,10 +14,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 from pkcs11.mechanisms import MGF
 
+import pkcs11
 from cardbridge.certs import parse_certificate
 from cardbridge.errors import (
     CardbridgeError,
@@ -32,6 +31,7 @@ from cardbridge.errors import (
 from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
 from cardbridge.pkcs11 import _cryptoki as ck
 from cardbridge.pkcs11.errors import convert
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 
 log = logging.getLogger(__name__)
 TRACE = 5  # below DEBUG: PKCS#11 traffic
@@ -89,8 +89,8 @@ class ModuleBackend:
             "path": self._path,
             "manufacturer": lib.manufacturer_id,
             "description": lib.library_description,
-            "cryptokiVersion": "%d.%d" % lib.cryptoki_version,
-            "libraryVersion": "%d.%d" % lib.library_version,
+            "cryptokiVersion": "{}.{}".format(*lib.cryptoki_version),
+            "libraryVersion": "{}.{}".format(*lib.library_version),
         }
 
     def tokens(self) -> Sequence[Pkcs11Token]:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pkcs11
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 from pkcs11.util.ec import encode_ec_public_key, encode_named_curve_parameters
 
+import pkcs11
 from cardbridge.errors import InvalidInputError, NoTokenError
 from cardbridge.pkcs11.errors import convert
+from pkcs11 import Attribute, CertificateType, KeyType, ObjectClass
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 _CURVES = {"ec-p256": "secp256r1", "ec-p384": "secp384r1", "ec-p521": "secp521r1"}

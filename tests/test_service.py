@@ -1,0 +1,222 @@
+import asyncio
+import base64
+import secrets
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+
+from cardbridge.errors import (
+    AmbiguousCertificateError,
+    BusyError,
+    InvalidInputError,
+    InvalidNonceError,
+    InvalidOriginError,
+    NoTokenError,
+    PinIncorrectError,
+    PinInvalidLengthError,
+    UserCancelledError,
+    UserTimeoutError,
+)
+from cardbridge.model import Purpose
+from cardbridge.pinentry import PinentrySource
+from cardbridge.service import CardService, Selection, open_backends
+from tests.conftest import ScriptedPinentry
+from tests.softhsm import SoftHsm
+from tests.verify import verify_token
+
+pytestmark = pytest.mark.softhsm
+ORIGIN = "https://login.example.no"
+
+
+def nonce() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@pytest.fixture
+async def service(softhsm: SoftHsm):  # type: ignore[no-untyped-def]
+    svc = CardService(open_backends([softhsm.module]), user_timeout=10)
+    yield svc
+    await svc.aclose()
+
+
+@pytest.mark.parametrize(("label", "algorithm"), [("p256", "ES256"), ("p384", "ES384"), ("rsa", "RS256")])
+async def test_token_verifies_and_one_changed_character_does_not(
+    service: CardService, pinentry: ScriptedPinentry, label: str, algorithm: str
+) -> None:
+    pinentry.respond("1234")
+    challenge = nonce()
+    token = await service.authenticate(
+        ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(token_label=label)
+    )
+    data = token.to_dict()
+    assert data["algorithm"] == algorithm and data["format"] == "web-eid:1.0"
+    verify_token(data, ORIGIN, challenge)
+    with pytest.raises(InvalidSignature):
+        verify_token(data, "https://login.example.nu", challenge)
+    other = challenge[:-2] + ("B" if challenge[-2] != "B" else "C") + challenge[-1]
+    with pytest.raises(InvalidSignature):
+        verify_token(data, ORIGIN, other)
+    # The authentication certificate signed, not the signing one.
+    (cert,) = [
+        c
+        for c in (await service.list_tokens())
+        if c.info.label == label
+        for c in c.certificates
+        if c.purpose is Purpose.AUTHENTICATION
+    ]
+    assert token.unverified_certificate == cert.der
+
+
+async def test_two_authentication_certificates_are_ambiguous(service: CardService, pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("1234")
+    with pytest.raises(AmbiguousCertificateError) as info:
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="two-auth")
+        )
+    candidates = info.value.details["candidates"]
+    assert len(candidates) == 2
+    assert pinentry.dialogs() == [], "no dialog before the certificate is chosen"
+    chosen = candidates[1]["sha256"]
+    challenge = nonce()
+    token = await service.authenticate(
+        ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(certificate_sha256=chosen)
+    )
+    import hashlib
+
+    assert hashlib.sha256(token.unverified_certificate).hexdigest() == chosen
+    verify_token(token.to_dict(), ORIGIN, challenge)
+
+
+async def test_several_tokens_without_a_choice_are_ambiguous(service: CardService, pinentry: ScriptedPinentry) -> None:
+    with pytest.raises(AmbiguousCertificateError) as info:
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program))
+    assert len(info.value.details["candidates"]) >= 5
+    assert pinentry.dialogs() == []
+
+
+async def test_wrong_pin_is_reported_in_the_next_dialog_then_cancel_gives_pin_incorrect(
+    service: CardService, pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("9999", "CANCEL")
+    with pytest.raises(PinIncorrectError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    dialogs = pinentry.dialogs()
+    assert len(dialogs) == 2
+    assert pinentry.texts("SETERROR") == ["Feil PIN-kode."]
+
+
+async def test_wrong_then_right_pin_logs_in_once_each(service: CardService, pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("9999", "1234")
+    challenge = nonce()
+    token = await service.authenticate(
+        ORIGIN, challenge, PinentrySource(pinentry.program), lang="en", selection=Selection(token_label="p384")
+    )
+    verify_token(token.to_dict(), ORIGIN, challenge)
+    assert pinentry.texts("SETERROR") == ["Wrong PIN."]
+
+
+async def test_short_pin_is_not_sent(service: CardService, pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("12", "CANCEL")
+    with pytest.raises(PinInvalidLengthError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    assert pinentry.texts("SETERROR") == ["PIN-koden må ha 4 til 255 tegn."]
+
+
+async def test_cancel(service: CardService, pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("CANCEL")
+    with pytest.raises(UserCancelledError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+
+
+async def test_walked_away_times_out_and_a_second_request_is_busy(softhsm: SoftHsm, pinentry: ScriptedPinentry) -> None:
+    service = CardService(open_backends([softhsm.module]), user_timeout=1.5)
+    pinentry.respond("HANG")
+    first = asyncio.ensure_future(
+        service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256"))
+    )
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if pinentry.dialogs():
+            break
+    assert service.busy
+    with pytest.raises(BusyError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    assert len(pinentry.dialogs()) == 1, "no second dialog"
+    with pytest.raises(UserTimeoutError):
+        await first
+    assert not service.busy
+    # The bridge still answers the next request.
+    pinentry.respond("1234")
+    challenge = nonce()
+    token = await service.authenticate(
+        ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+    )
+    verify_token(token.to_dict(), ORIGIN, challenge)
+    await service.aclose()
+
+
+async def test_bad_input_never_reaches_a_backend(pinentry: ScriptedPinentry) -> None:
+    class Untouchable:
+        """Stands in for a backend only to prove it is never called."""
+
+        name = "untouchable"
+
+        @property
+        def executor(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("touched")
+
+        def tokens(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("touched")
+
+        def close(self) -> None:
+            pass
+
+    service = CardService([Untouchable()])  # type: ignore[list-item]
+    with pytest.raises(InvalidOriginError):
+        await service.authenticate("https://A.example", nonce(), PinentrySource(pinentry.program))
+    with pytest.raises(InvalidNonceError):
+        await service.authenticate(ORIGIN, "x" * 43, PinentrySource(pinentry.program))
+    with pytest.raises(InvalidInputError):
+        await service.sign(ORIGIN, b"", b"\x00" * 31, "SHA-256", PinentrySource(pinentry.program))
+    assert pinentry.dialogs() == []
+
+
+async def test_no_token(pinentry: ScriptedPinentry, softhsm: SoftHsm) -> None:
+    service = CardService(open_backends([softhsm.module]))
+    with pytest.raises(NoTokenError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="missing")
+        )
+    await service.aclose()
+
+
+async def test_sign_with_the_signing_key(service: CardService, pinentry: ScriptedPinentry) -> None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
+
+    cert, algorithms = await service.signing_certificate(ORIGIN, selection=Selection(token_label="p256"))
+    assert cert.purpose is Purpose.SIGNING
+    assert {a.hash_function for a in algorithms} >= {"SHA-256", "SHA-384"}
+    pinentry.respond("1234")
+    digest = hashlib.sha384(b"document").digest()
+    signature, algorithm = await service.sign(ORIGIN, cert.der, digest, "SHA-384", PinentrySource(pinentry.program))
+    assert algorithm.jws == "ES384"
+    (desc,) = pinentry.texts("SETDESC")
+    assert "PIN2" in desc
+    key = x509.load_der_x509_certificate(cert.der).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    half = len(signature) // 2
+    der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+    key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA384())))
