@@ -67,7 +67,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_or_create_card(
@@ -91,9 +93,7 @@ def load_or_create_card(
             for name in ("auth-key", "sign-key"):
                 loaded = serialization.load_pem_private_key(files[name].read_bytes(), password=None)
                 keys[name] = loaded
-            certs = {
-                name: _pem_to_der(files[name].read_bytes()) for name in ("auth-cert", "sign-cert")
-            }
+            certs = {name: _pem_to_der(files[name].read_bytes()) for name in ("auth-cert", "sign-cert")}
             return PivCardData(
                 auth_key=keys["auth-key"],  # type: ignore[arg-type]
                 auth_cert=certs["auth-cert"],
@@ -348,8 +348,8 @@ def run_virtual_card(
         card.stop()
         with contextlib.suppress(OSError):
             pidf.unlink()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
+        for number, handler in previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
 
 
 def signal_card(folder: Path, reader: int, action: str) -> int:
@@ -357,12 +357,12 @@ def signal_card(folder: Path, reader: int, action: str) -> int:
 
     Returns the PID signalled; ConfigError when no card runs for ``reader``.
     """
-    signum = {"remove": signal.SIGUSR1, "insert": signal.SIGUSR2}.get(action)
-    if signum is None:
+    chosen = {"remove": signal.SIGUSR1, "insert": signal.SIGUSR2}.get(action)
+    if chosen is None:
         raise InvalidInputError("action is 'remove' or 'insert'")
     try:
         pid = int(pid_file(folder, reader).read_text(encoding="utf-8").strip())
-        os.kill(pid, signum)
+        os.kill(pid, chosen)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"No virtual card runs for reader {reader}.") from exc
     return pid

@@ -97,7 +97,9 @@ class Response:
         return cls(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
 
 
-def encode_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None, *, extended: bool = False) -> bytes:
+def encode_apdu(
+    cla: int, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = None, *, extended: bool = False
+) -> bytes:
     """Encode a command APDU (cases 1–4). ``le`` is the number of bytes expected
     (256 short / 65536 extended means "as many as there are"); None means no Le field."""
     for value in (cla, ins, p1, p2):
@@ -187,7 +189,9 @@ class ApduTransport:
             more = response.sw & 0xFF
             response = self._exchange(encode_apdu(cla & 0x03, INS_GET_RESPONSE, 0, 0, b"", more or SHORT_MAX_LE))
             if response.sw1 == 0x6C:
-                response = self._exchange(encode_apdu(cla & 0x03, INS_GET_RESPONSE, 0, 0, b"", (response.sw & 0xFF) or 256))
+                response = self._exchange(
+                    encode_apdu(cla & 0x03, INS_GET_RESPONSE, 0, 0, b"", (response.sw & 0xFF) or 256)
+                )
             data += response.data
         return Response(bytes(data), response.sw)
 

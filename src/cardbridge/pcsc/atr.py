@@ -7,6 +7,7 @@ named from pcsc-tools' ``smartcard_list.txt`` (read lazily, once) for the messag
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -39,7 +40,13 @@ class KnownCard:
 
 
 def _row(
-    name: str, atr: str, mask: str | None = None, *, driver: str | None = None, module: str | None = None, country: str | None = None
+    name: str,
+    atr: str,
+    mask: str | None = None,
+    *,
+    driver: str | None = None,
+    module: str | None = None,
+    country: str | None = None,
 ) -> KnownCard:
     value = bytes.fromhex(atr)
     return KnownCard(name, value, bytes.fromhex(mask) if mask else b"\xff" * len(value), driver, module, country)
@@ -84,7 +91,13 @@ class CardIdentity:
         return self.atr.hex(" ").upper()
 
     def to_dict(self) -> dict[str, object]:
-        return {"atr": self.atr_hex, "name": self.name, "driver": self.driver, "module": self.module, "known": self.known}
+        return {
+            "atr": self.atr_hex,
+            "name": self.name,
+            "driver": self.driver,
+            "module": self.module,
+            "known": self.known,
+        }
 
 
 def identify(atr: bytes) -> CardIdentity:
@@ -118,10 +131,8 @@ def _smartcard_list() -> tuple[tuple[re.Pattern[str], tuple[str, ...]], ...]:
 
     def flush() -> None:
         if pattern is not None and texts:
-            try:
+            with contextlib.suppress(re.error):
                 entries.append((re.compile(pattern, re.IGNORECASE), tuple(texts)))
-            except re.error:
-                pass
 
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from smartcard import scard as _s
 
@@ -80,7 +81,7 @@ def error_for(code: int, reader: str | None = None) -> CardError:
     """The cardbridge error for a PC/SC return code (the one conversion)."""
     code = _u32(code)
     where = {"reader": reader} if reader else {}
-    detail = {"pcsc": f"0x{code:08X}", **where}
+    detail: dict[str, Any] = {"pcsc": f"0x{code:08X}", **where}
     if code in (E_NO_SERVICE, E_SERVICE_STOPPED):
         return ServiceNotRunningError("The PC/SC service (pcscd) is not running.", **detail)
     if code == E_NO_READERS_AVAILABLE:
@@ -178,12 +179,12 @@ class PcscContext:
             with contextlib.suppress(Exception):
                 _s.SCardCancel(handle)
 
-    def _retrying(self, call: str, *args: object) -> list[object]:
+    def _retrying(self, call: str, *args: object) -> list[Any]:
         """Call ``SCard<call>(context, *args)``; once more with a fresh context when the
         old one belonged to a pcscd that is gone (nothing reached a card yet)."""
         for attempt in (0, 1):
             result = list(getattr(_s, call)(self.handle, *args))
-            code = int(result[0])  # type: ignore[call-overload]
+            code = int(result[0])
             if self.lost(code) and attempt == 0:
                 continue
             return result
@@ -192,16 +193,16 @@ class PcscContext:
     def readers(self) -> list[str]:
         """The reader names; [] when there are none."""
         code, names = self._retrying("SCardListReaders", [])
-        if _u32(int(code)) in (E_NO_READERS_AVAILABLE,):  # type: ignore[call-overload]
+        if _u32(int(code)) in (E_NO_READERS_AVAILABLE,):
             return []
-        _check(int(code))  # type: ignore[call-overload]
-        return list(names)  # type: ignore[call-overload]
+        _check(int(code))
+        return list(names)
 
     def status(self, readers: list[tuple[str, int]], timeout_ms: int = 0) -> tuple[int, list[ReaderStatus]]:
         """SCardGetStatusChange; returns the raw code (timeouts and cancels are normal)."""
         code, states = self._retrying("SCardGetStatusChange", timeout_ms, readers)
-        out = [ReaderStatus(name, int(state), bytes(atr)) for name, state, atr in states]  # type: ignore[attr-defined]
-        return _u32(int(code)), out  # type: ignore[call-overload]
+        out = [ReaderStatus(name, int(state), bytes(atr)) for name, state, atr in states]
+        return _u32(int(code)), out
 
     def reader_status(self, reader: str) -> ReaderStatus:
         code, states = self.status([(reader, STATE_UNAWARE)], 0)
@@ -214,8 +215,8 @@ class PcscContext:
 
     def connect(self, reader: str, share: int = SHARE_SHARED) -> CardConnection:
         code, card, protocol = self._retrying("SCardConnect", reader, share, PROTOCOLS)
-        _check(int(code), reader)  # type: ignore[call-overload]
-        return CardConnection(self, reader, int(card), int(protocol))  # type: ignore[call-overload]
+        _check(int(code), reader)
+        return CardConnection(self, reader, int(card), int(protocol))
 
 
 class CardConnection:
