@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 
@@ -62,16 +63,19 @@ class Pinentry:
     """One running pinentry program."""
 
     def __init__(self, program: str) -> None:
+        """``program``: a name or path, optionally with arguments (split like a shell)."""
         self.program = program
         self._proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Pinentry:
-        path = shutil.which(self.program)
+        argv = shlex.split(self.program)
+        path = shutil.which(argv[0]) if argv else None
         if path is None:
             raise PinentryError(f"The PIN dialog program {self.program!r} is not installed.")
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 path,
+                *argv[1:],
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
