@@ -56,6 +56,7 @@ from cardbridge.portal.errors import (
     SignatureInvalidError,
     TokenFormatError,
     TokenMalformedError,
+    TokenValidationError,
 )
 from cardbridge.portal.nonces import NonceStore
 from cardbridge.portal.ocsp import DEFAULT_ALLOWED_SKEW, DEFAULT_TIMEOUT, OcspChecker, OcspConfig
@@ -279,7 +280,7 @@ class AuthTokenValidator:
             )
             try:
                 self._ocsp = OcspChecker(config)
-            except (ValueError, NonceError) as exc:
+            except (ValueError, TokenValidationError) as exc:
                 raise ConfigError(str(exc)) from exc
         # Parsed certificates that passed the purpose, identity and policy checks.
         self._parsed: dict[bytes, SubjectCertificate] = {}
