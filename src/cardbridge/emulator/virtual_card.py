@@ -175,6 +175,7 @@ class VirtualPivCard:
         self._thread: threading.Thread | None = None
         self.records: list[ApduRecord] = []
         self.on_change: Callable[[str], None] | None = None
+        self.pull_on_ins: int | None = None
 
     # -- public -------------------------------------------------------------------
     @property
@@ -206,6 +207,11 @@ class VirtualPivCard:
         self._want_inserted.clear()
         self._close_socket()
         return self._disconnected.wait(wait) if wait else True
+
+    def pull_when(self, ins: int) -> None:
+        """Pull the card out when the next command with instruction ``ins`` arrives,
+        before it answers (a card yanked mid-operation). Insert it again with insert()."""
+        self.pull_on_ins = ins
 
     def stop(self) -> None:
         self._stopping.set()
@@ -285,6 +291,11 @@ class VirtualPivCard:
                 elif control == CTRL_ATR:
                     sock.sendall(len(self.atr).to_bytes(2, "big") + self.atr)
                 continue
+            if self.pull_on_ins is not None and payload[1] == self.pull_on_ins:
+                self.pull_on_ins = None
+                self._want_inserted.clear()
+                self._notify("pulled mid-operation")
+                return
             response = self.applet.process(payload)
             sock.sendall(len(response).to_bytes(2, "big") + response)
 

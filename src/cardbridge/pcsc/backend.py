@@ -70,6 +70,7 @@ from cardbridge.pcsc.piv import (
 from cardbridge.pcsc.scard import (
     LEAVE_CARD,
     RESET_CARD,
+    STATE_CHANGED,
     STATE_UNAWARE,
     CardConnection,
     PcscContext,
@@ -82,6 +83,7 @@ T = TypeVar("T")
 BACKEND_NAME = "pcsc"
 _CERT_KEYS = (KeyRef.AUTHENTICATION, KeyRef.SIGNATURE)
 _CACHE_SIZE = 8
+REMOVAL_GRACE_MS = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,21 +320,30 @@ class PivToken:
             self._backend.apdu_count += transport.count
             _disconnect(conn, RESET_CARD if verified else LEAVE_CARD)
 
+    def _gone(self, status: ReaderStatus) -> bool:
+        return not status.present or status.atr != self.atr or status.event_count != self.event_count
+
     def _check_presence(self, ctx: PcscContext) -> None:
-        status = ctx.reader_status(self.reader)
-        if not status.present or status.atr != self.atr or status.event_count != self.event_count:
+        if self._gone(ctx.reader_status(self.reader)):
             raise CardRemovedError("The card was removed.", reader=self.reader)
 
     def _explain(self, ctx: PcscContext, exc: CardbridgeError) -> CardbridgeError:
-        """A transport failure is a removal when the card is gone or another one is there."""
-        if isinstance(exc, CardResetError | ServiceNotRunningError):
+        """A transport failure is a removal when the card is gone or another one is there.
+
+        pcscd notices a pulled card on its next poll of the reader, so wait (blocking in
+        SCardGetStatusChange, not polling) up to REMOVAL_GRACE_MS for it to say so.
+        """
+        if isinstance(exc, CardResetError | ServiceNotRunningError | UnsupportedCardError):
             return exc
         try:
-            self._check_presence(ctx)
-        except CardRemovedError as removed:
-            return removed
+            status = ctx.reader_status(self.reader)
+            if not self._gone(status):
+                _code, states = ctx.status([(self.reader, status.event_state & ~STATE_CHANGED)], REMOVAL_GRACE_MS)
+                status = states[0] if states else status
+            if self._gone(status):
+                return CardRemovedError("The card was removed.", reader=self.reader)
         except CardbridgeError:
-            return exc
+            pass
         return exc
 
 

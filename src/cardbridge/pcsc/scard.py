@@ -40,6 +40,7 @@ E_UNKNOWN_READER = 0x80100009
 E_TIMEOUT = 0x8010000A
 E_SHARING_VIOLATION = 0x8010000B
 E_NO_SMARTCARD = 0x8010000C
+F_COMM_ERROR = 0x80100013  # pcsc-lite: the socket to pcscd broke
 E_PROTO_MISMATCH = 0x8010000F
 E_NOT_TRANSACTED = 0x80100016
 E_READER_UNAVAILABLE = 0x80100017
@@ -52,7 +53,7 @@ W_RESET_CARD = 0x80100068
 W_REMOVED_CARD = 0x80100069
 
 # Codes after which the context is useless (pcscd gone or restarted).
-_CONTEXT_LOST = frozenset({E_NO_SERVICE, E_SERVICE_STOPPED, E_INVALID_HANDLE})
+_CONTEXT_LOST = frozenset({E_NO_SERVICE, E_SERVICE_STOPPED, E_INVALID_HANDLE, F_COMM_ERROR})
 
 STATE_UNAWARE = _s.SCARD_STATE_UNAWARE
 STATE_IGNORE = _s.SCARD_STATE_IGNORE
@@ -98,8 +99,8 @@ def error_for(code: int, reader: str | None = None) -> CardError:
         return CardResetError("The card was reset by another program.", **detail)
     if code in (W_UNRESPONSIVE_CARD, W_UNPOWERED_CARD, E_PROTO_MISMATCH):
         return CardError("The card does not answer; insert it again.", **detail)
-    if code == E_INVALID_HANDLE:
-        return ServiceNotRunningError("The connection to the PC/SC service was lost.", **detail)
+    if code in (E_INVALID_HANDLE, F_COMM_ERROR):
+        return ServiceNotRunningError("The connection to the PC/SC service (pcscd) was lost.", **detail)
     message = _s.SCardGetErrorMessage(code) if code else "unknown"
     return CardError(f"PC/SC error: {message}", **detail)
 
