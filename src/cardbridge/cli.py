@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("--pin", default="1234", help="the card's PIN (development only)")
     p_create.add_argument("--label", default="cardbridge-dev", help="token label")
     p_create.add_argument("--json", action="store_true", help="print JSON")
+    dev.add_parser(
+        "pinentry",
+        help="a pinentry program for emulated cards: answers every PIN dialog with $CARDBRIDGE_DEV_PIN",
+        description="Speaks GnuPG's pinentry protocol on stdin/stdout and answers GETPIN with the PIN in "
+        "CARDBRIDGE_DEV_PIN (cancels when it is unset). For emulated ID cards only: "
+        'CARDBRIDGE_PINENTRY="cardbridge dev pinentry".',
+    )
     p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
     p_demo.add_argument("--check", action="store_true", help="run one login non-interactively and check it")
     return parser
@@ -234,6 +241,12 @@ def _dev_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_pinentry() -> int:
+    from cardbridge.emulator.dev_pinentry import run
+
+    return run(sys.stdin.buffer, sys.stdout.buffer)
+
+
 async def _demo(args: argparse.Namespace) -> int:
     import base64
     import secrets
@@ -276,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_authenticate(args))
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "dev" and args.dev_command == "pinentry":
+            return _dev_pinentry()
         if args.command == "dev" and args.dev_command == "token":
             return _dev_token_create(args)
         parser.print_help()
