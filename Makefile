@@ -31,13 +31,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+LINT_PATHS := src tests $(wildcard bench)
+
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy src/cardbridge
 
-test: deps venv lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The suite first, then the linters; either failing fails the run.
+test: deps venv
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(MAKE) --no-print-directory lint || status=1; exit $$status
 
 demo: deps venv
 	$(VENV)/bin/cardbridge demo
