@@ -1,0 +1,56 @@
+"""ATR identification: the table of known cards (with masks) and pcsc-tools' names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cardbridge.emulator.piv_card import ATR
+from cardbridge.pcsc.atr import historical_bytes, identify, smartcard_list_names, supports_extended_length
+
+HAS_LIST = Path("/usr/share/pcsc/smartcard_list.txt").exists()
+
+
+def test_virtual_card_is_piv_with_extended_length() -> None:
+    card = identify(ATR)
+    assert (card.known, card.driver, card.name) == (True, "piv", "cardbridge virtual PIV card")
+    assert supports_extended_length(ATR)
+    assert historical_bytes(ATR).endswith(b"cardbrdg")
+
+
+def test_yubikey_is_piv() -> None:
+    atr = bytes.fromhex("3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40")
+    assert identify(atr).driver == "piv"
+    assert supports_extended_length(atr)
+
+
+def test_mask_lets_a_byte_differ() -> None:
+    belgian = identify(bytes.fromhex("3B 98 94 40 0A A5 03 01 01 01 AD 13 10"))
+    assert belgian.known and belgian.module == "libbeidpkcs11.so.0" and belgian.driver is None
+    assert not identify(bytes.fromhex("3B 98 94 40 0A A5 03 01 01 02 AD 13 10")).known
+
+
+def test_estonian_card_maps_to_a_module() -> None:
+    card = identify(bytes.fromhex("3B DB 96 00 80 B1 FE 45 1F 83 00 12 23 3F 53 65 49 44 0F 90 00 F1"))
+    assert card.module == "opensc-pkcs11.so" and card.driver is None
+
+
+@pytest.mark.skipif(not HAS_LIST, reason="pcsc-tools is not installed")
+def test_unknown_card_is_named_from_smartcard_list() -> None:
+    latvian = bytes.fromhex("3B DB 96 00 80 B1 FE 45 1F 83 00 12 42 8F 53 65 49 44 0F 90 00 20")
+    card = identify(latvian)
+    assert not card.known and card.driver is None and "Latvia" in card.name
+    assert not any(name.startswith("http") for name in smartcard_list_names(latvian))
+
+
+def test_entirely_unknown_card() -> None:
+    card = identify(bytes.fromhex("3B 02 14 50"))
+    assert card.name in ("unknown card", *smartcard_list_names(bytes.fromhex("3B 02 14 50")))
+    assert card.to_dict()["atr"] == "3B 02 14 50"
+
+
+def test_short_or_broken_atrs_do_not_crash() -> None:
+    for raw in (b"", b"\x3b", bytes.fromhex("3B 8F 80"), bytes.fromhex("3B FF")):
+        assert isinstance(historical_bytes(raw), bytes)
+        assert not supports_extended_length(raw)
