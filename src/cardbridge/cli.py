@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 from cardbridge import __version__
 from cardbridge.errors import CardbridgeError, Code
+from cardbridge.i18n import LANGUAGES, error_message, resolve_language, text
 
 EXIT_CODES: dict[Code, int] = {
     **dict.fromkeys((Code.INVALID_ORIGIN, Code.INVALID_NONCE, Code.INVALID_ARGUMENT), 3),
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cardbridge", description="Log in to public-sector portals with your national ID card.")
     parser.add_argument("--version", action="version", version=f"cardbridge {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    parser.add_argument(
+        "--lang",
+        dest="global_lang",
+        choices=LANGUAGES,
+        help="language of the messages: nb, nn or en (default: the config file's, then the system's, then nb)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p_list = commands.add_parser("list", help="list the cards (tokens) and their certificates")
@@ -136,16 +143,41 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def _report(error: CardbridgeError, as_json: bool) -> int:
-    print(f"error: {error.code}: {error.message}", file=sys.stderr)
+def _language(args: argparse.Namespace) -> str:
+    """The language of what the CLI prints: ``--lang``, the config file's, the system's, nb."""
+    chosen = getattr(args, "lang", None) or getattr(args, "global_lang", None)
+    if chosen:
+        return resolve_language(chosen)
+    from cardbridge.config import load_config
+
+    try:
+        configured = load_config().lang
+    except CardbridgeError:
+        configured = None  # the command itself reports a bad config file
+    return resolve_language(configured)
+
+
+def _say(args: argparse.Namespace, key: str, **values: object) -> str:
+    return text(key, getattr(args, "ui_lang", None) or resolve_language(), **values)
+
+
+def _report(error: CardbridgeError, as_json: bool, lang: str | None = None) -> int:
+    """Print an error on stderr: ``error: CODE: <what to do, in the person's language>``
+    and, indented, the technical message. ``--json`` prints ``{"error": …}`` on stdout,
+    whose ``message`` stays the technical (English) one; ``text`` is the localized one."""
+    lang = lang or resolve_language()
+    print(f"error: {error.code}: {error_message(error, lang)}", file=sys.stderr)
+    if error.message:
+        print(text("cli.error.details", lang, details=error.message), file=sys.stderr)
     candidates = error.details.get("candidates")
     if isinstance(candidates, list):
+        print(text("cli.error.choose", lang), file=sys.stderr)
         for candidate in candidates:
             print(
                 f"  --certificate {candidate['sha256']}  {candidate['holder']} ({candidate['token']})", file=sys.stderr
             )
     if as_json:
-        _print_json({"error": error.to_dict()})
+        _print_json({"error": {**error.to_dict(), "text": error_message(error, lang)}})
     return exit_code(error)
 
 
@@ -173,26 +205,36 @@ async def _list(args: argparse.Namespace) -> int:
         _print_json({"version": __version__, "tokens": [listing.to_dict() for listing in listings]})
         return 0
     if not listings:
-        print("No card or token found. Insert your ID card into the reader.")
+        print(_say(args, "cli.list.none"))
     for listing in listings:
         info = listing.info
         print(f"{info.label}  ({info.manufacturer} {info.model}, {info.source})")
         if listing.error:
-            print(f"  error: {listing.error['code']}: {listing.error['message']}")
+            from cardbridge.i18n import error_text
+
+            message = error_text(str(listing.error["code"]), args.ui_lang)
+            print(_say(args, "cli.list.error", code=listing.error["code"], message=message))
         for cert in listing.certificates:
-            print(f"  [{cert.purpose}] {cert.holder_name}")
-            print(f"    subject:  {cert.subject}")
-            print(f"    issuer:   {cert.issuer}")
-            print(f"    serial:   {cert.serial}")
-            print(f"    valid:    {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}")
-            print(f"    key:      {cert.key_type} {cert.key_size}")
-            print(f"    sha256:   {cert.sha256}")
+            print(f"  [{_say(args, f'cli.list.purpose.{cert.purpose}')}] {cert.holder_name}")
+            valid = _say(
+                args, "cli.list.valid_range", start=f"{cert.not_before:%Y-%m-%d}", end=f"{cert.not_after:%Y-%m-%d}"
+            )
+            rows = [
+                (_say(args, "cli.list.subject"), cert.subject),
+                (_say(args, "cli.list.issuer"), cert.issuer),
+                (_say(args, "cli.list.serial"), cert.serial),
+                (_say(args, "cli.list.valid"), valid),
+                (_say(args, "cli.list.key"), f"{cert.key_type} {cert.key_size}"),
+                ("sha256", cert.sha256),
+            ]
+            width = max(len(label) for label, _ in rows) + 2
+            for label, value in rows:
+                print(f"    {label + ':':<{width}}{value}")
     return 0
 
 
 async def _authenticate(args: argparse.Namespace) -> int:
     from cardbridge.authtoken import check_nonce, check_origin
-    from cardbridge.i18n import resolve_language
     from cardbridge.pinentry import PinentrySource, PinSource, StreamPinSource
     from cardbridge.service import Selection
 
@@ -200,7 +242,7 @@ async def _authenticate(args: argparse.Namespace) -> int:
     check_origin(args.origin, allow_http_localhost=args.allow_http_localhost)
     check_nonce(args.nonce)
     config, service = _service(args, allow_http_localhost=args.allow_http_localhost)
-    lang = resolve_language(args.lang, config.lang)
+    lang = resolve_language(args.lang, args.global_lang, config.lang)
     source: PinSource = (
         StreamPinSource(sys.stdin.buffer) if args.pin_stdin else PinentrySource(config.pinentry_program())
     )
@@ -226,16 +268,21 @@ def _dev_token_create(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(token.to_dict())
         return 0
-    print("The emulated ID card (SoftHSM2 token) is ready.")
-    print(f"  holder:          {token.holder} ({token.id_code})")
-    print(f"  key:             {token.key}")
-    print(f"  token label:     {token.label}")
-    print(f"  PIN:             {token.pin}   (development only)")
-    print(f"  module:          {token.module}")
-    print(f"  SOFTHSM2_CONF:   {token.softhsm2_conf}")
-    print(f"  CA certificate:  {token.ca_certificate}")
+    print(_say(args, "cli.dev.ready"))
+    rows = [
+        (_say(args, "cli.dev.holder"), f"{token.holder} ({token.id_code})"),
+        (_say(args, "cli.dev.key"), token.key),
+        (_say(args, "cli.dev.label"), token.label),
+        (_say(args, "cli.dev.pin"), f"{token.pin}   {_say(args, 'cli.dev.pin_note')}"),
+        (_say(args, "cli.dev.module"), token.module),
+        ("SOFTHSM2_CONF", str(token.softhsm2_conf)),
+        (_say(args, "cli.dev.ca"), str(token.ca_certificate)),
+    ]
+    width = max(len(label) for label, _ in rows) + 3
+    for label, value in rows:
+        print(f"  {label + ':':<{width}}{value}")
     print()
-    print("Use it:")
+    print(_say(args, "cli.dev.use"))
     print(f"  export SOFTHSM2_CONF={token.softhsm2_conf}")
     print(f"  cardbridge list --module {token.module}")
     return 0
@@ -258,9 +305,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
     origin = "https://login.example.no"
     card = create_dev_token(data_dir() / "dev")
-    print(f"Emulated ID card: {card.holder} ({card.id_code}), token {card.label!r}, PIN {card.pin}")
+    print(_say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin))
     nonce = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    print(f"Portal {origin} issued the challenge {nonce}")
+    print(_say(args, "cli.demo.challenge", origin=origin, nonce=nonce))
     service = CardService(open_backends([card.module]))
     try:
         token = await service.authenticate(
@@ -271,9 +318,9 @@ async def _demo(args: argparse.Namespace) -> int:
     from cardbridge.certs import parse_certificate
 
     holder = parse_certificate(token.unverified_certificate)
-    print("Auth token:")
+    print(_say(args, "cli.demo.token"))
     print(json.dumps(token.to_dict(), indent=2))
-    print(f"Signed by: {holder.holder_name}, {holder.id_code} (issuer: {holder.issuer})")
+    print(_say(args, "cli.demo.signed_by", holder=holder.holder_name, id_code=holder.id_code, issuer=holder.issuer))
     return 0
 
 
@@ -282,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     as_json = bool(getattr(args, "json", False))
+    args.ui_lang = _language(args)
     try:
         if args.command == "list":
             return asyncio.run(_list(args))
@@ -296,10 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     except CardbridgeError as error:
-        return _report(error, as_json)
+        return _report(error, as_json, args.ui_lang)
     except KeyboardInterrupt:
-        print("error: USER_CANCELLED: interrupted", file=sys.stderr)
+        print(f"error: {Code.USER_CANCELLED}: {text('error.USER_CANCELLED', args.ui_lang)}", file=sys.stderr)
         return 6
     except Exception as exc:  # a bug: say so plainly, with a stable code
         logging.getLogger("cardbridge").debug("unexpected error", exc_info=True)
-        return _report(CardbridgeError(f"Unexpected error: {type(exc).__name__}: {exc}"), as_json)
+        return _report(CardbridgeError(f"Unexpected error: {type(exc).__name__}: {exc}"), as_json, args.ui_lang)

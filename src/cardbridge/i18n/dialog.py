@@ -1,16 +1,6 @@
-"""Texts a person reads, in Norwegian bokmål (``nb``), nynorsk (``nn``) and English (``en``).
-
-Language: the request's ``lang``, else ``--lang``, else the system locale, else bokmål.
-Every message exists in all three languages (a test checks it).
-"""
+"""The PIN and consent dialog (pinentry): who asks, with which certificate, which PIN."""
 
 from __future__ import annotations
-
-import locale
-import os
-
-LANGUAGES = ("nb", "nn", "en")
-DEFAULT_LANGUAGE = "nb"
 
 MESSAGES: dict[str, dict[str, str]] = {
     "dialog.title.authentication": {
@@ -58,6 +48,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Du har {n} forsøk att.",
         "en": "You have {n} tries left.",
     },
+    "dialog.tries_left.one": {
+        "nb": "Du har {n} forsøk igjen.",
+        "nn": "Du har {n} forsøk att.",
+        "en": "You have {n} try left.",
+    },
     "dialog.last_try": {
         "nb": "Dette er siste forsøk. Skriver du feil PIN-kode nå, blir kortet sperret.",
         "nn": "Dette er siste forsøket. Skriv du feil PIN-kode no, vert kortet sperra.",
@@ -77,42 +72,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Feil PIN-kode. Du har {n} forsøk att.",
         "en": "Wrong PIN. You have {n} tries left.",
     },
+    "dialog.error.pin_incorrect_tries.one": {
+        "nb": "Feil PIN-kode. Du har {n} forsøk igjen.",
+        "nn": "Feil PIN-kode. Du har {n} forsøk att.",
+        "en": "Wrong PIN. You have {n} try left.",
+    },
     "dialog.error.pin_length": {
         "nb": "PIN-koden må ha {min} til {max} tegn.",
         "nn": "PIN-koden må ha {min} til {max} teikn.",
         "en": "The PIN must have {min} to {max} characters.",
     },
 }
-
-
-def system_language() -> str | None:
-    """The system locale's language when it is one of ours (``no`` means bokmål)."""
-    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(variable)
-        if value:
-            break
-    else:
-        try:
-            value = locale.getlocale(locale.LC_MESSAGES)[0]
-        except (AttributeError, ValueError):
-            value = None
-    if not value:
-        return None
-    code = value.split(".")[0].split("_")[0].lower()
-    if code == "no":
-        return "nb"
-    return code if code in LANGUAGES else None
-
-
-def resolve_language(*choices: str | None) -> str:
-    """The first of ``choices`` that is one of ours, else the system's, else bokmål."""
-    for choice in choices:
-        if choice and choice.lower() in LANGUAGES:
-            return choice.lower()
-    return system_language() or DEFAULT_LANGUAGE
-
-
-def text(key: str, lang: str, **values: object) -> str:
-    """The message ``key`` in ``lang`` (bokmål when missing), formatted with ``values``."""
-    entry = MESSAGES[key]
-    return entry.get(lang, entry[DEFAULT_LANGUAGE]).format(**values)

@@ -1,0 +1,108 @@
+"""The ``cardbridge`` command's lines (not its ``--help``, which stays English)."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # Errors on standard error: ``error: CODE: <error text>`` and, indented, the details.
+    "cli.error.details": {"nb": "  detaljer: {details}", "nn": "  detaljar: {details}", "en": "  details: {details}"},
+    "cli.error.choose": {
+        "nb": "  Velg ett av sertifikatene med --certificate:",
+        "nn": "  Vel eitt av sertifikata med --certificate:",
+        "en": "  Choose one of the certificates with --certificate:",
+    },
+    # cardbridge list
+    "cli.list.none": {
+        "nb": "Fant ikke noe ID-kort. Sett inn ID-kortet i kortleseren.",
+        "nn": "Fann ikkje noko ID-kort. Set inn ID-kortet i kortlesaren.",
+        "en": "No ID card found. Insert your ID card into the card reader.",
+    },
+    "cli.list.error": {
+        "nb": "  feil: {code}: {message}",
+        "nn": "  feil: {code}: {message}",
+        "en": "  error: {code}: {message}",
+    },
+    "cli.list.purpose.authentication": {"nb": "innlogging", "nn": "innlogging", "en": "authentication"},
+    "cli.list.purpose.signing": {"nb": "signering", "nn": "signering", "en": "signing"},
+    "cli.list.subject": {"nb": "subjekt", "nn": "subjekt", "en": "subject"},
+    "cli.list.issuer": {"nb": "utsteder", "nn": "utferdar", "en": "issuer"},
+    "cli.list.serial": {"nb": "serienummer", "nn": "serienummer", "en": "serial"},
+    "cli.list.valid": {"nb": "gyldig", "nn": "gyldig", "en": "valid"},
+    "cli.list.valid_range": {"nb": "{start} til {end}", "nn": "{start} til {end}", "en": "{start} to {end}"},
+    "cli.list.key": {"nb": "nøkkel", "nn": "nøkkel", "en": "key"},
+    # cardbridge dev token create
+    "cli.dev.ready": {
+        "nb": "Det emulerte ID-kortet (SoftHSM2-token) er klart.",
+        "nn": "Det emulerte ID-kortet (SoftHSM2-token) er klart.",
+        "en": "The emulated ID card (SoftHSM2 token) is ready.",
+    },
+    "cli.dev.holder": {"nb": "innehaver", "nn": "innehavar", "en": "holder"},
+    "cli.dev.key": {"nb": "nøkkel", "nn": "nøkkel", "en": "key"},
+    "cli.dev.label": {"nb": "token-navn", "nn": "token-namn", "en": "token label"},
+    "cli.dev.pin": {"nb": "PIN-kode", "nn": "PIN-kode", "en": "PIN"},
+    "cli.dev.pin_note": {"nb": "(bare for utvikling)", "nn": "(berre for utvikling)", "en": "(development only)"},
+    "cli.dev.module": {"nb": "modul", "nn": "modul", "en": "module"},
+    "cli.dev.ca": {"nb": "CA-sertifikat", "nn": "CA-sertifikat", "en": "CA certificate"},
+    "cli.dev.use": {"nb": "Bruk det:", "nn": "Bruk det:", "en": "Use it:"},
+    # cardbridge demo
+    "cli.demo.card": {
+        "nb": "Emulert ID-kort: {holder} ({id_code}), token {label}, PIN-kode {pin}",
+        "nn": "Emulert ID-kort: {holder} ({id_code}), token {label}, PIN-kode {pin}",
+        "en": "Emulated ID card: {holder} ({id_code}), token {label}, PIN {pin}",
+    },
+    "cli.demo.challenge": {
+        "nb": "Portalen {origin} laget utfordringen {nonce}",
+        "nn": "Portalen {origin} laga utfordringa {nonce}",
+        "en": "Portal {origin} issued the challenge {nonce}",
+    },
+    "cli.demo.token": {"nb": "Innloggingsbevis:", "nn": "Innloggingsprov:", "en": "Auth token:"},
+    "cli.demo.signed_by": {
+        "nb": "Signert av: {holder}, {id_code} (utsteder: {issuer})",
+        "nn": "Signert av: {holder}, {id_code} (utferdar: {issuer})",
+        "en": "Signed by: {holder}, {id_code} (issuer: {issuer})",
+    },
+    # cardbridge config
+    "cli.config.file": {"nb": "Innstillingsfil: {path}", "nn": "Innstillingsfil: {path}", "en": "Config file: {path}"},
+    "cli.config.missing": {
+        "nb": "(fila finnes ikke; dette er standardinnstillingene)",
+        "nn": "(fila finst ikkje; dette er standardinnstillingane)",
+        "en": "(the file does not exist; these are the defaults)",
+    },
+    "cli.config.unset": {"nb": "(ikke satt)", "nn": "(ikkje sett)", "en": "(not set)"},
+    # cardbridge install-service
+    "cli.service.unit": {
+        "nb": "Bakgrunnstjenesten er installert: {path}",
+        "nn": "Bakgrunnstenesta er installert: {path}",
+        "en": "The background service is installed: {path}",
+    },
+    "cli.service.autostart": {
+        "nb": "Oppstartsoppføringen er installert: {path}",
+        "nn": "Oppstartsoppføringa er installert: {path}",
+        "en": "The autostart entry is installed: {path}",
+    },
+    "cli.service.started": {
+        "nb": "Bakgrunnstjenesten er startet og starter hver gang du logger på.",
+        "nn": "Bakgrunnstenesta er starta og startar kvar gong du loggar på.",
+        "en": "The background service is started, and it starts every time you log in.",
+    },
+    "cli.service.run_start": {
+        "nb": "Start den nå og ved hver pålogging med:",
+        "nn": "Start henne no og ved kvar pålogging med:",
+        "en": "Start it now and at every login with:",
+    },
+    "cli.service.removed": {"nb": "Fjernet: {path}", "nn": "Fjerna: {path}", "en": "Removed: {path}"},
+    "cli.service.stopped": {
+        "nb": "Bakgrunnstjenesten er stoppet og fjernet.",
+        "nn": "Bakgrunnstenesta er stoppa og fjerna.",
+        "en": "The background service is stopped and removed.",
+    },
+    "cli.service.run_stop": {
+        "nb": "Stopp den med:",
+        "nn": "Stopp henne med:",
+        "en": "Stop it with:",
+    },
+    "cli.service.nothing": {
+        "nb": "Ingenting å fjerne: bakgrunnstjenesten var ikke installert.",
+        "nn": "Ingenting å fjerne: bakgrunnstenesta var ikkje installert.",
+        "en": "Nothing to remove: the background service was not installed.",
+    },
+}

@@ -1,0 +1,145 @@
+"""The message catalogues: every message in nb, nn and en, with the same placeholders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cardbridge import i18n
+from cardbridge.errors import (
+    CardbridgeError,
+    Code,
+    ConfigError,
+    PinIncorrectError,
+    PinInvalidLengthError,
+)
+
+
+@pytest.mark.parametrize("key", sorted(i18n.MESSAGES))
+def test_every_message_in_every_language_with_the_same_placeholders(key: str) -> None:
+    entry = i18n.MESSAGES[key]
+    assert set(entry) == set(i18n.LANGUAGES), f"{key}: languages {sorted(entry)}"
+    for lang in i18n.LANGUAGES:
+        assert entry[lang].strip(), f"{key}: empty in {lang}"
+    names = {lang: i18n.placeholders(entry[lang]) for lang in i18n.LANGUAGES}
+    assert names["nb"] == names["nn"] == names["en"], f"{key}: placeholders differ: {names}"
+    # Each message formats with its own placeholders and nothing else.
+    for lang in i18n.LANGUAGES:
+        i18n.text(key, lang, **dict.fromkeys(names[lang], 7))
+
+
+def test_a_one_form_has_its_base_and_the_same_placeholders() -> None:
+    for key in i18n.MESSAGES:
+        if key.endswith(".one"):
+            base = key.removesuffix(".one")
+            assert base in i18n.MESSAGES
+            assert i18n.placeholders(i18n.MESSAGES[key]["en"]) == i18n.placeholders(i18n.MESSAGES[base]["en"])
+
+
+@pytest.mark.parametrize("code", list(Code))
+def test_every_error_code_has_a_plain_message(code: Code) -> None:
+    assert f"error.{code}" in i18n.MESSAGES
+    texts = {lang: i18n.error_text(code, lang) for lang in i18n.LANGUAGES}
+    assert len(set(texts.values())) >= 2 or code is Code.PIN_INCORRECT, "nb/nn/en look untranslated"
+    for value in texts.values():
+        assert str(code) not in value, "the code is printed beside the message, not in it"
+
+
+def test_pin_incorrect_names_the_tries_left_and_warns_before_the_last() -> None:
+    assert i18n.error_text(Code.PIN_INCORRECT, "en") == "Wrong PIN."
+    assert i18n.error_text(Code.PIN_INCORRECT, "en", retries_left=2) == "Wrong PIN. You have 2 tries left."
+    assert i18n.error_text(Code.PIN_INCORRECT, "nb", retries_left=2) == "Feil PIN-kode. Du har 2 forsøk igjen."
+    assert i18n.error_text(Code.PIN_INCORRECT, "nn", retries_left=2) == "Feil PIN-kode. Du har 2 forsøk att."
+    last = i18n.error_text(Code.PIN_INCORRECT, "en", retries_left=1)
+    assert "1 try left" in last and "blocked" in last
+    assert "sperret" in i18n.error_text(Code.PIN_INCORRECT, "nb", retries_left=1)
+    assert "sperra" in i18n.error_text(Code.PIN_INCORRECT, "nn", retries_left=1)
+    # None means "the card did not tell".
+    assert i18n.error_text(Code.PIN_INCORRECT, "en", retries_left=None) == "Wrong PIN."
+
+
+def test_error_message_takes_the_exception_details() -> None:
+    assert i18n.error_message(PinIncorrectError("x", retries_left=2), "en") == "Wrong PIN. You have 2 tries left."
+    error = PinInvalidLengthError("x", minLength=4, maxLength=8)
+    assert i18n.error_message(error, "nn") == "PIN-koden må ha 4 til 8 teikn. Prøv igjen."
+    assert "cardbridge doctor" in i18n.error_message(ConfigError("/etc/x: bad"), "nb")
+
+
+def test_no_card_tells_what_to_do() -> None:
+    assert i18n.error_text(Code.NO_CARD, "nb").endswith("Sett inn ID-kortet i kortleseren.")
+    assert i18n.error_text(Code.NO_CARD, "nn").endswith("Set inn ID-kortet i kortlesaren.")
+    assert i18n.error_text(Code.NO_CARD, "en").endswith("Insert your ID card into the card reader.")
+
+
+def test_unknown_code_still_reads_plainly() -> None:
+    assert (
+        i18n.error_text("SOMETHING_NEW", "en") == "Something went wrong (SOMETHING_NEW). Try again, or contact support."
+    )
+    assert i18n.error_message(CardbridgeError("x"), "en") == i18n.error_text(Code.INTERNAL, "en")
+
+
+def test_plural_forms() -> None:
+    assert i18n.text("dialog.tries_left", "en", n=1) == "You have 1 try left."
+    assert i18n.text("dialog.tries_left", "en", n=3) == "You have 3 tries left."
+    assert i18n.text("dialog.tries_left", "nb", n=1) == "Du har 1 forsøk igjen."
+
+
+@pytest.mark.parametrize(
+    ("choices", "environ", "expected"),
+    [
+        (("en", "nn"), {}, "en"),
+        ((None, "NN"), {}, "nn"),
+        ((None, None), {"LANG": "nn_NO.UTF-8"}, "nn"),
+        ((None,), {"LANG": "no_NO.UTF-8"}, "nb"),
+        ((None,), {"LC_ALL": "en_GB.UTF-8", "LANG": "nb_NO.UTF-8"}, "en"),
+        (("de",), {"LANG": "de_DE.UTF-8"}, "nb"),
+        ((), {"LANG": "C.UTF-8"}, "nb"),
+    ],
+)
+def test_resolve_language(
+    choices: tuple[str | None, ...], environ: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    assert i18n.resolve_language(*choices) == expected
+
+
+def _cli(*args: str, lang_env: str = "C.UTF-8") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG")}
+    env["LANG"] = lang_env
+    env["CARDBRIDGE_CONFIG"] = "/nonexistent/cardbridge-test/config.toml"
+    return subprocess.run(
+        [sys.executable, "-m", "cardbridge", *args], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "lang_env", "expected"),
+    [
+        ((), "C.UTF-8", "Fant ikke programvaren for ID-kortet (PKCS#11-modulen)"),
+        (("--lang", "nn"), "C.UTF-8", "Fann ikkje programvara for ID-kortet"),
+        (("--lang", "en"), "nb_NO.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+        ((), "en_US.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+    ],
+)
+def test_cli_errors_in_the_persons_language(flags: tuple[str, ...], lang_env: str, expected: str) -> None:
+    result = _cli(*flags, "list", "--module", "/nonexistent/module.so", lang_env=lang_env)
+    assert result.returncode == 7
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("error: MODULE_NOT_FOUND: ")
+    assert expected in first or expected in result.stderr
+    assert any("/nonexistent/module.so" in line for line in rest), "the technical detail is kept for support"
+
+
+def test_cli_json_keeps_the_technical_message_and_adds_the_text() -> None:
+    result = _cli("--lang", "nn", "list", "--json", "--module", "relative.so")
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "MODULE_NOT_FOUND"
+    assert error["message"] == "The PKCS#11 module path must be absolute: relative.so"
+    assert error["text"] == i18n.error_text(Code.MODULE_NOT_FOUND, "nn")
