@@ -220,3 +220,41 @@ async def test_sign_with_the_signing_key(service: CardService, pinentry: Scripte
     half = len(signature) // 2
     der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
     key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA384())))
+
+
+def test_algorithm_choice() -> None:
+    import datetime as dt
+
+    from cardbridge.errors import UnsupportedKeyError
+    from cardbridge.model import CertificateInfo, SignatureAlgorithm
+    from cardbridge.service import authentication_algorithm
+
+    def cert(key_type: str, size: int) -> CertificateInfo:
+        now = dt.datetime.now(dt.UTC)
+        return CertificateInfo(b"", "", "", "1", now, now, key_type, size, None, Purpose.AUTHENTICATION)
+
+    every = [
+        SignatureAlgorithm(c, h, p)
+        for c, p in (("ECC", "NONE"), ("RSA", "PKCS1.5"), ("RSA", "PSS"))
+        for h in ("SHA-256", "SHA-384", "SHA-512")
+    ]
+    assert authentication_algorithm(cert("EC", 256), every).jws == "ES256"
+    assert authentication_algorithm(cert("EC", 384), every).jws == "ES384"
+    assert authentication_algorithm(cert("EC", 521), every).jws == "ES512"
+    assert authentication_algorithm(cert("RSA", 2048), every).jws == "RS256"
+    only_pss = [a for a in every if a.padding == "PSS"]
+    assert authentication_algorithm(cert("RSA", 2048), only_pss).jws == "PS256"
+    with pytest.raises(UnsupportedKeyError):
+        authentication_algorithm(cert("EC", 224), every)
+    with pytest.raises(UnsupportedKeyError):
+        authentication_algorithm(cert("RSA", 2048), [a for a in every if a.crypto == "ECC"])
+
+
+async def test_certificate_without_its_key(service: CardService, pinentry: ScriptedPinentry) -> None:
+    from cardbridge.errors import KeyNotFoundError
+
+    pinentry.respond("1234")
+    with pytest.raises(KeyNotFoundError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="orphan")
+        )

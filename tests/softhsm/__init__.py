@@ -23,6 +23,7 @@ class TokenCase:
     key: str
     auth_certificates: int = 1
     signing: bool = True
+    orphan: bool = False  # an authentication certificate whose key is not on the token
 
 
 CASES = (
@@ -30,6 +31,7 @@ CASES = (
     TokenCase("p384", "ec-p384"),
     TokenCase("rsa", "rsa-2048"),
     TokenCase("two-auth", "ec-p256", auth_certificates=2),
+    TokenCase("orphan", "ec-p256", auth_certificates=0, signing=False, orphan=True),
 )
 
 
@@ -66,4 +68,20 @@ def make_softhsm(folder: Path) -> SoftHsm:
             auth_certificates=case.auth_certificates,
             signing=case.signing,
         )
+        if case.orphan:
+            _store_orphan_certificate(module, case.label, ca, citizen)
     return SoftHsm(module, conf, ca, citizen, PIN, tuple(c.label for c in CASES))
+
+
+def _store_orphan_certificate(module: str, label: str, ca: DevCA, citizen: Citizen) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from cardbridge.emulator.devpki import generate_key
+    from cardbridge.model import Purpose
+    from cardbridge.pkcs11.provision import TokenWriter
+
+    cert = ca.issue(generate_key("ec-p256").public_key(), citizen, Purpose.AUTHENTICATION)
+    with TokenWriter(module, label, PIN) as writer:
+        writer.store_certificate(
+            cert.public_bytes(serialization.Encoding.DER), cert.subject.public_bytes(), b"\x09", "No key"
+        )
