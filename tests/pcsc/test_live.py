@@ -262,6 +262,12 @@ def test_unknown_card_is_unsupported_with_its_atr(pcscd: Pcscd, card_folder: Pat
         assert entry.error is not None and entry.error["code"] == "UNSUPPORTED_CARD"
         tokens = backend.executor.submit(backend.tokens).result(timeout=30)
         assert READER_1 not in [t.info.reader for t in tokens]
+        only = PcscBackend(reader=READER_1)  # --reader NAME: the reason, not an empty list
+        try:
+            with pytest.raises(UnsupportedCardError):
+                only.executor.submit(only.tokens).result(timeout=30)
+        finally:
+            only.close()
     finally:
         stop_card(card)
 

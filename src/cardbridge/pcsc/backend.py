@@ -391,10 +391,12 @@ class PcscBackend:
         return list_readers(self._context)
 
     def tokens(self) -> Sequence[Token]:
-        """The PIV cards present now (blocks; run on ``executor``)."""
+        """The PIV cards present now (blocks; run on ``executor``). With ``reader`` set, the
+        card there or NoReadersError, NoCardError, CardBusyError, UnsupportedCardError."""
         found: list[Token] = []
+        strict = self.reader is not None  # --reader NAME: say why there is no token there
         for status, identity in self._present():
-            token = self._token(status, identity)
+            token = self._token(status, identity, strict=strict)
             if token is not None:
                 found.append(token)
         return found
