@@ -53,6 +53,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Du har {n} forsøk att.",
         "en": "You have {n} try left.",
     },
+    "dialog.count_low": {
+        "nb": "Det er skrevet feil PIN-kode på dette kortet før. Kortet blir sperret etter for mange feil.",
+        "nn": "Det er skrive feil PIN-kode på dette kortet før. Kortet vert sperra etter for mange feil.",
+        "en": "A wrong PIN was entered on this card before. The card is blocked after too many wrong tries.",
+    },
     "dialog.last_try": {
         "nb": "Dette er siste forsøk. Skriver du feil PIN-kode nå, blir kortet sperret.",
         "nn": "Dette er siste forsøket. Skriv du feil PIN-kode no, vert kortet sperra.",

@@ -72,6 +72,8 @@ def dialog_for(request: PinRequest) -> Dialog:
         lines.append(i18n.text("dialog.last_try", lang))
     elif tries is not None and request.error is None:
         lines.append(i18n.text("dialog.tries_left", lang, n=tries))
+    elif tries is None and request.status.count_low and request.error is None:
+        lines.append(i18n.text("dialog.count_low", lang))
     error = None
     if isinstance(request.error, PinIncorrectError):
         retries = request.error.retries_left
