@@ -54,6 +54,12 @@ class Code(enum.StrEnum):
     ORIGIN_NOT_ALLOWED = "ORIGIN_NOT_ALLOWED"
     HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
     INTERNAL = "INTERNAL"
+    # The localhost HTTP API (cardbridge.server).
+    PORT_IN_USE = "PORT_IN_USE"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     # The portal: auth token validation (cardbridge.portal).
     TOKEN_INVALID = "TOKEN_INVALID"
     TOKEN_MALFORMED = "TOKEN_MALFORMED"
@@ -277,6 +283,36 @@ class HostNotAllowedError(CardbridgeError):
     """The HTTP Host header is not the bridge's own loopback address."""
 
     code = Code.HOST_NOT_ALLOWED
+
+
+class PortInUseError(ConfigError):
+    """The HTTP API's port is taken; the bridge never moves to another port by itself."""
+
+    code = Code.PORT_IN_USE
+
+
+class NotFoundError(InvalidInputError):
+    """No such HTTP endpoint."""
+
+    code = Code.NOT_FOUND
+
+
+class MethodNotAllowedError(InvalidInputError):
+    """The HTTP endpoint exists but not with this method."""
+
+    code = Code.METHOD_NOT_ALLOWED
+
+
+class RequestTooLargeError(InvalidInputError):
+    """The HTTP request body is larger than the limit; it was not read."""
+
+    code = Code.REQUEST_TOO_LARGE
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The HTTP request body is not ``application/json``."""
+
+    code = Code.UNSUPPORTED_MEDIA_TYPE
 
 
 class InternalError(CardbridgeError):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cardbridge.authtoken import AuthToken, authentication_digest, check_nonce, check_origin
 from cardbridge.errors import (
@@ -40,6 +40,7 @@ from cardbridge.model import (
     Purpose,
     SignatureAlgorithm,
     Token,
+    TokenInfo,
     TokenListing,
 )
 from cardbridge.pinentry import PinRequest, PinSource, wipe
@@ -93,6 +94,64 @@ def authentication_algorithm(
     )
 
 
+class ReaderState(Protocol):
+    """A reader as a card watcher last saw it (``cardbridge.pcsc.ReaderInfo``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def card_present(self) -> bool: ...
+
+
+class WatchedEvent(Protocol):
+    """A reader or card event (``cardbridge.pcsc.CardEvent``): ``to_dict()`` has ``type``."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class CardWatcher(Protocol):
+    """Something that sees readers and cards come and go (``cardbridge.pcsc.CardMonitor``).
+    It calls subscribers on its own thread; ``readers()`` does no I/O."""
+
+    def subscribe(self, callback: Callable[[WatchedEvent], None]) -> Callable[[], None]: ...
+
+    def readers(self) -> Sequence[ReaderState]: ...
+
+
+class EventSubscription:
+    """Card events for one listener, in order; a slow listener loses the oldest ones
+    (and gets an ``overflow`` event in their place). Use as a context manager."""
+
+    def __init__(self, unsubscribe: Callable[[EventSubscription], None], maxsize: int = 64) -> None:
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
+        self._unsubscribe = unsubscribe
+        self.closed = False
+
+    def put(self, event: dict[str, Any]) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            if self._queue.full():  # pragma: no cover - maxsize 1
+                self._queue.get_nowait()
+            self._queue.put_nowait({"type": "overflow"})
+        self._queue.put_nowait(event)
+
+    async def get(self) -> dict[str, Any]:
+        """The next event (cancel-safe: a timeout around it loses nothing)."""
+        return await self._queue.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._unsubscribe(self)
+
+    def __enter__(self) -> EventSubscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class CardService:
     """The card operations, for one process. Close it with :meth:`aclose`."""
 
@@ -107,6 +166,9 @@ class CardService:
         self.user_timeout = user_timeout
         self.allow_http_localhost = allow_http_localhost
         self._operation = asyncio.Lock()
+        self._subscriptions: set[EventSubscription] = set()
+        self._watcher: CardWatcher | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     @property
     def busy(self) -> bool:
@@ -114,8 +176,53 @@ class CardService:
         return self._operation.locked()
 
     async def aclose(self) -> None:
+        self.unwatch()
         for backend in self._backends:
             backend.close()
+
+    # -- readers, cards and events (no card I/O) ------------------------------------------
+
+    def watch(self, watcher: CardWatcher) -> None:
+        """Feed ``watcher``'s events to :meth:`subscribe` listeners. Call on the event loop."""
+        loop = asyncio.get_running_loop()
+
+        def on_event(event: WatchedEvent) -> None:  # on the watcher's thread
+            try:
+                loop.call_soon_threadsafe(self.publish, event.to_dict())
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                pass
+
+        self.unwatch()
+        self._watcher = watcher
+        self._unwatch = watcher.subscribe(on_event)
+
+    def unwatch(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+        self._unwatch = None
+        self._watcher = None
+
+    def readers(self) -> list[ReaderState] | None:
+        """The readers the watcher last saw; None when nothing watches readers.
+        Raises ServiceNotRunningError when the PC/SC service is down."""
+        return None if self._watcher is None else list(self._watcher.readers())
+
+    def publish(self, event: Mapping[str, Any]) -> None:
+        """Hand ``event`` (a JSON object with ``type``) to every listener. On the loop only."""
+        for subscription in list(self._subscriptions):
+            subscription.put(dict(event))
+
+    def subscribe(self, maxsize: int = 64) -> EventSubscription:
+        """Listen to card events until the subscription is closed."""
+        subscription = EventSubscription(self._subscriptions.discard, maxsize)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def token_infos(self) -> tuple[list[TokenInfo], list[CardbridgeError]]:
+        """The tokens present now (no certificates, no login, no operation lock), and the
+        errors of backends that could not list theirs."""
+        tokens, errors = await self._tokens()
+        return [token.info for token in tokens], errors
 
     @staticmethod
     async def _run(executor_owner: Token | Backend, fn: Callable[..., T], *args: Any) -> T:
