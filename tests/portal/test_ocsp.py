@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cardbridge.emulator.devpki import Citizen, DevCA, PrivateKey
@@ -72,12 +73,23 @@ def code(validator: AuthTokenValidator, token: str, **kwargs: Any) -> str:
 
 
 def test_good_status_from_the_aia_responder(
-    aia_validator: AuthTokenValidator, responder: Responder, card_key: PrivateKey, aia_cert: x509.Certificate
+    aia_validator: AuthTokenValidator,
+    responder: Responder,
+    dev_ca: DevCA,
+    card_key: PrivateKey,
+    aia_cert: x509.Certificate,
 ) -> None:
     identity = aia_validator.validate(make_token(card_key, aia_cert, "ES256"), NONCE)
     assert identity.id_code == Citizen().id_code
     (request,) = responder.requests
     assert request.serial_number == aia_cert.serial_number
+    # The CertID is the one any OCSP client computes for this certificate and issuer.
+    reference = ocsp.OCSPRequestBuilder().add_certificate(aia_cert, dev_ca.certificate, hashes.SHA1()).build()  # noqa: S303
+    assert (request.issuer_name_hash, request.issuer_key_hash) == (
+        reference.issuer_name_hash,
+        reference.issuer_key_hash,
+    )
+    assert isinstance(request.hash_algorithm, hashes.SHA1)
     nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
     assert len(nonce) == 32
     # A fresh nonce for every request.

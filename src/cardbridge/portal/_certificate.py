@@ -74,6 +74,8 @@ class SubjectCertificate:
     not_before: dt.datetime
     not_after: dt.datetime
     policies: frozenset[str]
+    key_usage: frozenset[str]  # asn1crypto names: "digital_signature", …
+    extended_key_usage: frozenset[str] | None  # None: the extension is absent
 
 
 def _first(value: object) -> str | None:
@@ -103,7 +105,11 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
         key = serialization.load_der_public_key(cert.public_key.dump())
         policies_ext = cert.certificate_policies_value
         policies = frozenset(p["policy_identifier"].dotted for p in policies_ext) if policies_ext else frozenset()
-        _ = cert.key_usage_value, cert.extended_key_usage_value, cert.authority_information_access_value
+        key_usage_ext = cert.key_usage_value
+        key_usage = frozenset(key_usage_ext.native) if key_usage_ext is not None else frozenset()
+        eku_ext = cert.extended_key_usage_value
+        eku = frozenset(eku_ext.native) if eku_ext is not None else None
+        _ = cert.ocsp_urls
     except Exception as exc:  # asn1crypto parses lazily and raises many kinds of errors
         raise CertificateMalformedError(f"The certificate cannot be parsed: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
@@ -123,16 +129,17 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
         not_before=not_before,
         not_after=not_after,
         policies=policies,
+        key_usage=key_usage,
+        extended_key_usage=eku,
     )
 
 
 def check_purpose(cert: SubjectCertificate) -> None:
     """keyUsage must have digitalSignature; extendedKeyUsage must be absent or have clientAuth."""
-    key_usage = cert.asn1.key_usage_value
-    if key_usage is None or "digital_signature" not in key_usage.native:
+    if "digital_signature" not in cert.key_usage:
         raise CertificatePurposeError("The certificate's keyUsage does not allow digitalSignature.")
-    eku = cert.asn1.extended_key_usage_value
-    if eku is not None and "client_auth" not in eku.native:
+    eku = cert.extended_key_usage
+    if eku is not None and "client_auth" not in eku:
         raise CertificatePurposeError("The certificate's extendedKeyUsage does not allow clientAuth.")
 
 
