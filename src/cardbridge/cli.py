@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-http-localhost", action="store_true", help="accept http://localhost origins (development only)"
     )
 
+    _add_config_parser(commands)
+
     p_dev = commands.add_parser("dev", help="emulated ID cards for developers")
     dev = p_dev.add_subparsers(dest="dev_command", metavar="WHAT", parser_class=_Parser, required=True)
     p_token = dev.add_parser("token", help="an emulated ID card on SoftHSM2")
@@ -132,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
     p_demo.add_argument("--check", action="store_true", help="run one login non-interactively and check it")
     return parser
+
+
+def _add_config_parser(commands: Any) -> None:
+    p_config = commands.add_parser("config", help="where the config file is, and the settings in use")
+    actions = p_config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser, required=True)
+    actions.add_parser("path", help="print the config file's path (it may not exist yet)")
+    p_show = actions.add_parser("show", help="check the config file and print the settings in use")
+    p_show.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _configure_logging(verbose: int) -> None:
@@ -260,6 +270,28 @@ async def _authenticate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    from cardbridge.config import config_path, load_config
+
+    path = config_path()
+    if args.config_command == "path":
+        print(path)
+        return 0
+    config = load_config(path)  # checked: a bad or unsafe file is a CONFIG_ERROR
+    settings = config.to_dict()
+    settings.pop("path", None)
+    if args.json:
+        _print_json({"path": str(path), "exists": path.exists(), "settings": settings})
+        return 0
+    print(_say(args, "cli.config.file", path=path))
+    if not path.exists():
+        print(_say(args, "cli.config.missing"))
+    for name, value in settings.items():
+        shown = _say(args, "cli.config.unset") if value is None else json.dumps(value, ensure_ascii=False)
+        print(f"{name} = {shown}")
+    return 0
+
+
 def _dev_token_create(args: argparse.Namespace) -> int:
     from cardbridge.config import data_dir
     from cardbridge.emulator.softhsm import create_dev_token
@@ -337,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_authenticate(args))
         if args.command == "demo":
             return asyncio.run(_demo(args))
+        if args.command == "config":
+            return _config(args)
         if args.command == "dev" and args.dev_command == "pinentry":
             return _dev_pinentry()
         if args.command == "dev" and args.dev_command == "token":

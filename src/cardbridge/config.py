@@ -1,14 +1,22 @@
 """The configuration file (TOML) and the environment, read once into a frozen Config.
 
 File: ``$CARDBRIDGE_CONFIG``, else ``config.toml`` in the platform's config folder
-(``~/.config/cardbridge/config.toml`` on Linux). A file that other users can write is
-refused: it names the PKCS#11 modules that are loaded into the bridge.
+(``~/.config/cardbridge/config.toml`` on Linux). A file that other users can write (or
+that sits in a folder they can write) is refused: it names the PKCS#11 modules that are
+loaded into the bridge. An example::
+
+    allowed_origins = ["https://login.example.no"]
+    pkcs11_modules = ["/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"]
+    port = 24231
+    lang = "nb"                       # nb, nn or en
+    user_timeout = 120                # seconds the person has to answer the PIN dialog
+    pinentry = "pinentry-gnome3"
+    log_level = "INFO"                # the log file: TRACE, DEBUG, INFO, WARNING or ERROR
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,12 +26,15 @@ import platformdirs
 
 from cardbridge.authtoken import check_origin
 from cardbridge.errors import ConfigError, InvalidInputError
+from cardbridge.fileperm import check_not_writable_by_others as _check_not_writable_by_others
 
 APP = "cardbridge"
 ENV_CONFIG = "CARDBRIDGE_CONFIG"
 ENV_PINENTRY = "CARDBRIDGE_PINENTRY"
 DEFAULT_PORT = 24231
 DEFAULT_USER_TIMEOUT = 120.0
+DEFAULT_LOG_LEVEL = "INFO"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Config:
     user_timeout: float = DEFAULT_USER_TIMEOUT
     allow_http_localhost: bool = False
     allowed_extensions: tuple[str, ...] = ()
+    log_level: str = DEFAULT_LOG_LEVEL  # the log file's level (one of LOG_LEVELS)
     path: Path | None = field(default=None, compare=False)
 
     def pinentry_program(self, environ: dict[str, str] | None = None) -> str:
@@ -69,14 +81,9 @@ def data_dir() -> Path:
 
 
 def check_not_writable_by_others(path: Path) -> None:
-    """Refuse a file (or its folder) that a group or other users may write."""
-    for target in (path, path.parent):
-        try:
-            mode = target.stat().st_mode
-        except OSError:
-            continue
-        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not (target.is_dir() and mode & stat.S_ISVTX):
-            raise ConfigError(f"{target} can be written by other users; run: chmod go-w {target}")
+    """Refuse a file that a group or other users may write, or that sits in a folder they
+    may write (sticky folders such as ``/tmp`` excepted), or that belongs to another user."""
+    _check_not_writable_by_others(path)
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -112,6 +119,9 @@ def load_config(path: Path | None = None) -> Config:
         pinentry = raw.get("pinentry")
         if pinentry is not None and not isinstance(pinentry, str):
             raise ConfigError(f"{file}: pinentry must be a program name or path")
+        log_level = raw.get("log_level", DEFAULT_LOG_LEVEL)
+        if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"{file}: log_level must be one of {', '.join(LOG_LEVELS)}")
         return Config(
             allowed_origins=origins,
             pkcs11_modules=modules,
@@ -121,16 +131,21 @@ def load_config(path: Path | None = None) -> Config:
             user_timeout=float(timeout),
             allow_http_localhost=allow_http,
             allowed_extensions=_strings(raw, "allowed_extensions"),
+            log_level=log_level.upper(),
             path=file,
         )
     except InvalidInputError as exc:
+        raise ConfigError(f"{file}: {exc.message}") from exc
+    except ConfigError as exc:
+        if exc.message.startswith(f"{file}: "):
+            raise
         raise ConfigError(f"{file}: {exc.message}") from exc
 
 
 def _strings(raw: dict[str, Any], key: str) -> tuple[str, ...]:
     value = raw.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key} must be a list of strings")
+        raise ConfigError(f'{key} must be a list of strings, like {key} = ["…"]')
     return tuple(value)
 
 

@@ -3,7 +3,10 @@
 Order (the first that gives any wins): ``--module`` flags, ``CARDBRIDGE_PKCS11_MODULE``
 (paths separated by ``os.pathsep``), the config file, the modules registered with p11-kit.
 Paths must be absolute. A module path never comes from a web request: only the CLI, the
-environment and the config file reach this function.
+environment and the config file reach this function. Every path, from any source, is
+checked before it is loaded: a module file that other users could change (it, or a folder
+above it, is writable by them) is refused with CONFIG_ERROR, since loading it would run
+their code with the citizen's card.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from cardbridge.errors import ModuleMissingError
+from cardbridge.fileperm import check_not_writable_by_others
 
 ENV_MODULES = "CARDBRIDGE_PKCS11_MODULE"
 P11KIT_DIRS = (Path("/usr/share/p11-kit/modules"), Path("/etc/pkcs11/modules"))
@@ -65,11 +69,13 @@ def p11kit_modules(dirs: Iterable[Path] = P11KIT_DIRS) -> list[str]:
 
 
 def check_module_path(path: str) -> str:
-    """``path`` must be absolute and exist; raises ModuleMissingError."""
+    """``path`` must be absolute and exist (else ModuleMissingError), and no other user may
+    be able to change it (else ConfigError, whose message names the fix)."""
     if not os.path.isabs(path):
         raise ModuleMissingError(f"The PKCS#11 module path must be absolute: {path}")
     if not os.path.isfile(path):
         raise ModuleMissingError(f"The PKCS#11 module does not exist: {path}")
+    check_not_writable_by_others(path)
     return path
 
 
@@ -88,5 +94,5 @@ def resolve_modules(
     elif config_modules:
         chosen = config_modules
     else:
-        return p11kit_modules()
+        chosen = p11kit_modules()
     return [check_module_path(p) for p in dict.fromkeys(chosen)]
