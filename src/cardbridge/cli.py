@@ -12,7 +12,7 @@ Exit codes (stable):
     6  the person: USER_CANCELLED, USER_TIMEOUT
     7  card, reader, module: CARD_REMOVED, CARD_BUSY, CARD_RESET, CARD_ERROR,
        SERVICE_NOT_RUNNING, MODULE_ERROR, MODULE_NOT_FOUND, PINENTRY_FAILED
-    8  the bridge: CONFIG_ERROR, BUSY, ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED
+    8  the bridge: CONFIG_ERROR, BUSY, ORIGIN_NOT_ALLOWED, HOST_NOT_ALLOWED, PORT_IN_USE
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ EXIT_CODES: dict[Code, int] = {
         7,
     ),
     **dict.fromkeys((Code.CONFIG_ERROR, Code.BUSY, Code.ORIGIN_NOT_ALLOWED, Code.HOST_NOT_ALLOWED), 8),
+    Code.PORT_IN_USE: 8,
 }
 
 
@@ -72,6 +73,12 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"error: {Code.INVALID_ARGUMENT}: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _add_reader_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reader", metavar="NAME", help="use the built-in driver on this PC/SC reader only (e.g. 'Virtual PCD 00 00')"
+    )
 
 
 def _add_module_flags(parser: argparse.ArgumentParser) -> None:
@@ -98,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = commands.add_parser("list", help="list the cards (tokens) and their certificates")
     _add_module_flags(p_list)
+    _add_reader_flag(p_list)
     p_list.add_argument("--json", action="store_true", help="print JSON")
 
     p_auth = commands.add_parser("authenticate", help="sign a portal's login challenge and print the auth token")
     p_auth.add_argument("--origin", required=True, help="the portal's origin, e.g. https://login.example.no")
     p_auth.add_argument("--nonce", required=True, help="the portal's challenge nonce (44-128 characters)")
     _add_module_flags(p_auth)
+    _add_reader_flag(p_auth)
     p_auth.add_argument("--token", metavar="LABEL", help="use only the token with this label")
     p_auth.add_argument("--certificate", metavar="SHA256", help="use the certificate with this SHA-256 (hex)")
     p_auth.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
@@ -112,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_auth.add_argument(
         "--allow-http-localhost", action="store_true", help="accept http://localhost origins (development only)"
     )
+
+    _add_serve_parser(commands)
 
     _add_config_parser(commands)
 
@@ -124,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("--pin", default="1234", help="the card's PIN (development only)")
     p_create.add_argument("--label", default="cardbridge-dev", help="token label")
     p_create.add_argument("--json", action="store_true", help="print JSON")
+    p_card = dev.add_parser(
+        "card",
+        help="run a virtual PIV ID card in the vpcd virtual reader (foreground)",
+        description="Runs a virtual PIV card, emulated in Python, in pcscd's vpcd reader, with keys and "
+        "certificates from the development PKI. It runs until Ctrl-C. Remove it with `kill -USR1 PID` and "
+        "insert it again with `kill -USR2 PID` (the PID is in the card's folder, printed at start).",
+    )
+    p_card.add_argument("--key", choices=("ec-p256", "ec-p384", "rsa-2048"), default="ec-p256")
+    p_card.add_argument("--reader", type=int, choices=(0, 1), default=0, help="vpcd reader: 0 or 1")
+    p_card.add_argument("--pin", default="123456", help="the card's PIN, 6 to 8 digits (development only)")
     dev.add_parser(
         "pinentry",
         help="a pinentry program for emulated cards: answers every PIN dialog with $CARDBRIDGE_DEV_PIN",
@@ -131,9 +152,55 @@ def build_parser() -> argparse.ArgumentParser:
         "CARDBRIDGE_DEV_PIN (cancels when it is unset). For emulated ID cards only: "
         'CARDBRIDGE_PINENTRY="cardbridge dev pinentry".',
     )
+    _add_native_host_parsers(commands)
     p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
     p_demo.add_argument("--check", action="store_true", help="run one login non-interactively and check it")
     return parser
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if port != 0 and not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError("the port must be 1024 to 65535 (0: any free port, for tests)")
+    return port
+
+
+def _seconds(value: str) -> float:
+    seconds = float(value)
+    if not 1 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError("give 1 to 3600 seconds")
+    return seconds
+
+
+def _add_serve_parser(commands: Any) -> None:
+    from cardbridge.config import DEFAULT_PORT
+
+    p_serve = commands.add_parser(
+        "serve",
+        help="serve the localhost HTTP API for login pages",
+        description=f"Serve the HTTP API on 127.0.0.1 and [::1] (port {DEFAULT_PORT} by default), never on "
+        "another address. Only the allowed origins (--allow-origin and allowed_origins in the config file) "
+        "may use it.",
+    )
+    p_serve.add_argument("--port", type=_port, help=f"the port (default: the config file's, else {DEFAULT_PORT})")
+    p_serve.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a login page's origin that may use the bridge, e.g. https://login.example.no (repeatable; "
+        "added to allowed_origins in the config file)",
+    )
+    p_serve.add_argument(
+        "--allow-http-localhost",
+        action="store_true",
+        help="accept http://localhost:PORT origins in --allow-origin (development only)",
+    )
+    _add_module_flags(p_serve)
+    p_serve.add_argument("--token", metavar="LABEL", help="use only the token with this label")
+    p_serve.add_argument(
+        "--user-timeout", type=_seconds, metavar="SECONDS", help="how long a PIN dialog waits (default 120)"
+    )
+    p_serve.add_argument("--no-pcsc", action="store_true", help="do not watch PC/SC readers for /v1/events")
 
 
 def _add_config_parser(commands: Any) -> None:
@@ -197,12 +264,32 @@ def _service(args: argparse.Namespace, *, allow_http_localhost: bool = False) ->
     from cardbridge.service import CardService, open_backends
 
     config = load_config()
-    modules = resolve_modules(args.module, config_modules=config.pkcs11_modules)
+    reader = getattr(args, "reader", None)
+    if reader is not None:  # --reader: the built-in driver on that reader, nothing else
+        backends = open_backends([], reader=reader)
+    else:  # --module: only those modules; else the built-in drivers and the modules found
+        modules = resolve_modules(args.module, config_modules=config.pkcs11_modules)
+        backends = open_backends(modules, pcsc=not args.module)
     return config, CardService(
-        open_backends(modules),
+        backends,
         user_timeout=config.user_timeout,
         allow_http_localhost=allow_http_localhost or config.allow_http_localhost,
     )
+
+
+async def _readers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The PC/SC readers and their cards, unless only PKCS#11 modules were asked for."""
+    if args.module and not args.reader:
+        return [], None
+    try:
+        from cardbridge.pcsc import list_readers
+
+        found = await asyncio.to_thread(list_readers)
+    except CardbridgeError as error:
+        return [], error.to_dict()
+    except ImportError as exc:  # pyscard or libpcsclite missing
+        return [], {"code": "SERVICE_NOT_RUNNING", "message": f"PC/SC is not available: {exc}"}
+    return [r.to_dict() for r in found if not args.reader or r.name == args.reader], None
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -211,9 +298,18 @@ async def _list(args: argparse.Namespace) -> int:
         listings = await service.list_tokens()
     finally:
         await service.aclose()
+    readers, readers_error = await _readers(args)
     if args.json:
-        _print_json({"version": __version__, "tokens": [listing.to_dict() for listing in listings]})
+        document: dict[str, Any] = {"version": __version__, "readers": readers}
+        if readers_error is not None:
+            document["readersError"] = readers_error
+        document["tokens"] = [listing.to_dict() for listing in listings]
+        _print_json(document)
         return 0
+    for reader in readers:
+        card = reader.get("card")
+        state = f"{card.get('name') or '?'} (ATR {card.get('atr')})" if card else "-"
+        print(f"[{reader['name']}] {state}")
     if not listings:
         print(_say(args, "cli.list.none"))
     for listing in listings:
@@ -270,6 +366,69 @@ async def _authenticate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card_monitor() -> Any:
+    """A started PC/SC card monitor, or None when PC/SC cannot be used here."""
+    try:
+        from cardbridge.pcsc import CardMonitor
+
+        return CardMonitor().start()
+    except Exception:  # pyscard or libpcsclite missing: the bridge still serves, without reader events
+        logging.getLogger("cardbridge").info("no PC/SC card monitor", exc_info=True)
+        return None
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from cardbridge.authtoken import check_origin
+    from cardbridge.config import config_path, load_config
+    from cardbridge.server import ServerSettings, run_server
+
+    config = load_config()
+    allow_http = args.allow_http_localhost or config.allow_http_localhost
+    origins = [
+        check_origin(o, allow_http_localhost=allow_http) for o in (*config.allowed_origins, *(args.allow_origin or ()))
+    ]
+    _, service = _service(args, allow_http_localhost=allow_http)
+    if args.user_timeout is not None:
+        service.user_timeout = args.user_timeout
+    settings = ServerSettings(
+        port=config.port if args.port is None else args.port,
+        allowed_origins=frozenset(origins),
+        pinentry_program=config.pinentry_program(),
+        token_label=args.token,
+        lang=config.lang,
+    )
+    monitor = None if args.no_pcsc else _card_monitor()
+    if monitor is not None:
+        service.watch(monitor)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(urls: list[str]) -> None:
+        print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)
+        if origins:
+            print(f"allowed origins: {', '.join(sorted(set(origins)))}", flush=True)
+        else:
+            print(
+                "No origin is allowed yet, so every request is refused (ORIGIN_NOT_ALLOWED). Allow a login page "
+                f'with --allow-origin https://login.example.no, or allowed_origins = ["https://login.example.no"] '
+                f"in {config.path or config_path()}.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    try:
+        await run_server(service, settings, stop=stop, on_ready=ready)
+    finally:
+        await service.aclose()
+        if monitor is not None:
+            monitor.stop()
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from cardbridge.config import config_path, load_config
 
@@ -320,6 +479,25 @@ def _dev_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev_card(args: argparse.Namespace) -> int:
+    from cardbridge.config import data_dir
+    from cardbridge.emulator.virtual_card import VirtualPivCard, pid_file, run_virtual_card
+
+    folder = data_dir() / "dev"
+
+    def ready(card: VirtualPivCard) -> None:
+        print(f"Virtual PIV card in reader 'Virtual PCD 00 0{args.reader}' (key {args.key}, PIN {args.pin}).")
+        print(f"Remove: kill -USR1 $(cat {pid_file(folder, args.reader)})   Insert: kill -USR2 ...   Stop: Ctrl-C")
+        sys.stdout.flush()
+
+    def changed(state: str) -> None:
+        print(f"card {state}")
+        sys.stdout.flush()
+
+    run_virtual_card(folder, key=args.key, reader=args.reader, pin=args.pin, on_ready=ready, on_change=changed)
+    return 0
+
+
 def _dev_pinentry() -> int:
     from cardbridge.emulator.dev_pinentry import run
 
@@ -356,13 +534,80 @@ async def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_native_host_parsers(commands: Any) -> None:
+    p_host = commands.add_parser(
+        "native-host",
+        help="the native-messaging host that the browser extension starts (frames on stdin/stdout)",
+        description="Speaks the Web eID native-messaging protocol on stdin/stdout: writes its version, "
+        "answers one request (authenticate, get-signing-certificate, sign, quit) and exits. The browser "
+        "starts it through the launcher that install-native-host writes.",
+    )
+    p_host.add_argument(
+        "caller",
+        nargs="*",
+        help="what the browser passes: the extension's origin (Chrome), or the manifest's path and the add-on "
+        "id (Firefox); none when started by hand",
+    )
+    p_install = commands.add_parser(
+        "install-native-host",
+        help="register the native-messaging host with the browsers",
+        description="Writes a launcher and the host manifest no.cardbridge.host.json into each browser's "
+        "folder (Linux and macOS), so that the cardbridge browser extension can reach the card.",
+    )
+    p_install.add_argument(
+        "--browser", choices=("chrome", "chromium", "edge", "brave", "firefox", "all"), default="all"
+    )
+    p_install.add_argument("--system", action="store_true", help="for every user: the system folders (as root)")
+    p_install.add_argument(
+        "--uninstall", action="store_true", help="remove the manifests (with --browser all, the launcher too)"
+    )
+    p_install.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _native_host(argv: Sequence[str]) -> int:
+    import os
+
+    from cardbridge.nativemsg import host
+
+    status = host.main(argv)
+    if host.stuck_threads():
+        # A card call that cannot be interrupted still runs and the browser has gone: leave without it.
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _install_native_host(args: argparse.Namespace) -> int:
+    from cardbridge.nativemsg import install
+
+    if args.uninstall:
+        changes = install.uninstall(args.browser, system=args.system)
+    else:
+        changes = install.install(args.browser, system=args.system)
+    if args.json:
+        _print_json({"changes": [change.to_dict() for change in changes]})
+        return 0
+    for change in changes:
+        print(f"{change.action:8} {change.path}  ({change.browser or 'launcher'})")
+    if not args.uninstall:
+        print("Restart the browser, then install the cardbridge extension (native-host/extension).")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["native-host"] and not {"-h", "--help"} & set(arguments):
+        return _native_host(arguments[1:])  # before the parser: the browser waits for the handshake
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     as_json = bool(getattr(args, "json", False))
     args.ui_lang = _language(args)
     try:
+        if args.command == "install-native-host":
+            return _install_native_host(args)
+        if args.command == "native-host":
+            return _native_host(args.caller)
         if args.command == "list":
             return asyncio.run(_list(args))
         if args.command == "authenticate":
@@ -371,6 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.command == "config":
             return _config(args)
+        if args.command == "serve":
+            return asyncio.run(_serve(args))
+        if args.command == "dev" and args.dev_command == "card":
+            return _dev_card(args)
         if args.command == "dev" and args.dev_command == "pinentry":
             return _dev_pinentry()
         if args.command == "dev" and args.dev_command == "token":

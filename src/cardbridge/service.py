@@ -431,8 +431,19 @@ class CardService:
                 wipe(pin)
 
 
-def open_backends(modules: Sequence[str]) -> list[Backend]:
-    """Backends for the PKCS#11 ``modules`` (checked paths; see ``pkcs11.discovery``)."""
+def open_backends(modules: Sequence[str], *, pcsc: bool = False, reader: str | None = None) -> list[Backend]:
+    """Backends for the PKCS#11 ``modules`` (checked paths; see ``pkcs11.discovery``), after
+    the built-in PC/SC drivers when ``pcsc`` (all readers) or ``reader`` (that one) is set.
+
+    PC/SC comes first, so a card that both reach is used through the built-in driver (the
+    service drops the second sighting by its certificates).
+    """
     from cardbridge.pkcs11.backend import ModuleBackend
 
-    return [ModuleBackend(path) for path in modules]
+    backends: list[Backend] = []
+    if pcsc or reader is not None:
+        from cardbridge.pcsc import PcscBackend
+
+        backends.append(PcscBackend(reader=reader))
+    backends.extend(ModuleBackend(path) for path in modules)
+    return backends
