@@ -258,3 +258,66 @@ async def test_certificate_without_its_key(service: CardService, pinentry: Scrip
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="orphan")
         )
+
+
+class HungModule:
+    """A fake for a fault no real component here can produce on demand: a PKCS#11 module whose
+    C_GetSlotList never returns (as a module stuck on a dead reader does). It blocks its
+    one worker thread until the test releases it."""
+
+    name = "hung-module"
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import Event
+
+        self.release = Event()
+        self.calls = 0
+        self._executor = ThreadPoolExecutor(max_workers=1)
+
+    @property
+    def executor(self):  # type: ignore[no-untyped-def]
+        return self._executor
+
+    def tokens(self) -> list[object]:
+        self.calls += 1
+        self.release.wait(30)
+        return []
+
+    def close(self) -> None:
+        self.release.set()
+        self._executor.shutdown(wait=False)
+
+
+async def test_a_hung_module_gives_an_error_and_the_bridge_goes_on(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry
+) -> None:
+    from cardbridge.errors import ModuleError
+
+    hung = HungModule()
+    service = CardService([hung, *open_backends([softhsm.module])], card_timeout=0.5)  # type: ignore[list-item]
+    try:
+        # The hung module times out; the other module's card is still used.
+        pinentry.respond("1234")
+        challenge = nonce()
+        token = await service.authenticate(
+            ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+        verify_token(token.to_dict(), ORIGIN, challenge)
+        # While it is stuck it is refused at once: no second call queues behind the first,
+        # and the other module's tokens are still listed.
+        infos, errors = await service.token_infos()
+        assert "p256" in {info.label for info in infos}
+        assert [type(e) for e in errors] == [ModuleError]
+        assert hung.calls == 1
+        # Once the stuck call returns, the module is asked again.
+        hung.release.set()
+        for _ in range(100):
+            _, errors = await service.token_infos()
+            if not errors:
+                break
+            await asyncio.sleep(0.02)
+        assert errors == []
+        assert hung.calls >= 2
+    finally:
+        await service.aclose()

@@ -23,6 +23,7 @@ from cardbridge.errors import (
     BusyError,
     CardbridgeError,
     InvalidInputError,
+    ModuleError,
     NoCertificateError,
     NoTokenError,
     PinBlockedError,
@@ -161,9 +162,12 @@ class CardService:
         *,
         user_timeout: float = 120.0,
         allow_http_localhost: bool = False,
+        card_timeout: float = 30.0,
     ) -> None:
         self._backends = list(backends)
         self.user_timeout = user_timeout
+        self.card_timeout = card_timeout
+        self._hung: set[int] = set()
         self.allow_http_localhost = allow_http_localhost
         self._operation = asyncio.Lock()
         self._subscriptions: set[EventSubscription] = set()
@@ -224,10 +228,29 @@ class CardService:
         tokens, errors = await self._tokens()
         return [token.info for token in tokens], errors
 
-    @staticmethod
-    async def _run(executor_owner: Token | Backend, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(
+        self, executor_owner: Token | Backend, fn: Callable[..., T], *args: Any, timeout: float | None = None
+    ) -> T:
+        """Run blocking card work on its backend's worker thread, bounded by ``card_timeout``.
+
+        A card or module that does not answer (a hung PKCS#11 module, a reader that stopped
+        talking) gives MODULE_ERROR; its worker is marked hung and refused at once until
+        the stuck call returns, so the bridge keeps answering for every other backend.
+        """
+        executor = executor_owner.executor
+        key = id(executor)
+        if key in self._hung:
+            raise ModuleError("The card reader or its PKCS#11 module stopped answering; unplug the reader or restart.")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor_owner.executor, fn, *args)
+        future = loop.run_in_executor(executor, fn, *args)
+        limit = self.card_timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError as exc:
+            self._hung.add(key)
+            future.add_done_callback(lambda _: self._hung.discard(key))
+            log.warning("%s did not answer within %.0f s", getattr(executor_owner, "name", "a card"), limit)
+            raise ModuleError(f"The card or its PKCS#11 module did not answer within {limit:g} seconds.") from exc
 
     # -- discovery ---------------------------------------------------------------------
 
@@ -420,8 +443,15 @@ class CardService:
                         maxLength=status.max_length,
                     )
                     continue
+                # On a PIN pad the module waits while the person types: allow the dialog's time.
                 return await self._run(
-                    token, token.sign_digest, certificate, pin if not status.protected_path else None, digest, algorithm
+                    token,
+                    token.sign_digest,
+                    certificate,
+                    pin if not status.protected_path else None,
+                    digest,
+                    algorithm,
+                    timeout=max(remaining, self.card_timeout) if status.protected_path else None,
                 )
             except PinIncorrectError as exc:
                 if exc.retries_left == 0:
