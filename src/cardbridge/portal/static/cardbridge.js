@@ -14,6 +14,7 @@
 export const CLIENT_VERSION = "0.1.0";
 export const DEFAULT_PORT = 24231;
 export const DEFAULT_PING_TIMEOUT = 300; // ms to wait for the extension's pong
+const PROBE_TIMEOUT = 2000; // ms for the no-cors probe after a failed request
 
 const DEFAULT_TIMEOUTS = Object.freeze({
   authenticate: 130000, // the bridge gives the person 120 s for the PIN
@@ -208,11 +209,7 @@ async function viaHttp(command, args, timeout, port) {
       if (controller.signal.aborted) {
         throw new CardbridgeError(ErrorCode.TIMEOUT, `cardbridge did not answer within ${timeout} ms.`, { cause });
       }
-      throw new CardbridgeError(
-        ErrorCode.BRIDGE_NOT_RUNNING,
-        "cardbridge is not running (or not installed) on this computer.",
-        { cause },
-      );
+      throw await unreachable(port, cause);
     }
     let data;
     try {
@@ -229,6 +226,37 @@ async function viaHttp(command, args, timeout, port) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+// The bridge answers every request from an allowed origin with CORS headers, errors
+// included, and gives a refused origin none: the browser then hides the answer and fetch
+// fails as it does when nothing listens. A no-cors request tells the two apart: it
+// resolves (with an opaque answer) only when something listens on the port.
+async function unreachable(port, cause) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), PROBE_TIMEOUT);
+  try {
+    await fetch(`http://127.0.0.1:${port}/v1/status`, {
+      mode: "no-cors",
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+      signal: controller.signal,
+    });
+  } catch {
+    return new CardbridgeError(
+      ErrorCode.BRIDGE_NOT_RUNNING,
+      "cardbridge is not running (or not installed) on this computer.",
+      { cause },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  return new CardbridgeError(
+    "ORIGIN_NOT_ALLOWED",
+    "cardbridge runs on this computer, but it does not allow this website (or another program uses its port).",
+    { cause },
+  );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -53,14 +53,15 @@ async function logIn() {
   delete errorLine.dataset.code;
   show(statusLine, config.messages.working);
   try {
-    const { nonce } = await postJson("/api/challenge", {});
+    const query = `?lang=${encodeURIComponent(config.lang)}`;
+    const { nonce } = await postJson("/api/challenge" + query, {});
     const token = await authenticate(nonce, {
       lang: config.lang,
       port: config.bridgePort,
       transport: config.transport,
     });
     show(statusLine, config.messages.verifying);
-    const result = await postJson("/api/login", { token });
+    const result = await postJson("/api/login" + query, { token });
     window.location.assign(result.redirect);
   } catch (error) {
     show(statusLine, "");
