@@ -211,9 +211,26 @@ def _add_config_parser(commands: Any) -> None:
     p_show.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+# Commands that work with cards or serve: they also log to the rotating log file.
+_FILE_LOGGED = frozenset({"list", "authenticate", "sign", "serve", "demo", "doctor"})
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Standard error (WARNING; -v INFO, -vv DEBUG, -vvv TRACE) and, for the commands in
+    _FILE_LOGGED, the rotating log file at the config file's log_level or
+    CARDBRIDGE_LOG_LEVEL (see cardbridge.logsetup). Both redact PIN-like data."""
+    from cardbridge.logsetup import setup_logging
+
+    to_file = args.command in _FILE_LOGGED
+    level = None
+    if to_file:
+        from cardbridge.config import load_config
+
+        try:
+            level = load_config().log_level
+        except CardbridgeError:
+            level = None  # the command itself reports a bad config file
+    setup_logging(verbose=args.verbose, file_level=level, to_file=to_file)
 
 
 def _print_json(value: Any) -> None:
@@ -600,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _native_host(arguments[1:])  # before the parser: the browser waits for the handshake
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
+    _configure_logging(args)
     as_json = bool(getattr(args, "json", False))
     args.ui_lang = _language(args)
     try:
