@@ -1,0 +1,112 @@
+"""The guards every request passes before a handler runs and before any body is read:
+``Host`` (DNS rebinding), ``Origin`` (the allow-list), CORS preflight, ``Content-Type`` and
+``Content-Length``. CORS headers go only to an allowed origin, and only that origin is
+echoed: never ``*``, never ``Allow-Credentials``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import hdrs, web
+
+from cardbridge.errors import (
+    HostNotAllowedError,
+    MethodNotAllowedError,
+    NotFoundError,
+    OriginNotAllowedError,
+    RequestTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from cardbridge.server.problems import Handler
+from cardbridge.server.settings import ORIGIN, SETTINGS
+
+PREFLIGHT_MAX_AGE = "600"
+ALLOWED_METHODS = "GET, POST"
+ALLOWED_HEADERS = "Content-Type"
+# Paths that answer without an Origin (a static, public document); an Origin, when sent,
+# must still be allowed.
+ORIGIN_OPTIONAL = frozenset({"/v1/openapi.json"})
+
+
+def check_host(request: web.Request) -> None:
+    hosts = request.headers.getall(hdrs.HOST, [])
+    if len(hosts) != 1 or hosts[0] not in request.app[SETTINGS].hosts():
+        raise HostNotAllowedError("The Host header must name the bridge's loopback address and port.")
+
+
+def check_origin_header(request: web.Request) -> str | None:
+    """The allowed origin of the request; None only where an Origin is optional and absent."""
+    origins = request.headers.getall(hdrs.ORIGIN, [])
+    if not origins and request.path in ORIGIN_OPTIONAL:
+        return None
+    if len(origins) != 1:
+        raise OriginNotAllowedError("The request must carry exactly one Origin header.")
+    origin = origins[0]
+    if origin not in request.app[SETTINGS].allowed_origins:
+        raise OriginNotAllowedError("This site is not allowed to use the ID card bridge.")
+    return origin
+
+
+def _route_error(request: web.Request) -> None:
+    exc = request.match_info.http_exception
+    if exc is None:
+        return
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        raise MethodNotAllowedError(f"{request.method} is not allowed here.", allowed=sorted(exc.allowed_methods))
+    raise NotFoundError("There is no such endpoint.")
+
+
+def preflight(request: web.Request) -> web.Response:
+    """204 for a CORS preflight from an allowed origin (the origin header is added on prepare)."""
+    headers = {
+        "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+    }
+    if request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+        headers["Access-Control-Allow-Private-Network"] = "true"
+    return web.Response(status=204, headers=headers)
+
+
+def check_body_headers(request: web.Request) -> None:
+    """A POST body must be JSON and announce a size within the limit (it is also read with one)."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaTypeError("The request body must be application/json.")
+    charset = request.charset
+    if charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaTypeError("The request body must be UTF-8 JSON.")
+    length = request.content_length
+    limit = request.app[SETTINGS].max_body
+    if length is not None and length > limit:
+        raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
+
+
+@web.middleware
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    check_host(request)
+    origin = check_origin_header(request)
+    if origin is not None:
+        request[ORIGIN] = origin
+    if request.method == hdrs.METH_OPTIONS and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
+        exc = request.match_info.http_exception
+        if exc is not None and not isinstance(exc, web.HTTPMethodNotAllowed):
+            raise NotFoundError("There is no such endpoint.")
+        return preflight(request)
+    _route_error(request)
+    if request.method == hdrs.METH_POST:
+        check_body_headers(request)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response to an allowed origin names that origin."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    origin = request.get(ORIGIN)
+    if origin is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    vary = response.headers.get(hdrs.VARY)
+    if vary is None:
+        response.headers[hdrs.VARY] = "Origin"
+    elif "origin" not in vary.lower():
+        response.headers[hdrs.VARY] = vary + ", Origin"

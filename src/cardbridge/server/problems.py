@@ -1,0 +1,124 @@
+"""Errors as ``application/problem+json`` (RFC 9457): one table from code to HTTP status,
+and the one middleware that turns every failure into a response.
+
+A problem carries ``type`` (``about:blank``), ``title`` (the status phrase), ``status``,
+``detail`` (the error's message), our stable ``code``, and ``retriesLeft`` when the card
+told. It never carries a stack trace, a PIN, or personal data (the candidates of an
+AMBIGUOUS_CERTIFICATE name people: they stay in the log).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from cardbridge.errors import (
+    CardbridgeError,
+    Code,
+    InternalError,
+    InvalidInputError,
+    MethodNotAllowedError,
+    NotFoundError,
+    RequestTooLargeError,
+    UnsupportedMediaTypeError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+HTTP_STATUS: dict[Code, int] = {
+    **dict.fromkeys((Code.INVALID_ORIGIN, Code.INVALID_NONCE, Code.INVALID_ARGUMENT), 400),
+    **dict.fromkeys(
+        (Code.ORIGIN_NOT_ALLOWED, Code.HOST_NOT_ALLOWED, Code.PIN_INCORRECT, Code.PIN_BLOCKED, Code.USER_CANCELLED),
+        403,
+    ),
+    **dict.fromkeys(
+        (Code.NOT_FOUND, Code.NO_TOKEN, Code.NO_CERTIFICATE, Code.KEY_NOT_FOUND, Code.NO_CARD, Code.NO_READERS), 404
+    ),
+    Code.METHOD_NOT_ALLOWED: 405,
+    Code.USER_TIMEOUT: 408,
+    **dict.fromkeys((Code.BUSY, Code.CARD_BUSY, Code.AMBIGUOUS_CERTIFICATE, Code.CARD_REMOVED, Code.CARD_RESET), 409),
+    Code.REQUEST_TOO_LARGE: 413,
+    Code.UNSUPPORTED_MEDIA_TYPE: 415,
+    **dict.fromkeys((Code.PIN_INVALID_LENGTH, Code.UNSUPPORTED_KEY, Code.UNSUPPORTED_CARD), 422),
+    **dict.fromkeys((Code.INTERNAL, Code.CONFIG_ERROR, Code.PORT_IN_USE), 500),
+    **dict.fromkeys((Code.MODULE_ERROR, Code.PINENTRY_FAILED, Code.CARD_ERROR), 502),
+    **dict.fromkeys((Code.SERVICE_NOT_RUNNING, Code.MODULE_NOT_FOUND), 503),
+}
+
+# Details that may leave the bridge; everything else in ``CardbridgeError.details`` stays in the log.
+_PUBLIC_DETAILS = frozenset({"minLength", "maxLength"})
+
+
+def http_status(code: Code) -> int:
+    """The HTTP status for ``code`` (500 for a code the table does not know)."""
+    return HTTP_STATUS.get(code, 500)
+
+
+def problem(error: CardbridgeError, headers: dict[str, str] | None = None) -> web.Response:
+    """``error`` as a problem+json response."""
+    status = http_status(error.code)
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": error.message,
+        "code": str(error.code),
+    }
+    if error.retries_left is not None:
+        body["retriesLeft"] = error.retries_left
+    body.update({k: v for k, v in error.details.items() if k in _PUBLIC_DETAILS})
+    allowed = error.details.get("allowed")
+    if isinstance(allowed, list):
+        headers = {**(headers or {}), "Allow": ", ".join(str(m) for m in allowed)}
+    return web.Response(
+        status=status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type=PROBLEM_JSON,
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def _from_http_exception(exc: web.HTTPException) -> tuple[CardbridgeError, dict[str, str]]:
+    """aiohttp's own refusals (no route, wrong method, body over ``client_max_size``)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowedError(f"{exc.method} is not allowed here.", allowed=sorted(exc.allowed_methods)), headers
+    if exc.status == 404:
+        return NotFoundError("There is no such endpoint."), headers
+    if exc.status == 413:
+        return RequestTooLargeError("The request body is too large."), headers
+    if exc.status == 415:
+        return UnsupportedMediaTypeError("The request body must be application/json."), headers
+    if 400 <= exc.status < 500:
+        return InvalidInputError(exc.reason or "The request is invalid."), headers
+    return InternalError("The bridge failed to answer."), headers
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place where a failure becomes a response."""
+    try:
+        return await handler(request)
+    except CardbridgeError as error:
+        log.info("%s %s: %s: %s", request.method, request.path, error.code, error.message)
+        return problem(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        converted, headers = _from_http_exception(exc)
+        log.info("%s %s: %s", request.method, request.path, converted.code)
+        return problem(converted, headers)
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return problem(InternalError("Unexpected error in the bridge; see its log."))
