@@ -1,0 +1,390 @@
+"""The native-messaging host: one request from the browser extension, one answer, exit.
+
+The protocol is the one the Web eID extension speaks to its native app:
+
+1. The host writes ``{"version": "x.y.z"}``.
+2. It reads one request ``{"command": ..., "arguments": {...}}``:
+
+   - ``authenticate`` ``{challengeNonce, origin, lang?}`` → the auth token;
+   - ``get-signing-certificate`` ``{origin, lang?}`` → ``{certificate, supportedSignatureAlgorithms}``;
+   - ``sign`` ``{hash, hashFunction, certificate, origin, lang?}`` → ``{signature, signatureAlgorithm}``;
+   - ``quit`` ``{}`` → ``{}``.
+
+3. It writes the answer (or ``{"error": {...}}``, see ``codes``) and exits.
+
+The origin comes from the extension (the sender tab's), and must be on the same allow-list
+as the HTTP server's (config ``allowed_origins``). The browser names its caller in argv
+(Chrome: ``chrome-extension://ID/``; Firefox: the manifest's path and the add-on id); it must
+be our extension, the Web eID extension or one in config ``allowed_extensions``. Started
+without one (by hand, in tests) the host serves as well.
+
+When the browser closes stdin during a command (the page gave up, the tab closed), the
+command is cancelled at once: the PIN dialog closes, nothing is signed or sent.
+
+Start-up is fast: until a card command arrives, only ``os``, ``sys``, ``struct`` and ``json``
+are imported. Frames go to a private copy of stdout; file descriptor 1 itself is pointed at
+stderr, so nothing else (a library's print, a PKCS#11 module's chatter, a traceback) can
+corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cardbridge import __version__
+from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, codes
+from cardbridge.nativemsg.framing import EndOfInput, FrameError, ResponseTooLarge, encode_message, read_message
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from cardbridge.config import Config
+
+# command → (required arguments, optional arguments)
+COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "authenticate": (frozenset({"challengeNonce", "origin"}), frozenset({"lang"})),
+    "get-signing-certificate": (frozenset({"origin"}), frozenset({"lang"})),
+    "sign": (frozenset({"hash", "hashFunction", "certificate", "origin"}), frozenset({"lang"})),
+    "quit": (frozenset(), frozenset()),
+}
+CANCEL_GRACE = 3.0  # seconds a cancelled command gets to close its dialog and sessions
+
+
+class Refused(Exception):
+    """A request the host will not serve; becomes one error frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BrowserGone(Exception):
+    """stdin closed while a command ran: the page gave up."""
+
+
+# -- the caller -----------------------------------------------------------------------------
+
+
+def caller_from_argv(argv: Sequence[str]) -> str | None:
+    """The extension that the browser names in argv, or None when started by hand.
+
+    Chrome, Chromium, Edge and Brave pass the extension's origin ``chrome-extension://ID/``
+    (on Windows also ``--parent-window=N``); Firefox passes the path of the host manifest and
+    the add-on id.
+    """
+    args = [a for a in argv if not a.startswith("--parent-window=")]
+    if not args:
+        return None
+    if len(args) == 1 and args[0].startswith("chrome-extension://"):
+        return args[0]
+    if len(args) == 2 and args[0].endswith(".json"):
+        return args[1]
+    raise Refused("INVALID_ARGUMENT", "The native host was started with unexpected arguments.")
+
+
+def extension_id(value: str) -> str:
+    """``chrome-extension://ID/`` → ``ID``; a bare id or a Firefox add-on id as it is."""
+    if value.startswith("chrome-extension://"):
+        return value.removeprefix("chrome-extension://").rstrip("/")
+    return value
+
+
+def builtin_extension(caller: str) -> bool:
+    """True for our extension and the Web eID extension."""
+    if caller.startswith("chrome-extension://"):
+        return extension_id(caller) in CHROME_EXTENSION_IDS
+    return caller in FIREFOX_EXTENSION_IDS
+
+
+def check_caller(caller: str) -> None:
+    """Refuse an extension that is neither built in nor in config ``allowed_extensions``."""
+    if builtin_extension(caller):
+        return
+    from cardbridge.config import load_config
+
+    config = load_config()
+    allowed = {extension_id(e) for e in config.allowed_extensions}
+    if extension_id(caller) not in allowed:
+        raise Refused(
+            "ORIGIN_NOT_ALLOWED",
+            f"The browser extension {extension_id(caller)} may not use cardbridge. "
+            f"To allow it, add it to allowed_extensions in {config.path}.",
+        )
+
+
+# -- the request ----------------------------------------------------------------------------
+
+
+def check_request(request: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """The command and its arguments, checked: known command, exactly the arguments it takes,
+    every one a string."""
+    extra = set(request) - {"command", "arguments"}
+    if extra:
+        raise Refused("INVALID_ARGUMENT", f"Unknown field(s) in the request: {', '.join(sorted(extra))}.")
+    command = request.get("command")
+    arguments = request.get("arguments")
+    if not isinstance(command, str) or not isinstance(arguments, dict):
+        raise Refused("INVALID_ARGUMENT", "The request must have a 'command' string and an 'arguments' object.")
+    if command not in COMMANDS:
+        raise Refused("INVALID_ARGUMENT", f"Unknown command {command[:40]!r}; known: {', '.join(COMMANDS)}.")
+    required, optional = COMMANDS[command]
+    missing = required - set(arguments)
+    if missing:
+        raise Refused("INVALID_ARGUMENT", f"{command}: missing argument(s) {', '.join(sorted(missing))}.")
+    unknown = set(arguments) - required - optional
+    if unknown:
+        names = ", ".join(sorted(name[:40] for name in unknown))
+        raise Refused("INVALID_ARGUMENT", f"{command}: unknown argument(s) {names}.")
+    for name, value in arguments.items():
+        if not isinstance(value, str):
+            raise Refused("INVALID_ARGUMENT", f"{command}: the argument {name} must be a string.")
+    return command, arguments
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+class Output:
+    """Frames to the browser, on a private copy of stdout."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.open = True
+
+    @classmethod
+    def claim_stdout(cls) -> Output:
+        """Keep stdout for frames; point file descriptor 1 at stderr for everything else."""
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.setmode(0, os.O_BINARY)
+            msvcrt.setmode(1, os.O_BINARY)
+        sys.stdout.flush()
+        fd = os.dup(1)
+        os.dup2(2, 1)
+        return cls(fd)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            data = encode_message(message)
+        except ResponseTooLarge as exc:
+            data = encode_message(codes.error_frame("INTERNAL", str(exc)))
+        except (TypeError, ValueError) as exc:  # not JSON-serialisable: a bug
+            data = encode_message(codes.error_frame("INTERNAL", f"The response could not be encoded: {exc}"))
+        view = memoryview(data)
+        try:
+            while view and self.open:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except OSError:  # the browser is gone; nobody to tell
+            self.open = False
+
+
+def _stdin_reader() -> Callable[[int], bytes]:
+    def read(size: int) -> bytes:
+        try:
+            return os.read(0, size)
+        except OSError:
+            return b""
+
+    return read
+
+
+# -- serving --------------------------------------------------------------------------------
+
+
+def serve(argv: Sequence[str]) -> str | None:
+    """Serve one request on stdin/stdout. Returns None on success, else the error code."""
+    out = Output.claim_stdout()
+    try:
+        caller = caller_from_argv(argv)
+        if caller is not None:
+            check_caller(caller)
+    except Refused as refused:
+        out.send(codes.error_frame(refused.code, refused.message))
+        return refused.code
+    except Exception as exc:  # the config file, when a caller needed it
+        return _send_exception(out, exc)
+    out.send({"version": __version__})
+    try:
+        request = read_message(_stdin_reader())
+        command, arguments = check_request(request)
+    except EndOfInput:
+        return None  # the browser closed the pipe before asking anything
+    except FrameError as exc:
+        out.send(codes.error_frame("INVALID_ARGUMENT", str(exc)))
+        return "INVALID_ARGUMENT"
+    except Refused as refused:
+        out.send(codes.error_frame(refused.code, refused.message))
+        return refused.code
+    if command == "quit":
+        out.send({})
+        return None
+    try:
+        result = run_command(command, arguments)
+    except BrowserGone:
+        return "USER_CANCELLED"
+    except Exception as exc:
+        return _send_exception(out, exc)
+    out.send(result)
+    return None
+
+
+def _send_exception(out: Output, exc: Exception) -> str:
+    from cardbridge.errors import CardbridgeError
+
+    if isinstance(exc, Refused):
+        out.send(codes.error_frame(exc.code, exc.message))
+        return exc.code
+    if isinstance(exc, CardbridgeError):
+        out.send(codes.error_frame(str(exc.code), exc.message, exc.retries_left))
+        return str(exc.code)
+    import logging
+
+    logging.getLogger(__name__).error("unexpected error", exc_info=exc)
+    out.send(codes.error_frame("INTERNAL", f"Unexpected error: {type(exc).__name__}"))
+    return "INTERNAL"
+
+
+def run_command(command: str, arguments: dict[str, str]) -> dict[str, Any]:
+    """Run a card command; raise BrowserGone when stdin closes before it ends."""
+    import asyncio
+
+    return asyncio.run(_supervise(command, arguments))
+
+
+async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
+    import asyncio
+    import contextlib
+    import threading
+
+    loop = asyncio.get_running_loop()
+    closed = asyncio.Event()
+
+    def watch_stdin() -> None:
+        read = _stdin_reader()
+        while read(65536):
+            pass  # the Web eID protocol sends nothing more; whatever comes is dropped
+        with contextlib.suppress(RuntimeError):  # the loop has already finished
+            loop.call_soon_threadsafe(closed.set)
+
+    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+    work = asyncio.create_task(perform(command, arguments))
+    gone = asyncio.create_task(closed.wait())
+    await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if closed.is_set():
+        work.cancel()
+        await asyncio.wait({work}, timeout=CANCEL_GRACE)
+        if work.done() and not work.cancelled():
+            work.exception()  # retrieved, so it is not reported; nothing is sent
+        raise BrowserGone
+    gone.cancel()
+    return work.result()
+
+
+def check_allowed_origin(origin: str, config: Config) -> None:
+    """The origin must be on config ``allowed_origins`` (the HTTP server's list)."""
+    from cardbridge.errors import OriginNotAllowedError
+
+    if not config.allowed_origins:
+        raise OriginNotAllowedError(
+            f"No website may use cardbridge yet. To allow {origin}, add it to allowed_origins in {config.path}.",
+            origin=origin,
+        )
+    if origin not in config.allowed_origins:
+        raise OriginNotAllowedError(
+            f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {config.path}.",
+            origin=origin,
+        )
+
+
+async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
+    """The card work for one checked request."""
+    import base64
+    import binascii
+
+    from cardbridge.authtoken import b64, check_nonce, check_origin
+    from cardbridge.config import load_config
+    from cardbridge.errors import InvalidInputError
+    from cardbridge.i18n import resolve_language
+    from cardbridge.model import HASH_LENGTHS
+    from cardbridge.pinentry import PinentrySource
+    from cardbridge.pkcs11.discovery import resolve_modules
+    from cardbridge.service import CardService, open_backends
+
+    def decode(name: str) -> bytes:
+        try:
+            return base64.b64decode(arguments[name], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInputError(f"{command}: {name} must be standard base64.") from exc
+
+    config = load_config()
+    origin = check_origin(arguments["origin"], allow_http_localhost=config.allow_http_localhost)
+    check_allowed_origin(origin, config)
+    if command == "authenticate":
+        check_nonce(arguments["challengeNonce"])
+    digest = certificate = b""
+    if command == "sign":
+        if arguments["hashFunction"] not in HASH_LENGTHS:
+            raise InvalidInputError(f"sign: hashFunction must be one of {', '.join(HASH_LENGTHS)}.")
+        digest, certificate = decode("hash"), decode("certificate")
+    lang = resolve_language(arguments.get("lang"), config.lang)
+    modules = resolve_modules(None, config_modules=config.pkcs11_modules)
+    service = CardService(
+        open_backends(modules), user_timeout=config.user_timeout, allow_http_localhost=config.allow_http_localhost
+    )
+    pins = PinentrySource(config.pinentry_program())
+    try:
+        if command == "authenticate":
+            token = await service.authenticate(origin, arguments["challengeNonce"], pins, lang=lang)
+            return token.to_dict()
+        if command == "get-signing-certificate":
+            info, algorithms = await service.signing_certificate(origin)
+            return {
+                "certificate": b64(info.der),
+                "supportedSignatureAlgorithms": [a.to_webeid() for a in algorithms],
+            }
+        signature, algorithm = await service.sign(
+            origin, certificate, digest, arguments["hashFunction"], pins, lang=lang
+        )
+        return {"signature": b64(signature), "signatureAlgorithm": algorithm.to_webeid()}
+    finally:
+        await service.aclose()
+
+
+def main(argv: Sequence[str]) -> int:
+    """Serve one request; the exit status: 0 when it was served, 1 when it was refused or
+    failed (the browser does not look at it; the error frame tells why)."""
+    return 0 if serve(argv) is None else 1
+
+
+def stuck_threads() -> bool:
+    """True when a thread that is not a daemon still runs (a card call that cannot be
+    interrupted): the process must then leave without waiting for it."""
+    if "threading" not in sys.modules:
+        return False
+    import threading
+
+    main = threading.main_thread()
+    return any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate())
+
+
+def launch() -> None:
+    """The process entry point of the launcher and ``python -m cardbridge.nativemsg``: serve
+    ``sys.argv[1:]`` and end the process (as ``cli.main`` does for ``cardbridge native-host``).
+
+    It ends with ``os._exit``: nothing is left to finalise (frames go out unbuffered, card
+    sessions are closed), a card call that cannot be interrupted is left behind when the
+    browser has gone, and the browser is spared the interpreter's teardown.
+    """
+    status = main(sys.argv[1:])
+    for stream in (sys.stdout, sys.stderr):
+        try:  # noqa: SIM105 - contextlib is not imported at start-up
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

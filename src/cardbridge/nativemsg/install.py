@@ -1,0 +1,243 @@
+"""Installing the native-messaging host: a launcher and one manifest per browser.
+
+A browser finds a native host by its manifest, ``no.cardbridge.host.json``, in a folder of
+its own (Linux and macOS) or through a registry key that names the manifest (Windows). The
+manifest names the host, the absolute path of a program to start (our launcher), ``type:
+stdio``, and which extensions may start it: ``allowed_origins`` (``chrome-extension://ID/``)
+for Chrome, Chromium, Edge and Brave, ``allowed_extensions`` (add-on ids) for Firefox. Both
+list our extension and the Web eID extension.
+
+The launcher is a small script that the Python which ran the install runs (so it works from
+a virtualenv too); it serves like ``cardbridge native-host``, without loading the rest of
+the command line, so the browser gets the handshake fast.
+
+Where each browser looks (per user by default, the system folders with ``--system``) is in
+the tables ``LINUX_USER``, ``LINUX_SYSTEM``, ``MAC_USER`` and ``MAC_SYSTEM`` below; e.g.
+Chromium on Linux: ``~/.config/chromium/NativeMessagingHosts`` and
+``/etc/chromium/native-messaging-hosts``; Firefox on Linux: ``~/.mozilla/native-messaging-hosts``
+and ``/usr/lib/mozilla/native-messaging-hosts``.
+
+Windows (not written by this module; an installer sets them): the manifest lives anywhere,
+and the default value of one registry key per browser holds its absolute path, under
+``HKEY_CURRENT_USER`` (per user) or ``HKEY_LOCAL_MACHINE`` (system):
+
+- Chrome: ``Software\\Google\\Chrome\\NativeMessagingHosts\\no.cardbridge.host``
+- Chromium: ``Software\\Chromium\\NativeMessagingHosts\\no.cardbridge.host``
+- Edge: ``Software\\Microsoft\\Edge\\NativeMessagingHosts\\no.cardbridge.host``
+- Brave: ``Software\\BraveSoftware\\Brave-Browser\\NativeMessagingHosts\\no.cardbridge.host``
+- Firefox: ``Software\\Mozilla\\NativeMessagingHosts\\no.cardbridge.host``
+
+On Windows the manifest's ``path`` may be relative to the manifest; the launcher there is a
+``.bat`` or ``.exe`` that runs ``cardbridge native-host``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cardbridge.errors import ConfigError, InvalidInputError
+from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, HOST_NAME
+
+DESCRIPTION = "cardbridge: log in to public-sector portals with your national ID card"
+BROWSERS = ("chrome", "chromium", "edge", "brave", "firefox")
+LAUNCHER_NAME = "cardbridge-native-host"
+SYSTEM_LAUNCHER_DIR = Path("/usr/local/libexec/cardbridge")
+
+LINUX_USER = {
+    "chrome": ".config/google-chrome/NativeMessagingHosts",
+    "chromium": ".config/chromium/NativeMessagingHosts",
+    "edge": ".config/microsoft-edge/NativeMessagingHosts",
+    "brave": ".config/BraveSoftware/Brave-Browser/NativeMessagingHosts",
+    "firefox": ".mozilla/native-messaging-hosts",
+}
+LINUX_SYSTEM = {
+    "chrome": "/etc/opt/chrome/native-messaging-hosts",
+    "chromium": "/etc/chromium/native-messaging-hosts",
+    "edge": "/etc/opt/edge/native-messaging-hosts",
+    "brave": "/etc/opt/brave/native-messaging-hosts",
+    "firefox": "/usr/lib/mozilla/native-messaging-hosts",
+}
+MAC_USER = {
+    "chrome": "Library/Application Support/Google/Chrome/NativeMessagingHosts",
+    "chromium": "Library/Application Support/Chromium/NativeMessagingHosts",
+    "edge": "Library/Application Support/Microsoft Edge/NativeMessagingHosts",
+    "brave": "Library/Application Support/BraveSoftware/Brave-Browser/NativeMessagingHosts",
+    "firefox": "Library/Application Support/Mozilla/NativeMessagingHosts",
+}
+MAC_SYSTEM = {
+    "chrome": "/Library/Google/Chrome/NativeMessagingHosts",
+    "chromium": "/Library/Application Support/Chromium/NativeMessagingHosts",
+    "edge": "/Library/Microsoft/Edge/NativeMessagingHosts",
+    "brave": "/Library/BraveSoftware/Brave-Browser/NativeMessagingHosts",
+    "firefox": "/Library/Application Support/Mozilla/NativeMessagingHosts",
+}
+WINDOWS_REGISTRY_KEYS = {
+    "chrome": r"Software\Google\Chrome\NativeMessagingHosts",
+    "chromium": r"Software\Chromium\NativeMessagingHosts",
+    "edge": r"Software\Microsoft\Edge\NativeMessagingHosts",
+    "brave": r"Software\BraveSoftware\Brave-Browser\NativeMessagingHosts",
+    "firefox": r"Software\Mozilla\NativeMessagingHosts",
+}
+
+
+def browsers(choice: str) -> tuple[str, ...]:
+    """``all`` or one browser name."""
+    if choice == "all":
+        return BROWSERS
+    if choice not in BROWSERS:
+        raise InvalidInputError(f"Unknown browser {choice!r}; choose one of {', '.join(BROWSERS)} or all.")
+    return (choice,)
+
+
+def manifest_dir(browser: str, *, system: bool = False, home: Path | None = None, platform: str | None = None) -> Path:
+    """The folder where ``browser`` looks for host manifests."""
+    platform = platform or sys.platform
+    if platform == "darwin":
+        table = MAC_SYSTEM if system else MAC_USER
+    elif platform.startswith("linux") or platform.startswith("freebsd"):
+        table = LINUX_SYSTEM if system else LINUX_USER
+    else:
+        raise ConfigError(
+            "On Windows the host is registered in the registry (see the README); "
+            "install-native-host writes manifests on Linux and macOS only."
+        )
+    folder = Path(table[browser])
+    return folder if folder.is_absolute() else (home or Path.home()) / folder
+
+
+def manifest(browser: str, launcher: Path) -> dict[str, Any]:
+    """The host manifest for ``browser``, naming ``launcher``."""
+    if not launcher.is_absolute():
+        raise InvalidInputError("The launcher path in a host manifest must be absolute.")
+    out: dict[str, Any] = {"name": HOST_NAME, "description": DESCRIPTION, "path": str(launcher), "type": "stdio"}
+    if browser == "firefox":
+        out["allowed_extensions"] = list(FIREFOX_EXTENSION_IDS)
+    else:
+        out["allowed_origins"] = [f"chrome-extension://{i}/" for i in CHROME_EXTENSION_IDS]
+    return out
+
+
+def launcher_script(python: str | None = None) -> str:
+    """The launcher: a Python script run by the installing Python (``-I``: no ``PYTHON*``
+    environment, no user site), which serves like ``cardbridge native-host`` without loading
+    the rest of the command line. When that Python's path cannot go on a ``#!`` line (a
+    space, or too long), an ``sh`` script that runs ``python -I -m cardbridge.nativemsg``."""
+    interpreter = python or sys.executable
+    header = "# Written by `cardbridge install-native-host`: the browser starts this to reach cardbridge.\n"
+    if os.path.isabs(interpreter) and len(interpreter) < 120 and not any(c.isspace() for c in interpreter):
+        return f"#!{interpreter} -I\n{header}from cardbridge.nativemsg.host import launch\n\nlaunch()\n"
+    return f'#!/bin/sh\n{header}exec {shlex.quote(interpreter)} -I -m cardbridge.nativemsg "$@"\n'
+
+
+def default_launcher(*, system: bool = False) -> Path:
+    if system:
+        return SYSTEM_LAUNCHER_DIR / LAUNCHER_NAME
+    from cardbridge.config import data_dir
+
+    return data_dir() / LAUNCHER_NAME
+
+
+def _write(path: Path, text: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file that install or uninstall wrote or removed."""
+
+    browser: str | None  # None for the launcher
+    path: Path
+    action: str  # "written" | "removed" | "absent"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"browser": self.browser, "path": str(self.path), "action": self.action}
+
+
+def install(
+    choice: str = "all",
+    *,
+    system: bool = False,
+    home: Path | None = None,
+    launcher: Path | None = None,
+    python: str | None = None,
+) -> list[Change]:
+    """Write the launcher and the manifests; returns what was written."""
+    chosen = browsers(choice)
+    target = launcher or default_launcher(system=system)
+    changes: list[Change] = []
+    try:
+        _write(target, launcher_script(python), 0o755)
+        changes.append(Change(None, target, "written"))
+        for browser in chosen:
+            path = manifest_dir(browser, system=system, home=home) / f"{HOST_NAME}.json"
+            _write(path, json.dumps(manifest(browser, target), indent=2) + "\n", 0o644)
+            changes.append(Change(browser, path, "written"))
+    except PermissionError as exc:
+        hint = " (run it as root, or leave out --system)" if system else ""
+        raise ConfigError(f"Cannot write {exc.filename}{hint}.") from exc
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {exc.filename}: {exc.strerror}.") from exc
+    return changes
+
+
+def uninstall(
+    choice: str = "all", *, system: bool = False, home: Path | None = None, launcher: Path | None = None
+) -> list[Change]:
+    """Remove the manifests (and, with ``all``, the launcher); returns what was done."""
+    chosen = browsers(choice)
+    paths: list[tuple[str | None, Path]] = [
+        (b, manifest_dir(b, system=system, home=home) / f"{HOST_NAME}.json") for b in chosen
+    ]
+    if choice == "all":
+        paths.append((None, launcher or default_launcher(system=system)))
+    changes: list[Change] = []
+    for browser, path in paths:
+        try:
+            path.unlink()
+            changes.append(Change(browser, path, "removed"))
+        except FileNotFoundError:
+            changes.append(Change(browser, path, "absent"))
+        except OSError as exc:
+            raise ConfigError(f"Cannot remove {path}: {exc.strerror}.") from exc
+    return changes
+
+
+def status(*, home: Path | None = None, platform: str | None = None) -> list[dict[str, Any]]:
+    """For ``cardbridge doctor``: per browser and scope, whether our manifest is there, and
+    whether the program it names exists and may be run. Never raises for a broken file."""
+    out: list[dict[str, Any]] = []
+    for system in (False, True):
+        for browser in BROWSERS:
+            try:
+                path = manifest_dir(browser, system=system, home=home, platform=platform) / f"{HOST_NAME}.json"
+            except ConfigError:
+                return out
+            entry: dict[str, Any] = {
+                "browser": browser,
+                "scope": "system" if system else "user",
+                "manifest": str(path),
+                "installed": path.is_file(),
+            }
+            if path.is_file():
+                try:
+                    data = json.loads(path.read_text(encoding="utf-8"))
+                    program = Path(str(data.get("path", "")))
+                    entry["launcher"] = str(program)
+                    entry["launcherOk"] = program.is_absolute() and os.access(program, os.X_OK)
+                    entry["nameOk"] = data.get("name") == HOST_NAME
+                except (OSError, ValueError, AttributeError) as exc:
+                    entry["error"] = f"unreadable manifest: {exc}"
+            out.append(entry)
+    return out
