@@ -125,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(commands)
 
     _add_config_parser(commands)
+    p_service = commands.add_parser(
+        "install-service",
+        help="run the bridge in the background: a systemd user unit and an XDG autostart entry",
+        description="Write ~/.config/systemd/user/cardbridge.service and ~/.config/autostart/cardbridge.desktop "
+        "(honouring XDG_CONFIG_HOME) and enable the unit with systemctl --user; --uninstall removes them.",
+    )
+    p_service.add_argument("--uninstall", action="store_true", help="stop the background service and remove it")
+    p_service.add_argument(
+        "--no-start", action="store_true", help="only write or remove the files; print the systemctl commands"
+    )
 
     p_dev = commands.add_parser("dev", help="emulated ID cards for developers")
     dev = p_dev.add_subparsers(dest="dev_command", metavar="WHAT", parser_class=_Parser, required=True)
@@ -468,6 +478,37 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _install_service(args: argparse.Namespace) -> int:
+    from cardbridge import autostart
+
+    if not sys.platform.startswith("linux"):
+        print(_say(args, "cli.service.unsupported"), file=sys.stderr)
+        return 2
+    start = not args.no_start
+    if args.uninstall:
+        outcome = autostart.uninstall(start=start)
+        if not outcome.removed:
+            print(_say(args, "cli.service.nothing"))
+        for path in outcome.removed:
+            print(_say(args, "cli.service.removed", path=path))
+        if outcome.ran and not outcome.failed:
+            print(_say(args, "cli.service.stopped"))
+    else:
+        outcome = autostart.install(start=start)
+        unit, desktop = outcome.written
+        print(_say(args, "cli.service.unit", path=unit))
+        print(_say(args, "cli.service.autostart", path=desktop))
+        if outcome.ran and not outcome.failed:
+            print(_say(args, "cli.service.started"))
+    if outcome.to_run:
+        print(_say(args, "cli.service.run_stop" if args.uninstall else "cli.service.run_start"))
+        for argv in outcome.to_run:
+            print(f"  {autostart.shell_line(argv)}")
+    for argv, code in outcome.failed:
+        print(_say(args, "cli.service.failed", code=code, command=autostart.shell_line(argv)), file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
 def _dev_token_create(args: argparse.Namespace) -> int:
     from cardbridge.config import data_dir
     from cardbridge.emulator.softhsm import create_dev_token
@@ -633,6 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.command == "config":
             return _config(args)
+        if args.command == "install-service":
+            return _install_service(args)
         if args.command == "serve":
             return asyncio.run(_serve(args))
         if args.command == "dev" and args.dev_command == "card":

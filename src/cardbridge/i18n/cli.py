@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (messages read better unbroken)
 """The ``cardbridge`` command's lines (not its ``--help``, which stays English)."""
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nb": "Stopp den med:",
         "nn": "Stopp henne med:",
         "en": "Stop it with:",
+    },
+    "cli.service.failed": {
+        "nb": "Kommandoen mislyktes (kode {code}): {command}",
+        "nn": "Kommandoen mislukkast (kode {code}): {command}",
+        "en": "The command failed (code {code}): {command}",
+    },
+    "cli.service.unsupported": {
+        "nb": "install-service setter opp systemd og XDG-autostart på Linux. For macOS (launchd) og Windows: se README.",
+        "nn": "install-service set opp systemd og XDG-autostart på Linux. For macOS (launchd) og Windows: sjå README.",
+        "en": "install-service sets up systemd and XDG autostart on Linux. For macOS (launchd) and Windows, see the README.",
     },
     "cli.service.nothing": {
         "nb": "Ingenting å fjerne: bakgrunnstjenesten var ikke installert.",
