@@ -563,32 +563,54 @@ def _dev_pinentry() -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    import base64
-    import secrets
+    """The emulated card, the bridge and the demo portal; one login in headless Chromium,
+    then (on a terminal, without --check) the portal stays up for a person's browser."""
+    import signal
 
-    from cardbridge.config import data_dir
+    from cardbridge.config import data_dir, load_config
     from cardbridge.emulator.softhsm import create_dev_token
-    from cardbridge.pinentry import FixedPinSource
-    from cardbridge.service import CardService, Selection, open_backends
+    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login, demo_text
+    from cardbridge.portal.headless import login_in_headless_chromium
 
-    origin = "https://login.example.no"
-    card = create_dev_token(data_dir() / "dev")
+    lang = args.ui_lang
+
+    def say(key: str, **values: object) -> None:
+        print(demo_text(key, lang, **values), flush=True)
+
+    interactive = not args.check and sys.stdin.isatty()
+    pinentry = load_config().pinentry_program() if interactive else DEV_PINENTRY
+    card = await asyncio.to_thread(create_dev_token, data_dir() / "dev")
     print(_say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin))
-    nonce = base64.b64encode(secrets.token_bytes(32)).decode("ascii")
-    print(_say(args, "cli.demo.challenge", origin=origin, nonce=nonce))
-    service = CardService(open_backends([card.module]))
-    try:
-        token = await service.authenticate(
-            origin, nonce, FixedPinSource(card.pin), selection=Selection(token_label=card.label)
-        )
-    finally:
-        await service.aclose()
-    from cardbridge.certs import parse_certificate
-
-    holder = parse_certificate(token.unverified_certificate)
-    print(_say(args, "cli.demo.token"))
-    print(json.dumps(token.to_dict(), indent=2))
-    print(_say(args, "cli.demo.signed_by", holder=holder.holder_name, id_code=holder.id_code, issuer=holder.issuer))
+    async with DemoRun(card) as run:
+        say("portal", url=run.url)
+        say("bridge", url=run.bridge_url, origin=run.origin)
+        await run.start_bridge(DEV_PINENTRY, dev_pin=card.pin)
+        say("logging_in")
+        shown = await login_in_headless_chromium(run.url)
+        check_login(run, shown.name)
+        citizen = run.portal.logins[-1]
+        say("dialog", origin=run.origin)
+        say("verified", name=citizen.name, fnr=citizen.fodselsnummer or citizen.id_code, issuer=citizen.issuer)
+        say("ok")
+        if not interactive:
+            return 0
+        # Now a person logs in: the bridge asks through their own pinentry program.
+        await run.start_bridge(pinentry)
+        say("open", url=run.url if lang == "nb" else f"{run.url}?lang={lang}", pin=card.pin)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        while not stop.is_set():
+            run.portal.login_event.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(run.portal.login_event.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if run.portal.login_event.is_set():
+                citizen = run.portal.logins[-1]
+                say("login_seen", name=citizen.name, fnr=citizen.fodselsnummer or citizen.id_code)
+        say("stopped")
     return 0
 
 

@@ -1,0 +1,239 @@
+"""``cardbridge demo``: the emulated ID card, the bridge and the demo portal, on loopback.
+
+:class:`DemoRun` starts the pieces a login needs and stops them again:
+
+- the demo portal (:mod:`cardbridge.portal.demo`) in this process, on
+  ``http://localhost:PORT`` (a secure context; it listens on 127.0.0.1 only), trusting the
+  development CA of the emulated card;
+- the bridge, ``cardbridge serve``, as a child process on a free loopback port: only the
+  emulated card's PKCS#11 token, only the portal's origin allowed (``http://localhost``
+  needs ``--allow-http-localhost``, development only), and a config file of its own so the
+  user's configuration cannot widen it. Its PIN dialogs come from the program the caller
+  names: ``cardbridge dev pinentry`` for the automatic login, the person's pinentry after.
+
+The CLI prints; nothing here does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp
+from aiohttp import web
+
+from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
+from cardbridge.emulator.softhsm import DevToken
+from cardbridge.errors import CardbridgeError, ConfigError
+from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
+
+DEV_PINENTRY = f"{shlex.quote(sys.executable)} -m cardbridge dev pinentry"
+BRIDGE_START_TIMEOUT = 30.0
+
+
+# What ``cardbridge demo`` prints, in bokmål, nynorsk and English.
+DEMO_TEXTS: dict[str, dict[str, str]] = {
+    "portal": {"nb": "Demoportalen: {url}", "nn": "Demoportalen: {url}", "en": "Demo portal: {url}"},
+    "bridge": {
+        "nb": "Broen (cardbridge serve): {url}, tillater bare {origin}",
+        "nn": "Brua (cardbridge serve): {url}, tillèt berre {origin}",
+        "en": "Bridge (cardbridge serve): {url}, allowing only {origin}",
+    },
+    "logging_in": {
+        "nb": "Logger inn i Chromium uten skjerm; PIN-dialogen besvares av «cardbridge dev pinentry» …",
+        "nn": "Loggar inn i Chromium utan skjerm; PIN-dialogen vert svara av «cardbridge dev pinentry» …",
+        "en": "Logging in with headless Chromium; the PIN dialog is answered by 'cardbridge dev pinentry' …",
+    },
+    "dialog": {
+        "nb": "PIN-dialogen viste nettstedet {origin}",
+        "nn": "PIN-dialogen viste nettstaden {origin}",
+        "en": "The PIN dialog showed the website {origin}",
+    },
+    "verified": {
+        "nb": "Portalen kontrollerte innloggingen: {name}, fødselsnummer {fnr}, utsteder {issuer}",
+        "nn": "Portalen kontrollerte innlogginga: {name}, fødselsnummer {fnr}, utferdar {issuer}",
+        "en": "The portal verified: {name}, fødselsnummer {fnr}, issuer {issuer}",
+    },
+    "ok": {"nb": "Innloggingen virket.", "nn": "Innlogginga verka.", "en": "The login worked."},
+    "open": {
+        "nb": "Åpne {url} i nettleseren din og logg inn med PIN-koden {pin}. Trykk Ctrl-C for å avslutte.",
+        "nn": "Opne {url} i nettlesaren din og logg inn med PIN-koden {pin}. Trykk Ctrl-C for å avslutte.",
+        "en": "Open {url} in your browser and log in with the PIN {pin}. Press Ctrl-C to stop.",
+    },
+    "login_seen": {
+        "nb": "Innlogget: {name} ({fnr})",
+        "nn": "Innlogga: {name} ({fnr})",
+        "en": "Logged in: {name} ({fnr})",
+    },
+    "stopped": {"nb": "Demoen er stoppet.", "nn": "Demoen er stoppa.", "en": "The demo stopped."},
+}
+
+
+def demo_text(key: str, lang: str, **values: object) -> str:
+    """The ``cardbridge demo`` line ``key`` in ``lang`` (bokmål when missing)."""
+    entry = DEMO_TEXTS[key]
+    return entry.get(lang, entry["nb"]).format(**values)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _listen_loopback() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class DemoRun:
+    """The demo portal and the bridge for one emulated card. Use ``async with``."""
+
+    def __init__(self, card: DevToken, *, bridge_port: int | None = None) -> None:
+        self.card = card
+        self.bridge_port = bridge_port or free_port()
+        self._folder = tempfile.TemporaryDirectory(prefix="cardbridge-demo-")
+        self.folder = Path(self._folder.name)
+        self.dialog_log = self.folder / "dialogs.jsonl"
+        self.bridge_log = self.folder / "bridge.log"
+        self._sock = _listen_loopback()
+        self.portal_port: int = self._sock.getsockname()[1]
+        self.origin = f"http://localhost:{self.portal_port}"
+        self.url = self.origin + "/"
+        ca = Path(card.ca_certificate).read_bytes()
+        self.app = create_app(DemoSettings(self.origin, (ca,), bridge_port=self.bridge_port, transport="http"))
+        self._runner: web.AppRunner | None = None
+        self._bridge: asyncio.subprocess.Process | None = None
+
+    @property
+    def portal(self) -> DemoState:
+        return self.app[DEMO_STATE]
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://127.0.0.1:{self.bridge_port}"
+
+    async def __aenter__(self) -> DemoRun:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self.stop_bridge()
+        finally:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            self._sock.close()
+            self._folder.cleanup()
+
+    def bridge_command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "cardbridge",
+            "serve",
+            "--port",
+            str(self.bridge_port),
+            "--module",
+            self.card.module,
+            "--token",
+            self.card.label,
+            "--allow-origin",
+            self.origin,
+            "--allow-http-localhost",
+            "--no-pcsc",
+        ]
+
+    async def start_bridge(self, pinentry: str, *, dev_pin: str | None = None) -> None:
+        """Start ``cardbridge serve`` with ``pinentry`` as its PIN dialog; wait until it answers.
+
+        ``dev_pin`` is handed to ``cardbridge dev pinentry`` (emulated cards only)."""
+        await self.stop_bridge()
+        env = {k: v for k, v in os.environ.items() if k not in (ENV_PIN, ENV_LOG)}
+        env.update(
+            {
+                "SOFTHSM2_CONF": self.card.softhsm2_conf,
+                "CARDBRIDGE_CONFIG": str(self.folder / "bridge-config.toml"),  # none: the defaults
+                "CARDBRIDGE_PINENTRY": pinentry,
+            }
+        )
+        if dev_pin is not None:
+            env[ENV_PIN] = dev_pin
+            env[ENV_LOG] = str(self.dialog_log)
+        with open(self.bridge_log, "ab") as log:
+            self._bridge = await asyncio.create_subprocess_exec(*self.bridge_command(), stdout=log, stderr=log, env=env)
+        await self._wait_for_bridge()
+
+    async def _wait_for_bridge(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BRIDGE_START_TIMEOUT
+        url = f"{self.bridge_url}/v1/openapi.json"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            while True:
+                if self._bridge is None or self._bridge.returncode is not None:
+                    raise ConfigError(f"The bridge (cardbridge serve) stopped: {self.bridge_output()}")
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with session.get(url) as response:
+                        if response.status == 200:
+                            return
+                if loop.time() > deadline:
+                    raise ConfigError(f"The bridge did not answer on {self.bridge_url}: {self.bridge_output()}")
+                await asyncio.sleep(0.1)
+
+    def bridge_output(self, limit: int = 2000) -> str:
+        """The end of the bridge's log (stdout and stderr)."""
+        try:
+            text = self.bridge_log.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return "(no output)"
+        return text[-limit:] or "(no output)"
+
+    async def stop_bridge(self) -> None:
+        proc, self._bridge = self._bridge, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    def dialogs(self) -> list[dict[str, str]]:
+        """The PIN dialogs ``cardbridge dev pinentry`` answered (texts, never the PIN)."""
+        if not self.dialog_log.exists():
+            return []
+        return [json.loads(line) for line in self.dialog_log.read_text(encoding="utf-8").splitlines() if line]
+
+
+def check_login(run: DemoRun, shown_name: str) -> None:
+    """The PIN dialog named the portal's origin, the portal verified a login of the
+    emulated card's citizen, and the browser showed that name; else raise."""
+    if not any(run.origin in dialog.get("setdesc", "") for dialog in run.dialogs()):
+        raise CardbridgeError(f"No PIN dialog named the portal's origin {run.origin}.")
+    logins = run.portal.logins
+    if not logins:
+        raise CardbridgeError("The portal verified no login.")
+    citizen = logins[-1]
+    if citizen.id_code != run.card.id_code:
+        raise CardbridgeError(f"The portal verified {citizen.id_code}, not the emulated card's {run.card.id_code}.")
+    if shown_name != citizen.name:
+        raise CardbridgeError(f"The citizen page shows {shown_name!r}, not {citizen.name!r}.")
