@@ -173,6 +173,7 @@ class Card:
     label: str
     pin: str
     holder: str
+    ca_certificate: str
 
     def env(self) -> dict[str, str]:
         return {"SOFTHSM2_CONF": self.softhsm2_conf, "CARDBRIDGE_PKCS11_MODULE": self.module}
@@ -195,4 +196,6 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Card:
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    return Card(data["module"], data["softhsm2_conf"], data["label"], data["pin"], data["holder"])
+    return Card(
+        data["module"], data["softhsm2_conf"], data["label"], data["pin"], data["holder"], data["ca_certificate"]
+    )
