@@ -169,7 +169,8 @@ async def authenticate(request: web.Request) -> web.Response:
 
 @routes.post("/v1/signing-certificate")
 async def signing_certificate(request: web.Request) -> web.Response:
-    await read_json(request, frozenset(), frozenset({"lang", "origin"}))
+    body = await read_json(request, frozenset(), frozenset({"lang", "origin"}))
+    _lang(request, body)  # no dialog here, but a bad tag is still bad input
     certificate, algorithms = await request.app[SERVICE].signing_certificate(
         request[ORIGIN], selection=_selection(request)
     )
