@@ -569,7 +569,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
     from cardbridge.config import data_dir, load_config
     from cardbridge.emulator.softhsm import create_dev_token
-    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login, demo_text
+    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login, demo_text, person_pinentry
     from cardbridge.portal.headless import login_in_headless_chromium
 
     lang = args.ui_lang
@@ -578,7 +578,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(demo_text(key, lang, **values), flush=True)
 
     interactive = not args.check and sys.stdin.isatty()
-    pinentry = load_config().pinentry_program() if interactive else DEV_PINENTRY
+    pinentry = person_pinentry(load_config().pinentry_program()) if interactive else DEV_PINENTRY
     card = await asyncio.to_thread(create_dev_token, data_dir() / "dev")
     print(_say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin))
     async with DemoRun(card) as run:

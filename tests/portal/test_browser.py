@@ -8,6 +8,7 @@ context), so the bridge is started with ``--allow-http-localhost``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import socket
@@ -19,6 +20,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
 from tests.conftest import ScriptedPinentry
@@ -274,6 +279,40 @@ async def test_client_status_over_http(page: Any, portal: Portal, bridge: Any, b
     outcome = await page.evaluate(CALL, ["status", {"port": bridge_port}])
     assert outcome["result"]["transport"] == "http"
     assert "version" in outcome["result"]
+
+
+async def test_client_gets_the_signing_certificate_and_signs_over_http(
+    page: Any, portal: Portal, bridge: Any, bridge_port: int, pinentry: ScriptedPinentry, softhsm: SoftHsm
+) -> None:
+    pinentry.respond(softhsm.pin)
+    await page.goto(portal.origin + "/")
+    outcome = await page.evaluate(
+        """async (port) => {
+            const m = await import("/static/cardbridge.js");
+            const options = {port, transport: "http", lang: "en"};
+            const {certificate, supportedSignatureAlgorithms} = await m.getSigningCertificate(options);
+            const hash = btoa(String.fromCharCode(...new Uint8Array(48).fill(7)));
+            const signed = await m.sign(certificate, hash, "SHA-384", options);
+            let refused = null;
+            try { await m.sign(certificate, "AAAA", "SHA-384", options); } catch (e) { refused = e.code; }
+            return {certificate, supportedSignatureAlgorithms, signed, refused};
+        }""",
+        bridge_port,
+    )
+    der = base64.b64decode(outcome["certificate"])
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.subject.get_attributes_for_oid(x509.NameOID.SERIAL_NUMBER)[0].value == softhsm.citizen.id_code
+    assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-384", "paddingScheme": "NONE"} in outcome[
+        "supportedSignatureAlgorithms"
+    ]
+    assert outcome["signed"]["signatureAlgorithm"]["hashFunction"] == "SHA-384"
+    signature = base64.b64decode(outcome["signed"]["signature"])
+    r, s = int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big")
+    public_key = cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key.verify(encode_dss_signature(r, s), bytes([7]) * 48, ec.ECDSA(Prehashed(hashes.SHA384())))
+    assert outcome["refused"] == "INVALID_ARGUMENT"  # a hash of the wrong length, refused before any dialog
+    assert pinentry.texts("SETTITLE") == ["Sign with your ID card"]
 
 
 # A stand-in for the extension's content script, speaking the agreed window.postMessage

@@ -224,3 +224,14 @@ def test_settings_are_checked(dev_ca: DevCA) -> None:
         DemoSettings("http://portal.example", ca)
     with pytest.raises(InvalidInputError):
         DemoSettings(ORIGIN, ca, transport="carrier-pigeon")
+
+
+def test_the_persons_pinentry_falls_back_to_an_installed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardbridge.portal import demo_runner
+
+    installed = {"pinentry-curses": "/usr/bin/pinentry-curses", "my-pinentry": "/opt/my-pinentry"}
+    monkeypatch.setattr(demo_runner.shutil, "which", installed.get)
+    assert demo_runner.person_pinentry("my-pinentry --timeout 10") == "my-pinentry --timeout 10"
+    assert demo_runner.person_pinentry("pinentry") == "pinentry-curses"
+    monkeypatch.setattr(demo_runner.shutil, "which", lambda name: None)
+    assert demo_runner.person_pinentry("pinentry") == "pinentry"

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 import tempfile
@@ -81,6 +82,18 @@ def demo_text(key: str, lang: str, **values: object) -> str:
     """The ``cardbridge demo`` line ``key`` in ``lang`` (bokmål when missing)."""
     entry = DEMO_TEXTS[key]
     return entry.get(lang, entry["nb"]).format(**values)
+
+
+PINENTRY_PROGRAMS = ("pinentry-tty", "pinentry-curses", "pinentry-gnome3", "pinentry-qt")
+
+
+def person_pinentry(configured: str) -> str:
+    """The pinentry program a person answers: ``configured`` when it is installed, else the
+    first of Debian's pinentry programs that is (``configured`` when none is)."""
+    argv = shlex.split(configured)
+    if argv and shutil.which(argv[0]):
+        return configured
+    return next((name for name in PINENTRY_PROGRAMS if shutil.which(name)), configured)
 
 
 def free_port() -> int:
