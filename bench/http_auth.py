@@ -1,0 +1,209 @@
+"""Median latency of ``POST /v1/authenticate`` through ``cardbridge serve`` next to a direct,
+in-process PKCS#11 login and sign of the same digest, both against one SoftHSM2 token.
+
+The bridge runs as a real process on loopback; its PIN dialog is a scripted pinentry that
+answers at once (a POSIX shell script speaking the Assuan protocol, so the dialog costs a
+process start, as a real one does, but no person). "direct" is what any login must at
+least do with python-pkcs11: open a session, C_Login, find the key, C_Sign the digest
+H(H(origin) || H(nonce)), C_Logout, close. The two are measured in alternating rounds in
+one run, so machine noise hits both alike. Goal: http / direct at most 3.
+
+Also printed, for the record, to show where the time goes: ``CardService.authenticate`` in
+process with the PIN handed over directly (no dialog, no HTTP), and the same HTTP login
+with the Python scripted pinentry that the tests use (a Python interpreter start per dialog).
+
+Run: python bench/http_auth.py   (about 10-20 seconds; stops by itself)
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import secrets
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ORIGIN = "https://login.example.no"
+PIN = "1234"
+LABEL = "bench"
+ROUNDS = 40
+WARMUP = 3
+REPO = Path(__file__).resolve().parent.parent
+PY_PINENTRY = REPO / "tests" / "tools" / "scripted_pinentry.py"
+
+SH_PINENTRY = """#!/bin/sh
+# A pinentry that answers every GETPIN with $BENCH_PIN at once (bench only).
+echo "OK Pleased to meet you"
+while read -r verb rest; do
+  case "$verb" in
+    GETPIN) echo "D $BENCH_PIN"; echo "OK" ;;
+    BYE) echo "OK closing connection"; exit 0 ;;
+    *) echo "OK" ;;
+  esac
+done
+"""
+
+
+def nonce() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def make_token(folder: Path) -> tuple[str, Path]:
+    from cardbridge.emulator.devpki import Citizen, DevCA
+    from cardbridge.emulator.softhsm import init_token, provision, softhsm_module, write_config
+
+    conf = write_config(folder / "softhsm")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    module = softhsm_module()
+    init_token(conf, LABEL, PIN, "12345678")
+    provision(module, LABEL, PIN, DevCA.load_or_create(folder / "ca"), key="ec-p256", citizen=Citizen())
+    return module, conf
+
+
+def start_bridge(module: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    args = ["--module", module, "--token", LABEL, "--allow-origin", ORIGIN, "--no-pcsc", "--port", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cardbridge", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline() if ready else ""
+    if "listening on" not in line:
+        proc.kill()
+        raise SystemExit(f"the bridge did not start: {line!r}")
+    return proc, int(line.split("http://127.0.0.1:")[1].split(",")[0].split()[0])
+
+
+def stop_bridge(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def http_login(port: int) -> Callable[[], None]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def once() -> None:
+        body = json.dumps({"challengeNonce": nonce()})
+        conn.request(
+            "POST", "/v1/authenticate", body=body, headers={"Origin": ORIGIN, "Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        data = response.read()
+        if response.status != 200:
+            raise SystemExit(f"authenticate failed: {response.status} {data[:300]!r}")
+
+    return once
+
+
+def direct_login(module: str) -> Callable[[], None]:
+    import pkcs11
+    from cardbridge.authtoken import authentication_digest
+    from cardbridge.model import SignatureAlgorithm
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    token = pkcs11.lib(module).get_token(token_label=LABEL)
+    algorithm = SignatureAlgorithm("ECC", "SHA-256", "NONE")
+    auth_key_id = b"\x01"  # the provisioned authentication key (emulator.softhsm.provision)
+
+    def once() -> None:
+        digest = authentication_digest(ORIGIN, nonce(), algorithm)
+        with token.open(user_pin=PIN) as session:  # C_OpenSession, C_Login … C_Logout, C_CloseSession
+            key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=auth_key_id)
+            signature = key.sign(digest, mechanism=Mechanism.ECDSA)
+            assert len(signature) == 64 and key[Attribute.ID] == auth_key_id
+
+    return once
+
+
+def service_login(module: str) -> Callable[[], None]:
+    import asyncio
+
+    from cardbridge.pinentry import FixedPinSource
+    from cardbridge.service import CardService, Selection, open_backends
+
+    loop = asyncio.new_event_loop()
+    service = CardService(open_backends([module]))
+    selection = Selection(token_label=LABEL)
+
+    def once() -> None:
+        loop.run_until_complete(service.authenticate(ORIGIN, nonce(), FixedPinSource(PIN), selection=selection))
+
+    return once
+
+
+def timed(fn: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="cardbridge-bench-") as tmp:
+        folder = Path(tmp)
+        module, conf = make_token(folder)
+        sh_pinentry = folder / "pinentry.sh"
+        sh_pinentry.write_text(SH_PINENTRY, encoding="utf-8")
+        sh_pinentry.chmod(0o755)
+        script = folder / "pinentry-script.json"
+        script.write_text(json.dumps({"responses": [PIN] * (ROUNDS + WARMUP)}), encoding="utf-8")
+        base_env = {
+            **os.environ,
+            "SOFTHSM2_CONF": str(conf),
+            "BENCH_PIN": PIN,
+            "CARDBRIDGE_CONFIG": str(folder / "no-config.toml"),
+            "CARDBRIDGE_LOG_DIR": str(folder / "log"),
+        }
+        bridge, port = start_bridge(module, {**base_env, "CARDBRIDGE_PINENTRY": str(sh_pinentry)})
+        py_bridge, py_port = start_bridge(
+            module,
+            {
+                **base_env,
+                "CARDBRIDGE_PINENTRY": f"{sys.executable} {PY_PINENTRY}",
+                "CARDBRIDGE_TEST_PINENTRY_SCRIPT": str(script),
+            },
+        )
+        try:
+            runs = {
+                "http": http_login(port),
+                "direct": direct_login(module),
+                "service": service_login(module),
+                "http-py": http_login(py_port),
+            }
+            for _ in range(WARMUP):
+                for run in runs.values():
+                    run()
+            samples: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(ROUNDS):  # alternating, side by side
+                for name, run in runs.items():
+                    samples[name].append(timed(run))
+        finally:
+            stop_bridge(bridge)
+            stop_bridge(py_bridge)
+    median = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+    print(f"SoftHSM2 ES256 login, {ROUNDS} rounds each, alternating (median ms)")
+    print(f"  POST /v1/authenticate (sh pinentry):       {median['http']:7.2f} ms")
+    print(f"  direct PKCS#11 login + sign (in process):  {median['direct']:7.2f} ms")
+    print(f"  ratio http / direct:                        {median['http'] / median['direct']:7.2f}x   (goal <= 3x)")
+    print("for the record:")
+    print(f"  CardService.authenticate in process, PIN given, no dialog: {median['service']:7.2f} ms")
+    print(f"  POST /v1/authenticate with the Python test pinentry:      {median['http-py']:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
