@@ -30,10 +30,18 @@ TIMEOUT = 20.0
 class HostProcess:
     """One running host."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cli: bool = False) -> None:
-        entry = ["-m", "cardbridge", "native-host"] if cli else ["-m", "cardbridge.nativemsg"]
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cli: bool = False, program: str | None = None
+    ) -> None:
+        """``program``: run it (a launcher) instead of ``python -m cardbridge.nativemsg``."""
+        if program is not None:
+            entry = [program]
+        elif cli:
+            entry = [sys.executable, "-m", "cardbridge", "native-host"]
+        else:
+            entry = [sys.executable, "-m", "cardbridge.nativemsg"]
         self.proc = subprocess.Popen(
-            [sys.executable, *entry, *args],
+            [*entry, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -161,7 +169,12 @@ def config_env(tmp_path: Path) -> dict[str, str]:
     folder = tmp_path / "cfg"
     folder.mkdir(mode=0o700)
     path = write_config(folder, allowed_origins=[ORIGIN])
-    return {**os.environ, "CARDBRIDGE_CONFIG": str(path), "CARDBRIDGE_DATA_DIR": str(tmp_path / "data")}
+    return {
+        **os.environ,
+        "CARDBRIDGE_CONFIG": str(path),
+        "CARDBRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "CARDBRIDGE_LOG_DIR": str(tmp_path / "log"),
+    }
 
 
 @dataclass(frozen=True)

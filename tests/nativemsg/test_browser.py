@@ -112,6 +112,7 @@ async def browser(
         **pinentry.env(),
         "CARDBRIDGE_CONFIG": str(config),
         "CARDBRIDGE_DATA_DIR": str(tmp_path / "data"),
+        "CARDBRIDGE_LOG_DIR": str(tmp_path / "log"),
         "HOME": str(tmp_path / "home"),
     }
     async with playwright_api.async_playwright() as playwright:

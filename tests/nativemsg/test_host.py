@@ -279,6 +279,9 @@ def test_authenticate(start_host: Any, card_env: dict[str, str], card: Card, pin
     (description,) = pinentry.texts("SETDESC")
     assert ORIGIN in description and card.holder in description
     assert card.pin not in host.stderr
+    # The host logged the login to the private log file (cardbridge.logsetup redacts it).
+    logged = "".join(p.read_text(errors="replace") for p in Path(card_env["CARDBRIDGE_LOG_DIR"]).rglob("*.log*"))
+    assert "authenticated" in logged and ORIGIN in logged
 
 
 @pytest.mark.softhsm

@@ -311,6 +311,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     from cardbridge.config import load_config
     from cardbridge.errors import InvalidInputError
     from cardbridge.i18n import resolve_language
+    from cardbridge.logsetup import setup_logging
     from cardbridge.model import HASH_LENGTHS
     from cardbridge.pinentry import PinentrySource
     from cardbridge.pkcs11.discovery import resolve_modules
@@ -323,6 +324,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             raise InvalidInputError(f"{command}: {name} must be standard base64.") from exc
 
     config = load_config()
+    setup_logging(file_level=config.log_level)  # stderr (the browser's log) and the private log file
     origin = check_origin(arguments["origin"], allow_http_localhost=config.allow_http_localhost)
     check_allowed_origin(origin, config)
     if command == "authenticate":
