@@ -268,3 +268,28 @@ def test_events_stream_from_the_process(serve: Serve, softhsm: SoftHsm, pinentry
     assert status["pcsc"]["watched"] is True
     conn.close()
     assert served.stop() == 0
+
+
+def test_http_localhost_origin_only_in_development_mode(
+    serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry
+) -> None:
+    dev_origin = "http://localhost:8080"
+    args = ["--module", softhsm.module, "--token", "p256", "--no-pcsc", "--allow-origin", dev_origin]
+    refused = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "serve", "--port", "0", *args],
+        env=env_for(softhsm, pinentry.env()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 3 and "INVALID_ORIGIN" in refused.stderr
+    served = serve(*args, "--allow-http-localhost", env=env_for(softhsm, pinentry.env()))
+    pinentry.respond("1234")
+    challenge = nonce()
+    status, headers, token = request(
+        served, "POST", "/v1/authenticate", {"challengeNonce": challenge}, headers={"Origin": dev_origin}
+    )
+    assert status == 200, token
+    assert headers["Access-Control-Allow-Origin"] == dev_origin
+    verify_token(token, dev_origin, challenge)
