@@ -125,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(commands)
 
     _add_config_parser(commands)
+    p_doctor = commands.add_parser(
+        "doctor",
+        help="check everything the ID card login needs, and say how to fix what is wrong",
+        description="Check pcscd, readers, cards, PKCS#11 modules, certificates, browser manifests, the HTTP port, "
+        "the config file and the PIN window. Exit 0 when all is well, 1 when something needs a fix.",
+    )
+    p_doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p_doctor.add_argument(
+        "--report", metavar="FILE", help="also write a text report to FILE for support (no PIN, no secrets)"
+    )
+    _add_module_flags(p_doctor)
     p_service = commands.add_parser(
         "install-service",
         help="run the bridge in the background: a systemd user unit and an XDG autostart entry",
@@ -509,6 +520,30 @@ def _install_service(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cardbridge import doctor
+
+    checks = doctor.run_checks(args.ui_lang, module_flags=args.module)
+    status = doctor.exit_status(checks)
+    if args.report:
+        report = Path(args.report).expanduser()
+        try:
+            report.write_text(doctor.report_text(checks, args.ui_lang), encoding="utf-8")
+        except OSError as exc:
+            from cardbridge.errors import InvalidInputError
+
+            raise InvalidInputError(f"Cannot write the report to {report}: {exc.strerror}") from exc
+    if args.json:
+        _print_json({"version": __version__, "ok": status == 0, "checks": [c.to_dict() for c in checks]})
+    else:
+        print(doctor.format_checks(checks, args.ui_lang), end="")
+    if args.report:
+        print(_say(args, "doctor.report.written", path=Path(args.report).expanduser()), file=sys.stderr)
+    return status
+
+
 def _dev_token_create(args: argparse.Namespace) -> int:
     from cardbridge.config import data_dir
     from cardbridge.emulator.softhsm import create_dev_token
@@ -696,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.command == "config":
             return _config(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "install-service":
             return _install_service(args)
         if args.command == "serve":

@@ -1,0 +1,436 @@
+"""``cardbridge doctor``: the checks a support desk asks for, in plain words.
+
+Each check returns :class:`Check` results — a stable ``id``, a name, ``ok``/``warn``/
+``fail``, what was found and, when something needs doing, the fix — in nb, nn or en.
+Nothing here prints (the CLI does). Card and module work goes through the layers that own
+it: :mod:`cardbridge.pcsc` for pcscd, readers and ATRs, :mod:`cardbridge.pkcs11` and the
+service for modules, tokens and certificates, :mod:`cardbridge.nativemsg.install` for the
+browser manifests. A check that cannot run says so; it never stops the others.
+
+``doctor`` exits 1 when a check failed (warnings do not change the exit code).
+:func:`report_text` is the text file a citizen can send to support: it carries no PIN, no
+PUK, no key material (nothing here ever holds one), and it is passed through the log
+redaction filter as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import http.client
+import importlib.metadata
+import json
+import platform
+import shutil
+import socket
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cardbridge import __version__, i18n
+from cardbridge.config import Config, config_path, load_config
+from cardbridge.errors import CardbridgeError, ConfigError, ServiceNotRunningError
+from cardbridge.logsetup import LOG_FILE, log_dir, redact
+
+__all__ = ["Check", "Status", "exit_status", "report_text", "run_checks"]
+
+EXPIRY_WARNING_DAYS = 30
+PORT_TIMEOUT = 2.0
+
+
+class Status(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding: ``id`` is stable (for scripts), the rest is for people."""
+
+    id: str
+    name: str
+    status: Status
+    detail: str
+    fix: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "name": self.name, "status": str(self.status), "detail": self.detail}
+        if self.fix:
+            out["fix"] = self.fix
+        if self.data:
+            out["data"] = self.data
+        return out
+
+
+def _check(check_id: str, lang: str, status: Status, detail: str, fix: str | None = None, **data: Any) -> Check:
+    return Check(check_id, i18n.text(f"doctor.name.{check_id}", lang), status, detail, fix, data)
+
+
+def exit_status(checks: Iterable[Check]) -> int:
+    """0 when nothing failed, 1 when something needs a fix."""
+    return 1 if any(c.status is Status.FAIL for c in checks) else 0
+
+
+# -- versions, config, origins ---------------------------------------------------------------
+
+
+def check_versions(lang: str) -> Check:
+    libraries = []
+    for dist in ("python-pkcs11", "pyscard", "aiohttp", "cryptography"):
+        try:
+            libraries.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            libraries.append(f"{dist} -")
+    detail = i18n.text(
+        "doctor.versions.detail",
+        lang,
+        version=__version__,
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+        libraries=", ".join(libraries),
+    )
+    return _check("versions", lang, Status.OK, detail, version=__version__, libraries=libraries)
+
+
+def check_config(lang: str, path: Path | None = None) -> tuple[Check, Config | None]:
+    file = path or config_path()
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        fix = i18n.text("doctor.config.fix", lang, path=file)
+        return _check("config", lang, Status.FAIL, i18n.text("doctor.config.fail", lang, error=exc.message), fix), None
+    key = "doctor.config.ok" if file.exists() else "doctor.config.missing"
+    settings = config.to_dict()
+    settings.pop("path", None)
+    return _check("config", lang, Status.OK, i18n.text(key, lang, path=file), path=str(file), settings=settings), config
+
+
+def check_origins(config: Config, lang: str) -> Check:
+    if config.allowed_origins:
+        detail = i18n.text("doctor.origins.ok", lang, origins=", ".join(config.allowed_origins))
+        return _check("origins", lang, Status.OK, detail, origins=list(config.allowed_origins))
+    fix = i18n.text("doctor.origins.fix", lang, path=config.path or config_path())
+    return _check("origins", lang, Status.WARN, i18n.text("doctor.origins.none", lang), fix, origins=[])
+
+
+# -- PC/SC -------------------------------------------------------------------------------------
+
+
+def check_pcscd(lang: str) -> tuple[Check, list[Any] | None]:
+    """Is pcscd running and reachable? Returns the readers (``ReaderInfo``) when it is."""
+    try:
+        from cardbridge.pcsc import list_readers
+    except Exception as exc:  # pyscard or libpcsclite missing
+        detail = i18n.text("doctor.pcscd.nolib", lang, error=f"{type(exc).__name__}: {exc}")
+        return _check("pcscd", lang, Status.FAIL, detail, i18n.text("doctor.pcscd.nolib_fix", lang)), None
+    try:
+        readers = list(list_readers())
+    except ServiceNotRunningError as exc:
+        fix = i18n.text("doctor.pcscd.fix", lang)
+        return _check("pcscd", lang, Status.FAIL, i18n.text("doctor.pcscd.fail", lang), fix, error=exc.message), None
+    except CardbridgeError as exc:
+        detail = f"{i18n.text('doctor.pcscd.fail', lang)} ({exc.code}: {exc.message})"
+        return _check("pcscd", lang, Status.FAIL, detail, i18n.text("doctor.pcscd.fix", lang)), None
+    return _check("pcscd", lang, Status.OK, i18n.text("doctor.pcscd.ok", lang)), readers
+
+
+def check_readers(readers: Sequence[Any] | None, lang: str) -> Check:
+    """``readers``: from :func:`check_pcscd` (None when pcscd did not answer)."""
+    if readers is None:
+        return _check("readers", lang, Status.WARN, i18n.text("doctor.readers.skipped", lang))
+    if not readers:
+        fix = i18n.text("doctor.readers.fix", lang)
+        return _check("readers", lang, Status.FAIL, i18n.text("doctor.readers.none", lang), fix, readers=[])
+    names = [r.name for r in readers]
+    return _check(
+        "readers", lang, Status.OK, i18n.text("doctor.readers.ok", lang, names=", ".join(names)), readers=names
+    )
+
+
+def check_cards(readers: Sequence[Any] | None, lang: str) -> list[Check]:
+    """The card in each reader: its ATR and name (from the ATR tables)."""
+    if not readers:
+        return []
+    out: list[Check] = []
+    for reader in readers:
+        card = reader.card
+        if not reader.card_present or card is None:
+            continue
+        data = {"reader": reader.name, "atr": card.atr_hex, "name": card.name, "known": card.known}
+        if card.known or card.name != "unknown card":
+            detail = i18n.text("doctor.cards.ok", lang, reader=reader.name, name=card.name, atr=card.atr_hex)
+            out.append(_check("cards", lang, Status.OK, detail, **data))
+        else:
+            detail = i18n.text("doctor.cards.unknown", lang, reader=reader.name, atr=card.atr_hex)
+            fix = i18n.text("doctor.cards.unknown_fix", lang)
+            out.append(_check("cards", lang, Status.WARN, detail, fix, **data))
+    if not out:
+        fix = i18n.text("doctor.cards.none_fix", lang)
+        out.append(_check("cards", lang, Status.WARN, i18n.text("doctor.cards.none", lang), fix))
+    return out
+
+
+# -- PKCS#11 -------------------------------------------------------------------------------------
+
+
+def check_modules(config: Config, lang: str, flags: Sequence[str] | None = None) -> tuple[list[Check], list[str]]:
+    """Which modules are found and whether each loads (C_GetInfo). Returns the loadable ones."""
+    from cardbridge.pkcs11.backend import ModuleBackend
+    from cardbridge.pkcs11.discovery import resolve_modules
+
+    where = config.path or config_path()
+    try:
+        modules = resolve_modules(flags, config_modules=config.pkcs11_modules)
+    except ConfigError as exc:  # a module file that others can change
+        detail = i18n.text("doctor.modules.bad", lang, error=exc.message)
+        fix = i18n.text("doctor.modules.unsafe_fix", lang, error=exc.message)
+        return [_check("modules", lang, Status.FAIL, detail, fix)], []
+    except CardbridgeError as exc:
+        detail = i18n.text("doctor.modules.bad", lang, error=exc.message)
+        fix = i18n.text("doctor.modules.bad_fix", lang, path=where)
+        return [_check("modules", lang, Status.FAIL, detail, fix, code=str(exc.code))], []
+    if not modules:
+        fix = i18n.text("doctor.modules.none_fix", lang, path=where)
+        return [_check("modules", lang, Status.WARN, i18n.text("doctor.modules.none", lang), fix, modules=[])], []
+    checks: list[Check] = []
+    loaded: list[str] = []
+    for path in modules:
+        backend = ModuleBackend(path)
+        try:
+            info = backend.executor.submit(backend.describe).result(timeout=30)
+        except Exception as exc:
+            error = exc.message if isinstance(exc, CardbridgeError) else f"{type(exc).__name__}: {exc}"
+            detail = i18n.text("doctor.modules.fail", lang, path=path, error=error)
+            fix = i18n.text("doctor.modules.fail_fix", lang, path=where)
+            checks.append(_check("modules", lang, Status.FAIL, detail, fix, path=path))
+        else:
+            loaded.append(path)
+            version = info.get("libraryVersion", "")
+            detail = i18n.text(
+                "doctor.modules.ok", lang, path=path, description=info.get("description", ""), version=version
+            )
+            checks.append(_check("modules", lang, Status.OK, detail, **info))
+        finally:
+            backend.close()
+    return checks, loaded
+
+
+async def _listings(modules: Sequence[str]) -> list[Any]:
+    from cardbridge.service import CardService, open_backends
+
+    service = CardService(open_backends(modules))
+    try:
+        return list(await service.list_tokens())
+    finally:
+        await service.aclose()
+
+
+def check_tokens(modules: Sequence[str], lang: str, now: dt.datetime | None = None) -> list[Check]:
+    """The tokens the modules see, and each certificate's expiry (warn 30 days before)."""
+    if not modules:
+        return []
+    try:
+        listings = asyncio.run(_listings(modules))
+    except CardbridgeError as exc:
+        detail = i18n.text("doctor.tokens.error", lang, label="PKCS#11", error=f"{exc.code}: {exc.message}")
+        return [_check("tokens", lang, Status.FAIL, detail, i18n.error_message(exc, lang))]
+    return certificate_checks(listings, lang, now)
+
+
+def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | None = None) -> list[Check]:
+    """Pure: the token listings (``TokenListing``) as checks."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not listings:
+        fix = i18n.text("doctor.tokens.none_fix", lang)
+        return [_check("tokens", lang, Status.WARN, i18n.text("doctor.tokens.none", lang), fix)]
+    out: list[Check] = []
+    for listing in listings:
+        label = listing.info.label
+        if listing.error:
+            error = i18n.error_text(str(listing.error.get("code")), lang)
+            detail = i18n.text("doctor.tokens.error", lang, label=label, error=error)
+            out.append(_check("tokens", lang, Status.FAIL, detail, error, token=label, code=listing.error.get("code")))
+            continue
+        if not listing.certificates:
+            out.append(_check("tokens", lang, Status.WARN, i18n.text("doctor.tokens.empty", lang, label=label)))
+            continue
+        for cert in listing.certificates:
+            values = {
+                "label": label,
+                "holder": cert.holder_name,
+                "purpose": i18n.text(f"doctor.purpose.{cert.purpose}", lang),
+                "date": f"{cert.not_after:%Y-%m-%d}",
+            }
+            data = {"token": label, "sha256": cert.sha256, "notAfter": cert.not_after.isoformat()}
+            left = cert.not_after - now
+            if left.total_seconds() <= 0:
+                detail = i18n.text("doctor.cert.expired", lang, **values)
+                fix = i18n.text("doctor.cert.expired_fix", lang)
+                out.append(_check("tokens", lang, Status.FAIL, detail, fix, **data))
+            elif left <= dt.timedelta(days=EXPIRY_WARNING_DAYS):
+                detail = i18n.text("doctor.cert.soon", lang, days=max(1, left.days), **values)
+                fix = i18n.text("doctor.cert.soon_fix", lang)
+                out.append(_check("tokens", lang, Status.WARN, detail, fix, **data))
+            else:
+                out.append(_check("tokens", lang, Status.OK, i18n.text("doctor.cert.ok", lang, **values), **data))
+    return out
+
+
+# -- browsers, port, pinentry, log ------------------------------------------------------------------
+
+
+_BROWSER_NAMES = {"chrome": "Chrome", "chromium": "Chromium", "edge": "Edge", "brave": "Brave", "firefox": "Firefox"}
+
+
+def check_manifests(lang: str, home: Path | None = None) -> list[Check]:
+    """For each browser this user has (its profile folder exists): is our native-messaging
+    manifest there (per user or system-wide), and can the program it names run?"""
+    from cardbridge.nativemsg import install
+
+    home = home or Path.home()
+    try:
+        entries = install.status(home=home)
+    except Exception as exc:  # the native-messaging layer is optional for doctor
+        return [_check("manifests", lang, Status.WARN, f"{type(exc).__name__}: {exc}")]
+    by_browser: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        by_browser.setdefault(entry["browser"], []).append(entry)
+    out: list[Check] = []
+    for browser, found in by_browser.items():
+        user = next((e for e in found if e["scope"] == "user"), None)
+        if user is None or not Path(user["manifest"]).parent.parent.is_dir():
+            continue  # this user does not use this browser
+        name = _BROWSER_NAMES.get(browser, browser)
+        fix = i18n.text("doctor.manifests.fix", lang, browser=browser)
+        installed = [e for e in found if e.get("installed")]
+        good = [e for e in installed if e.get("launcherOk") and e.get("nameOk") and "error" not in e]
+        if good:
+            detail = i18n.text("doctor.manifests.ok", lang, browser=name, path=good[0]["manifest"])
+            out.append(_check("manifests", lang, Status.OK, detail, browser=browser, manifest=good[0]["manifest"]))
+        elif installed:
+            detail = i18n.text("doctor.manifests.broken", lang, browser=name, path=installed[0]["manifest"])
+            out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
+        else:
+            detail = i18n.text("doctor.manifests.missing", lang, browser=name, path=user["manifest"])
+            out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
+    if not out:
+        out.append(_check("manifests", lang, Status.WARN, i18n.text("doctor.manifests.no_browser", lang)))
+    return out
+
+
+def _is_ours(port: int) -> bool:
+    """Does the program on 127.0.0.1:``port`` serve cardbridge's OpenAPI document?"""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=PORT_TIMEOUT)
+    try:
+        connection.request("GET", "/v1/openapi.json", headers={"Host": f"127.0.0.1:{port}"})
+        response = connection.getresponse()
+        body = response.read(1 << 20)
+        document = json.loads(body)
+        title = document.get("info", {}).get("title", "") if isinstance(document, dict) else ""
+        return response.status == 200 and "cardbridge" in str(title)
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def check_port(config: Config, lang: str, port: int | None = None) -> Check:
+    """The HTTP API's port on loopback: ours (the bridge runs), free, or someone else's."""
+    port = config.port if port is None else port
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=PORT_TIMEOUT):
+            pass
+    except OSError:
+        fix = i18n.text("doctor.port.free_fix", lang)
+        return _check("port", lang, Status.WARN, i18n.text("doctor.port.free", lang, port=port), fix, port=port)
+    if _is_ours(port):
+        return _check("port", lang, Status.OK, i18n.text("doctor.port.ours", lang, port=port), port=port, ours=True)
+    fix = i18n.text("doctor.port.other_fix", lang, path=config.path or config_path())
+    return _check("port", lang, Status.FAIL, i18n.text("doctor.port.other", lang, port=port), fix, port=port)
+
+
+def check_pinentry(config: Config, lang: str) -> Check:
+    import shlex
+
+    program = config.pinentry_program()
+    try:
+        argv = shlex.split(program)
+    except ValueError:
+        argv = []
+    found = shutil.which(argv[0]) if argv else None
+    if found:
+        return _check("pinentry", lang, Status.OK, i18n.text("doctor.pinentry.ok", lang, program=program, path=found))
+    fix = i18n.text("doctor.pinentry.fix", lang, path=config.path or config_path())
+    return _check("pinentry", lang, Status.FAIL, i18n.text("doctor.pinentry.fail", lang, program=program), fix)
+
+
+def check_log(lang: str) -> Check:
+    path = log_dir() / LOG_FILE
+    return _check("log", lang, Status.OK, i18n.text("doctor.log.ok", lang, path=path), path=str(path))
+
+
+# -- all of them ---------------------------------------------------------------------------------
+
+
+def run_checks(
+    lang: str,
+    *,
+    module_flags: Sequence[str] | None = None,
+    home: Path | None = None,
+    port: int | None = None,
+    now: dt.datetime | None = None,
+) -> list[Check]:
+    """Every check, in the order a support desk goes through them."""
+    checks = [check_versions(lang)]
+    config_check, config = check_config(lang)
+    checks.append(config_check)
+    config = config or Config(path=config_path())
+    checks.append(check_origins(config, lang))
+    pcscd_check, readers = check_pcscd(lang)
+    checks += [pcscd_check, check_readers(readers, lang), *check_cards(readers, lang)]
+    module_checks, modules = check_modules(config, lang, module_flags)
+    checks += module_checks
+    checks += check_tokens(modules, lang, now)
+    checks += check_manifests(lang, home)
+    checks.append(check_port(config, lang, port))
+    checks.append(check_pinentry(config, lang))
+    checks.append(check_log(lang))
+    return checks
+
+
+def format_checks(checks: Sequence[Check], lang: str) -> str:
+    """The checks as plain text, one block per check, and a summary line."""
+    lines: list[str] = []
+    for check in checks:
+        status = i18n.text(f"doctor.status.{check.status}", lang)
+        lines.append(f"[{status}] {check.name}: {check.detail}")
+        if check.fix and check.status is not Status.OK:
+            lines.append(f"    {i18n.text('doctor.fix', lang, fix=check.fix)}")
+    failed = sum(1 for c in checks if c.status is Status.FAIL)
+    lines.append("")
+    lines.append(i18n.text("doctor.summary.fail", lang, n=failed) if failed else i18n.text("doctor.summary.ok", lang))
+    return "\n".join(lines) + "\n"
+
+
+def report_text(checks: Sequence[Check], lang: str, when: dt.datetime | None = None) -> str:
+    """The text file a citizen sends to support: the checks and the settings in use.
+    No PIN or secret is ever in a check; the text is redacted once more all the same."""
+    when = when or dt.datetime.now().astimezone()
+    lines = [
+        i18n.text("doctor.report.title", lang),
+        i18n.text("doctor.report.made", lang, when=f"{when:%Y-%m-%d %H:%M %Z}".strip()),
+        i18n.text("doctor.report.note", lang),
+        f"cardbridge {__version__}, Python {platform.python_version()}, {sys.platform}",
+        "",
+        format_checks(checks, lang).rstrip("\n"),
+    ]
+    settings = next((c.data.get("settings") for c in checks if c.id == "config" and c.data.get("settings")), None)
+    if settings:
+        lines += ["", i18n.text("doctor.report.settings", lang)]
+        lines += [f"  {name} = {json.dumps(value, ensure_ascii=False)}" for name, value in settings.items()]
+    return redact("\n".join(lines) + "\n")
