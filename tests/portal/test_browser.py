@@ -55,6 +55,13 @@ def free_port() -> int:
         return port
 
 
+TEST_PAGES: dict[str, str] = {}  # pages only the tests serve, under /test/NAME (no CSP)
+
+
+async def serve_test_page(request: web.Request) -> web.Response:
+    return web.Response(text=TEST_PAGES[request.match_info["name"]], content_type="text/html")
+
+
 class Portal:
     """A demo portal on http://localhost:PORT (listening on 127.0.0.1 only)."""
 
@@ -65,6 +72,7 @@ class Portal:
         self.sock.setblocking(False)
         self.origin = f"http://localhost:{self.sock.getsockname()[1]}"
         self.app = create_app(DemoSettings(self.origin, (ca_pem,), bridge_port=bridge_port, transport="http"))
+        self.app.router.add_get("/test/{name}", serve_test_page)
         self.runner = web.AppRunner(self.app, access_log=None)
 
     @property
@@ -343,12 +351,14 @@ addEventListener('message', (e) => {
     algorithm: 'ES384', signature: 'Zm9yZ2Vk', format: 'web-eid:1.0'}}, '*');
 });
 </script>"></iframe></body></html>"""
+TEST_PAGES["fake-extension"] = FAKE_EXTENSION_PAGE
+
+
+NO_APP = "() => { window.reply = {error: {code: 'EXTENSION_NATIVE_HOST_MISSING', message: 'No app.'}}; }"
 
 
 async def test_client_speaks_the_extension_protocol_and_takes_only_its_answers(page: Any, portal: Portal) -> None:
-    url = portal.origin + "/fake-extension"
-    await page.route(url, lambda route: route.fulfill(status=200, content_type="text/html", body=FAKE_EXTENSION_PAGE))
-    await page.goto(url)
+    await page.goto(portal.origin + "/test/fake-extension")
     await page.wait_for_function("document.getElementById('frame').contentDocument.readyState === 'complete'")
     outcome = await page.evaluate(CALL, ["authenticate", {"lang": "en", "port": free_port()}])
     assert outcome == {"code": "PIN_INCORRECT", "retriesLeft": 2, "message": "Wrong PIN.", "ours": True}
@@ -376,16 +386,34 @@ async def test_client_speaks_the_extension_protocol_and_takes_only_its_answers(p
     assert (await page.evaluate(CALL, ["authenticate", {}]))["code"] == "INVALID_RESPONSE"
     await page.evaluate("() => { window.reply = {error: {code: 'not a code'}}; }")
     assert (await page.evaluate(CALL, ["authenticate", {}]))["code"] == "INVALID_RESPONSE"
+    # The extension without its app: "auto" asks the localhost API (here: none runs).
+    await page.evaluate(NO_APP)
+    assert (await page.evaluate(CALL, ["authenticate", {"port": free_port()}]))["code"] == "BRIDGE_NOT_RUNNING"
+    only_extension = await page.evaluate(CALL, ["authenticate", {"transport": "extension"}])
+    assert only_extension["code"] == "EXTENSION_NATIVE_HOST_MISSING"
+
+
+async def test_client_falls_back_to_http_when_the_extension_has_no_app(
+    page: Any, portal: Portal, bridge: Any, bridge_port: int
+) -> None:
+    await page.goto(portal.origin + "/test/fake-extension")
+    await page.evaluate(NO_APP)
+    outcome = await page.evaluate(CALL, ["status", {"port": bridge_port}])
+    assert outcome.get("result", {}).get("transport") == "http", outcome
+    assert len(await page.evaluate("window.seen")) == 1  # asked the extension first
+    await page.evaluate("() => { window.reply = {result: {version: '9.9.9'}}; }")
+    outcome = await page.evaluate(CALL, ["status", {"port": bridge_port}])
+    assert outcome["result"] == {"version": "9.9.9", "transport": "extension"}
+
+
+TEST_PAGES["silent-extension"] = (
+    '<!doctype html><script>addEventListener("message", (e) => { if (e.source === window && e.data'
+    ' && e.data.cardbridge === "ping") postMessage({cardbridge: "pong", version: "1"}, location.origin); });'
+    "</script>"
+)
 
 
 async def test_client_times_out_when_the_extension_does_not_answer(page: Any, portal: Portal) -> None:
-    url = portal.origin + "/silent-extension"
-    silent = (
-        '<!doctype html><script>addEventListener("message", (e) => { if (e.source === window && e.data'
-        ' && e.data.cardbridge === "ping") postMessage({cardbridge: "pong", version: "1"}, location.origin); });'
-        "</script>"
-    )
-    await page.route(url, lambda route: route.fulfill(status=200, content_type="text/html", body=silent))
-    await page.goto(url)
+    await page.goto(portal.origin + "/test/silent-extension")
     outcome = await page.evaluate(CALL, ["authenticate", {"timeout": 500}])
     assert outcome["code"] == "TIMEOUT"

@@ -38,6 +38,7 @@ export const ErrorCode = Object.freeze({
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
 });
 
+const NATIVE_HOST_MISSING = "EXTENSION_NATIVE_HOST_MISSING";
 const CODE_PATTERN = /^[A-Z][A-Z0-9_]{0,63}$/;
 const MAX_MESSAGE = 500;
 
@@ -271,12 +272,22 @@ async function call(command, args, options) {
   }
   if (transport !== "http") {
     const present = await extensionPresent(options.pingTimeout ?? DEFAULT_PING_TIMEOUT);
-    if (present) return viaExtension(command, args, timeout);
-    if (transport === "extension") {
+    if (present && transport === "extension") {
+      return { via: "extension", result: await viaExtension(command, args, timeout) };
+    }
+    if (present) {
+      try {
+        return { via: "extension", result: await viaExtension(command, args, timeout) };
+      } catch (error) {
+        // The extension is there but the app behind it is not: no dialog was shown, so the
+        // localhost API may be asked instead.
+        if (!(error instanceof CardbridgeError) || error.code !== NATIVE_HOST_MISSING) throw error;
+      }
+    } else if (transport === "extension") {
       throw new CardbridgeError(ErrorCode.BRIDGE_NOT_RUNNING, "The cardbridge browser extension is not installed.");
     }
   }
-  return viaHttp(command, args, timeout, port);
+  return { via: "http", result: await viaHttp(command, args, timeout, port) };
 }
 
 function withLang(args, options) {
@@ -305,7 +316,7 @@ export async function authenticate(nonce, options = {}) {
   if (typeof nonce !== "string") {
     throw new CardbridgeError("INVALID_NONCE", "The challenge nonce must be a string.");
   }
-  const result = await call("authenticate", withLang({ challengeNonce: nonce }, options), options);
+  const { result } = await call("authenticate", withLang({ challengeNonce: nonce }, options), options);
   return pickStrings(result, ["unverifiedCertificate", "algorithm", "signature", "format"], ["appVersion"]);
 }
 
@@ -314,7 +325,7 @@ export async function authenticate(nonce, options = {}) {
  * {certificate, supportedSignatureAlgorithms: [{cryptoAlgorithm, hashFunction, paddingScheme}]}.
  */
 export async function getSigningCertificate(options = {}) {
-  const result = await call("get-signing-certificate", withLang({}, options), options);
+  const { result } = await call("get-signing-certificate", withLang({}, options), options);
   const out = pickStrings(result, ["certificate"]);
   if (!Array.isArray(result.supportedSignatureAlgorithms)) throw invalidResponse("response");
   out.supportedSignatureAlgorithms = result.supportedSignatureAlgorithms;
@@ -336,15 +347,18 @@ export async function sign(certificate, hash, hashFunction, options = {}) {
       throw new CardbridgeError(ErrorCode.INVALID_ARGUMENT, `${name} must be a non-empty string.`);
     }
   }
-  const result = await call("sign", withLang({ certificate, hash, hashFunction }, options), options);
+  const { result } = await call("sign", withLang({ certificate, hash, hashFunction }, options), options);
   const out = pickStrings(result, ["signature"]);
   if (!isObject(result.signatureAlgorithm)) throw invalidResponse("response");
   out.signatureAlgorithm = result.signatureAlgorithm;
   return out;
 }
 
-/** The bridge's status (version, and what it knows about readers and cards). */
+/**
+ * The bridge's status: version, readers and tokens (names only), and `transport`
+ * ("extension" or "http": how the client reached it).
+ */
 export async function status(options = {}) {
-  const result = await call("status", {}, options);
-  return { ...result, transport: extensionVersion !== null && options.transport !== "http" ? "extension" : "http" };
+  const { via, result } = await call("status", {}, options);
+  return { ...result, transport: via };
 }
