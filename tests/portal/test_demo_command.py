@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.softhsm,
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(shutil.which("softhsm2-util") is None, reason="SoftHSM2 is not installed"),
 ]
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
