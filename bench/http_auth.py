@@ -34,7 +34,9 @@ from pathlib import Path
 
 ORIGIN = "https://login.example.no"
 PIN = "1234"
-LABEL = "bench"
+# One token per path measured: SoftHSM2 re-reads a token's files when another process has
+# used it, so sharing one token would make each path pay for the others.
+LABELS = {"http": "bench-http", "direct": "bench-direct", "service": "bench-service", "http-py": "bench-py"}
 ROUNDS = 40
 WARMUP = 3
 REPO = Path(__file__).resolve().parent.parent
@@ -64,13 +66,16 @@ def make_token(folder: Path) -> tuple[str, Path]:
     conf = write_config(folder / "softhsm")
     os.environ["SOFTHSM2_CONF"] = str(conf)
     module = softhsm_module()
-    init_token(conf, LABEL, PIN, "12345678")
-    provision(module, LABEL, PIN, DevCA.load_or_create(folder / "ca"), key="ec-p256", citizen=Citizen())
+    ca = DevCA.load_or_create(folder / "ca")
+    for label in LABELS.values():
+        init_token(conf, label, PIN, "12345678")
+    for label in LABELS.values():
+        provision(module, label, PIN, ca, key="ec-p256", citizen=Citizen())
     return module, conf
 
 
-def start_bridge(module: str, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
-    args = ["--module", module, "--token", LABEL, "--allow-origin", ORIGIN, "--no-pcsc", "--port", "0"]
+def start_bridge(module: str, env: dict[str, str], label: str) -> tuple[subprocess.Popen[str], int]:
+    args = ["--module", module, "--token", label, "--allow-origin", ORIGIN, "--no-pcsc", "--port", "0"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "cardbridge", "serve", *args],
         stdout=subprocess.PIPE,
@@ -117,7 +122,7 @@ def direct_login(module: str) -> Callable[[], None]:
     from cardbridge.model import SignatureAlgorithm
     from pkcs11 import Attribute, Mechanism, ObjectClass
 
-    token = pkcs11.lib(module).get_token(token_label=LABEL)
+    token = pkcs11.lib(module).get_token(token_label=LABELS["direct"])
     algorithm = SignatureAlgorithm("ECC", "SHA-256", "NONE")
     auth_key_id = b"\x01"  # the provisioned authentication key (emulator.softhsm.provision)
 
@@ -139,7 +144,7 @@ def service_login(module: str) -> Callable[[], None]:
 
     loop = asyncio.new_event_loop()
     service = CardService(open_backends([module]))
-    selection = Selection(token_label=LABEL)
+    selection = Selection(token_label=LABELS["service"])
 
     def once() -> None:
         loop.run_until_complete(service.authenticate(ORIGIN, nonce(), FixedPinSource(PIN), selection=selection))
@@ -169,7 +174,7 @@ def main() -> None:
             "CARDBRIDGE_CONFIG": str(folder / "no-config.toml"),
             "CARDBRIDGE_LOG_DIR": str(folder / "log"),
         }
-        bridge, port = start_bridge(module, {**base_env, "CARDBRIDGE_PINENTRY": str(sh_pinentry)})
+        bridge, port = start_bridge(module, {**base_env, "CARDBRIDGE_PINENTRY": str(sh_pinentry)}, LABELS["http"])
         py_bridge, py_port = start_bridge(
             module,
             {
@@ -177,6 +182,7 @@ def main() -> None:
                 "CARDBRIDGE_PINENTRY": f"{sys.executable} {PY_PINENTRY}",
                 "CARDBRIDGE_TEST_PINENTRY_SCRIPT": str(script),
             },
+            LABELS["http-py"],
         )
         try:
             runs = {

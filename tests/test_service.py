@@ -321,3 +321,43 @@ async def test_a_hung_module_gives_an_error_and_the_bridge_goes_on(
         assert hung.calls >= 2
     finally:
         await service.aclose()
+
+
+def _pinentry_children() -> list[int]:
+    """Child processes of this test process running the scripted pinentry (from /proc)."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"scripted_pinentry" in cmdline and " Z " not in stat:
+            found.append(int(proc.name))
+    return found
+
+
+async def test_the_dialog_program_started_ahead_is_ended_when_no_pin_is_needed(
+    service: CardService, pinentry: ScriptedPinentry
+) -> None:
+    # The pinentry starts while the card is looked up; the lookup fails (two certificates),
+    # so no dialog is shown and the program is gone when the call returns.
+    with pytest.raises(AmbiguousCertificateError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="two-auth")
+        )
+    assert pinentry.dialogs() == []
+    assert _pinentry_children() == []
+    # And when it is used, it is the one that asks.
+    pinentry.respond("1234")
+    await service.authenticate(
+        ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+    )
+    assert len(pinentry.dialogs()) == 1
+    assert _pinentry_children() == []

@@ -11,9 +11,10 @@ BUSY); a person who walks away gets USER_TIMEOUT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -44,7 +45,7 @@ from cardbridge.model import (
     TokenInfo,
     TokenListing,
 )
-from cardbridge.pinentry import PinRequest, PinSource, wipe
+from cardbridge.pinentry import PinRequest, PinSource, PreparedPinSource, wipe
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -342,7 +343,7 @@ class CardService:
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         check_nonce(nonce)
         self._begin()
-        async with self._operation:
+        async with self._operation, _prepared(pin_source):
             candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection())
             token, certificate = candidate.token, candidate.certificate
             supported = await self._run(token, token.supported_algorithms, certificate)
@@ -380,7 +381,7 @@ class CardService:
         if HASH_LENGTHS.get(hash_function) != len(digest):
             raise InvalidInputError(f"The hash does not have the length of {hash_function}.")
         self._begin()
-        async with self._operation:
+        async with self._operation, _prepared(pin_source):
             wanted = hashlib.sha256(certificate_der).hexdigest()
             candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
             token, certificate = candidate.token, candidate.certificate
@@ -459,6 +460,20 @@ class CardService:
                 previous = exc
             finally:
                 wipe(pin)
+
+
+@contextlib.asynccontextmanager
+async def _prepared(pin_source: PinSource) -> AsyncIterator[None]:
+    """Let the PIN source get ready while the card is looked up (a pinentry program starts,
+    showing nothing yet); end whatever it started when the operation ends."""
+    if not isinstance(pin_source, PreparedPinSource):
+        yield
+        return
+    pin_source.prepare()
+    try:
+        yield
+    finally:
+        await pin_source.aclose()
 
 
 def open_backends(modules: Sequence[str], *, pcsc: bool = False, reader: str | None = None) -> list[Backend]:

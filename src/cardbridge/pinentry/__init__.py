@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from cardbridge import i18n
 from cardbridge.errors import CardbridgeError, PinIncorrectError, PinInvalidLengthError, UserCancelledError
@@ -22,6 +22,7 @@ __all__ = [
     "PinRequest",
     "PinSource",
     "PinentrySource",
+    "PreparedPinSource",
     "StreamPinSource",
     "dialog_for",
     "wipe",
@@ -95,15 +96,49 @@ def dialog_for(request: PinRequest) -> Dialog:
     )
 
 
+@runtime_checkable
+class PreparedPinSource(PinSource, Protocol):
+    """A source that can get ready ahead of the first dialog (the service calls ``prepare``
+    once the operation starts, and ``aclose`` when it ends)."""
+
+    def prepare(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class PinentrySource:
-    """Asks through a pinentry program (GnuPG's Assuan protocol)."""
+    """Asks through a pinentry program (GnuPG's Assuan protocol).
+
+    Used by the service, the program is started (``prepare``) while the card is looked up;
+    it shows nothing until asked. ``aclose`` ends it if it was never asked.
+    """
 
     def __init__(self, program: str) -> None:
         self.program = program
+        self._started: asyncio.Task[Pinentry] | None = None
+
+    def prepare(self) -> None:
+        """Start the program now, ahead of the first dialog."""
+        if self._started is None:
+            self._started = asyncio.ensure_future(Pinentry(self.program).start())
+
+    async def aclose(self) -> None:
+        """End a program that ``prepare`` started and no dialog used."""
+        started, self._started = self._started, None
+        if started is None:
+            return
+        if not started.done():
+            started.cancel()
+        try:
+            await (await started).close(kill=True)
+        except (asyncio.CancelledError, CardbridgeError):
+            pass
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         dialog = dialog_for(request)
-        async with Pinentry(self.program) as pinentry:
+        started, self._started = self._started, None
+        pinentry = await started if started is not None else Pinentry(self.program)
+        async with pinentry:
             if request.status.protected_path:
                 await pinentry.confirm(dialog)
                 return bytearray()

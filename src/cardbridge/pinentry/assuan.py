@@ -68,6 +68,12 @@ class Pinentry:
         self._proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Pinentry:
+        if self._proc is None:
+            await self.start()
+        return self
+
+    async def start(self) -> Pinentry:
+        """Start the program and read its greeting. It shows nothing until GETPIN or CONFIRM."""
         argv = shlex.split(self.program)
         path = shutil.which(argv[0]) if argv else None
         if path is None:
@@ -83,37 +89,43 @@ class Pinentry:
             )
         except OSError as exc:
             raise PinentryError(f"The PIN dialog program {self.program!r} cannot start: {exc}") from exc
-        greeting = await self._read_line()
-        if not greeting.startswith(b"OK"):
-            await self.close()
-            raise PinentryError("The PIN dialog program did not greet with OK.")
-        tty = _ttyname()
-        if tty:
-            await self.command(f"OPTION ttyname={tty}", optional=True)
-            await self.command(f"OPTION ttytype={os.environ.get('TERM', 'vt100')}", optional=True)
+        try:
+            greeting = await self._read_line()
+            if not greeting.startswith(b"OK"):
+                raise PinentryError("The PIN dialog program did not greet with OK.")
+            tty = _ttyname()
+            if tty:
+                await self.command(f"OPTION ttyname={tty}", optional=True)
+                await self.command(f"OPTION ttytype={os.environ.get('TERM', 'vt100')}", optional=True)
+        except BaseException:
+            await self.close(kill=True)
+            raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            await self.close()
+        else:  # an error or a cancel (the caller went away): the dialog goes at once
+            await self.close(kill=True)
 
-    async def close(self) -> None:
+    async def close(self, *, kill: bool = False) -> None:
+        """Say BYE and wait for the program to end (killed after half a second), or kill it."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.returncode is None:
-            try:
-                if proc.stdin is not None and not proc.stdin.is_closing():
-                    proc.stdin.write(b"BYE\n")
-                    proc.stdin.close()
-                await asyncio.wait_for(proc.wait(), 0.5)
-            except (TimeoutError, OSError, ConnectionError):
-                pass
-            except asyncio.CancelledError:
-                proc.kill()
-                raise
+        try:
+            if proc.returncode is None and not kill:
+                try:
+                    if proc.stdin is not None and not proc.stdin.is_closing():
+                        proc.stdin.write(b"BYE\n")
+                        proc.stdin.close()
+                    await asyncio.wait_for(proc.wait(), 0.5)
+                except (TimeoutError, OSError, ConnectionError):
+                    pass
+        finally:  # also when cancelled while waiting
             if proc.returncode is None:
                 proc.kill()
-                await proc.wait()
+                await asyncio.shield(proc.wait())
 
     async def _read_line(self) -> bytes:
         assert self._proc is not None and self._proc.stdout is not None
@@ -125,29 +137,34 @@ class Pinentry:
             raise PinentryError("The PIN dialog program ended unexpectedly.")
         return line.rstrip(b"\r\n")
 
-    async def _send(self, line: str) -> None:
+    async def _send(self, line: str, *, drain: bool = True) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         log.log(TRACE, "pinentry <- %s", line)
         try:
             self._proc.stdin.write(line.encode("utf-8") + b"\n")
-            await self._proc.stdin.drain()
+            if drain:
+                await self._proc.stdin.drain()
         except (OSError, ConnectionError) as exc:
             raise PinentryError("The PIN dialog program closed its input.") from exc
 
     async def command(self, line: str, *, optional: bool = False, data: bytearray | None = None) -> None:
         """Send one command; collect ``D`` data into ``data``; raise on ERR."""
         await self._send(line)
+        await self._reply(optional=optional, data=data)
+
+    async def _reply(self, *, optional: bool = False, data: bytearray | None = None) -> None:
+        """Read one command's answer: any ``D`` lines, then OK or ERR."""
         while True:
             reply = await self._read_line()
             if reply.startswith(b"D "):
                 log.log(TRACE, "pinentry -> D <redacted>")
                 if data is not None:
                     unescape_into(reply[2:], data)
-                reply = b""
                 continue
-            if reply.startswith(b"#") or reply.startswith(b"S ") or reply.startswith(b"INQUIRE") or not reply:
-                if reply.startswith(b"INQUIRE"):
-                    await self._send("CAN")
+            if reply.startswith((b"#", b"S ")) or not reply:
+                continue
+            if reply.startswith(b"INQUIRE"):
+                await self._send("CAN")
                 continue
             log.log(TRACE, "pinentry -> %s", reply[:80].decode("utf-8", "replace"))
             if reply == b"OK" or reply.startswith(b"OK "):
@@ -159,18 +176,26 @@ class Pinentry:
             raise PinentryError("The PIN dialog program broke the protocol.")
 
     async def _set_texts(self, dialog: Dialog) -> None:
-        await self.command(f"SETTITLE {escape(dialog.title)}")
-        await self.command(f"SETDESC {escape(dialog.description)}")
+        """Send the SET commands in one write, then read their answers in order: pinentry
+        answers each line in turn, so this saves a round trip per text."""
+        lines: list[tuple[str, bool]] = [
+            (f"SETTITLE {escape(dialog.title)}", False),
+            (f"SETDESC {escape(dialog.description)}", False),
+        ]
         if dialog.prompt:
-            await self.command(f"SETPROMPT {escape(dialog.prompt)}")
+            lines.append((f"SETPROMPT {escape(dialog.prompt)}", False))
         if dialog.error:
-            await self.command(f"SETERROR {escape(dialog.error)}")
+            lines.append((f"SETERROR {escape(dialog.error)}", False))
         if dialog.ok:
-            await self.command(f"SETOK {escape(dialog.ok)}", optional=True)
+            lines.append((f"SETOK {escape(dialog.ok)}", True))
         if dialog.cancel:
-            await self.command(f"SETCANCEL {escape(dialog.cancel)}", optional=True)
+            lines.append((f"SETCANCEL {escape(dialog.cancel)}", True))
         if dialog.timeout:
-            await self.command(f"SETTIMEOUT {max(1, int(dialog.timeout))}", optional=True)
+            lines.append((f"SETTIMEOUT {max(1, int(dialog.timeout))}", True))
+        for index, (line, _) in enumerate(lines):
+            await self._send(line, drain=index == len(lines) - 1)
+        for _, optional in lines:
+            await self._reply(optional=optional)
 
     async def get_pin(self, dialog: Dialog) -> bytearray:
         """Show ``dialog`` and return the PIN typed (wipe it after use)."""

@@ -64,6 +64,8 @@ class ModuleBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pkcs11-{os.path.basename(path)}")
         self._lib: Any = None
         self._raw: ck.Cryptoki | None = None
+        # Parsed certificates per card (see Pkcs11Token.certificates); worker thread only.
+        self.certificate_cache: dict[tuple[Any, ...], tuple[CertificateInfo, ...]] = {}
 
     @property
     def name(self) -> str:
@@ -155,7 +157,27 @@ class Pkcs11Token:
             except pkcs11.PKCS11Error as exc:  # the card may be gone: nothing left to close
                 log.debug("C_CloseSession failed: %s", type(exc).__name__)
 
+    @property
+    def _identity(self) -> tuple[Any, ...]:
+        """What tells this card from another in the same slot (a new card has a new serial)."""
+        info = self._info
+        return (info.slot, info.serial, info.label, info.manufacturer, info.model)
+
     def certificates(self) -> Sequence[CertificateInfo]:
+        """The certificates, read once per card: ID cards do not change their certificates,
+        and a card put in later has another serial number."""
+        cached = self._backend.certificate_cache.get(self._identity)
+        if cached is None:
+            cached = tuple(self._read_certificates())
+            if len(self._backend.certificate_cache) >= 32:
+                self._backend.certificate_cache.clear()
+            self._backend.certificate_cache[self._identity] = cached
+        return cached
+
+    def forget_certificates(self) -> None:
+        self._backend.certificate_cache.pop(self._identity, None)
+
+    def _read_certificates(self) -> list[CertificateInfo]:
         found: list[CertificateInfo] = []
         with self._session() as session:
             try:
@@ -244,7 +266,11 @@ class Pkcs11Token:
                 raise self._pin_error(error) from exc
             log.log(TRACE, "C_Login(CKU_USER, <redacted>) on %s: CKR_OK", self._info.label)
             try:
-                key = self._private_key(session, certificate)
+                try:
+                    key = self._private_key(session, certificate)
+                except KeyNotFoundError:
+                    self.forget_certificates()  # read them afresh next time
+                    raise
                 return self._sign(key, digest, algorithm)
             finally:
                 try:
