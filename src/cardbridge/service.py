@@ -192,10 +192,8 @@ class CardService:
         loop = asyncio.get_running_loop()
 
         def on_event(event: WatchedEvent) -> None:  # on the watcher's thread
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
                 loop.call_soon_threadsafe(self.publish, event.to_dict())
-            except RuntimeError:  # the loop is closed: nobody listens any more
-                pass
 
         self.unwatch()
         self._watcher = watcher

@@ -8,6 +8,7 @@ raises UserCancelledError or UserTimeoutError when the person does not give a PI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -129,10 +130,8 @@ class PinentrySource:
             return
         if not started.done():
             started.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, CardbridgeError):
             await (await started).close(kill=True)
-        except (asyncio.CancelledError, CardbridgeError):
-            pass
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         dialog = dialog_for(request)
