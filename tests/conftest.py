@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ import pytest
 from tests.softhsm import SoftHsm, make_softhsm
 
 TOOLS = Path(__file__).parent / "tools"
+
+# Commands run by the tests log to a folder of the test run's own, never the user's.
+os.environ.setdefault("CARDBRIDGE_LOG_DIR", tempfile.mkdtemp(prefix="cardbridge-test-logs-"))
 
 
 @pytest.fixture(scope="session")
