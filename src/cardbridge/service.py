@@ -39,6 +39,7 @@ from cardbridge.model import (
     Backend,
     CertificateInfo,
     PinKind,
+    PinStatus,
     Purpose,
     SignatureAlgorithm,
     Token,
@@ -285,30 +286,39 @@ class CardService:
         return listings
 
     async def _candidates(self, purpose: Purpose, selection: Selection) -> list[Candidate]:
-        tokens, errors = await self._tokens()
-        if selection.reader is not None:
-            tokens = [t for t in tokens if t.info.reader == selection.reader or t.info.source == selection.reader]
-        if selection.token_label is not None:
-            tokens = [t for t in tokens if t.info.label == selection.token_label]
-        if not tokens:
-            if errors:
-                raise errors[0]
-            raise NoTokenError("No ID card was found. Insert your card into the reader.")
+        """Certificates for ``purpose`` that ``selection`` allows, at most one per SHA-256
+        (a card two backends reach counts once). One worker call per backend where its
+        tokens share its thread: each call to a worker costs a thread hand-over."""
+        seen_token = False
+        errors: list[CardbridgeError] = []
         found: dict[str, Candidate] = {}
-        for token in tokens:
+        for backend in self._backends:
             try:
-                certificates = await self._run(token, token.certificates)
+                surveyed = await self._run(backend, _survey, backend, selection)
             except CardbridgeError as exc:
+                log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
                 continue
-            for certificate in certificates:
-                if certificate.purpose is not purpose:
+            for token, certificates in surveyed:
+                seen_token = True
+                if certificates is None:  # its thread is not the backend's: ask it there
+                    try:
+                        certificates = await self._run(token, token.certificates)
+                    except CardbridgeError as exc:
+                        certificates = exc
+                if isinstance(certificates, CardbridgeError):
+                    errors.append(certificates)
                     continue
-                if selection.certificate_sha256 and certificate.sha256 != selection.certificate_sha256.lower():
-                    continue
-                found.setdefault(certificate.sha256, Candidate(token, certificate))
+                for certificate in certificates:
+                    if certificate.purpose is not purpose:
+                        continue
+                    if selection.certificate_sha256 and certificate.sha256 != selection.certificate_sha256.lower():
+                        continue
+                    found.setdefault(certificate.sha256, Candidate(token, certificate))
         if not found and errors:
             raise errors[0]
+        if not seen_token:
+            raise NoTokenError("No ID card was found. Insert your card into the reader.")
         return list(found.values())
 
     async def _choose(self, purpose: Purpose, selection: Selection) -> Candidate:
@@ -344,11 +354,11 @@ class CardService:
         async with self._operation, _prepared(pin_source):
             candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection())
             token, certificate = candidate.token, candidate.certificate
-            supported = await self._run(token, token.supported_algorithms, certificate)
+            supported, status = await self._run(token, _algorithms_and_pin, token, certificate)
             algorithm = authentication_algorithm(certificate, supported)
             digest = authentication_digest(origin, nonce, algorithm)
             signature = await self._sign_with_pin(
-                token, certificate, digest, algorithm, pin_source, origin, PinKind.AUTHENTICATION, lang
+                token, certificate, digest, algorithm, pin_source, origin, PinKind.AUTHENTICATION, lang, status
             )
             log.info("authenticated %s for %s with %s", certificate.sha256[:16], origin, algorithm.jws)
             return AuthToken(certificate.der, algorithm.jws, signature)
@@ -383,13 +393,13 @@ class CardService:
             wanted = hashlib.sha256(certificate_der).hexdigest()
             candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
             token, certificate = candidate.token, candidate.certificate
-            supported = await self._run(token, token.supported_algorithms, certificate)
+            supported, status = await self._run(token, _algorithms_and_pin, token, certificate)
             matching = [a for a in supported if a.hash_function == hash_function]
             if not matching:
                 raise UnsupportedKeyError(f"The card cannot sign a {hash_function} hash with this key.")
             algorithm = matching[0]
             signature = await self._sign_with_pin(
-                token, certificate, digest, algorithm, pin_source, origin, PinKind.SIGNING, lang
+                token, certificate, digest, algorithm, pin_source, origin, PinKind.SIGNING, lang, status
             )
             return signature, algorithm
 
@@ -403,6 +413,7 @@ class CardService:
         origin: str,
         kind: PinKind,
         lang: str,
+        status: PinStatus,
     ) -> bytes:
         """Ask for the PIN, log in once with it, sign. A wrong PIN is reported in the next
         dialog, which the person may answer with another PIN or cancel; it is never sent
@@ -411,7 +422,8 @@ class CardService:
         deadline = loop.time() + self.user_timeout
         previous: CardbridgeError | None = None
         while True:
-            status = await self._run(token, token.pin_status, certificate)
+            if previous is not None:  # after a wrong PIN: the tries left, read afresh
+                status = await self._run(token, token.pin_status, certificate)
             if status.blocked:
                 raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
             remaining = deadline - loop.time()
@@ -458,6 +470,33 @@ class CardService:
                 previous = exc
             finally:
                 wipe(pin)
+
+
+def _survey(
+    backend: Backend, selection: Selection
+) -> list[tuple[Token, Sequence[CertificateInfo] | CardbridgeError | None]]:
+    """On ``backend``'s worker: its tokens that ``selection`` allows, with their certificates
+    (or the error reading them; None for a token whose worker is another thread)."""
+    surveyed: list[tuple[Token, Sequence[CertificateInfo] | CardbridgeError | None]] = []
+    for token in backend.tokens():
+        info = token.info
+        if selection.reader is not None and selection.reader not in (info.reader, info.source):
+            continue
+        if selection.token_label is not None and info.label != selection.token_label:
+            continue
+        if token.executor is not backend.executor:
+            surveyed.append((token, None))
+            continue
+        try:
+            surveyed.append((token, token.certificates()))
+        except CardbridgeError as exc:
+            surveyed.append((token, exc))
+    return surveyed
+
+
+def _algorithms_and_pin(token: Token, certificate: CertificateInfo) -> tuple[Sequence[SignatureAlgorithm], PinStatus]:
+    """On the token's worker: what it can sign with ``certificate``'s key, and its PIN state."""
+    return token.supported_algorithms(certificate), token.pin_status(certificate)
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,9 @@ def nonce() -> str:
 
 def run(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **(env or {})}
+    # Only the virtual card: not the test session's SoftHSM2 tokens (p11-kit registers SoftHSM2 too).
     environment.pop("CARDBRIDGE_PKCS11_MODULE", None)
+    environment.pop("SOFTHSM2_CONF", None)
     return subprocess.run(
         [sys.executable, "-m", "cardbridge", "--lang", "en", *args],
         input=stdin,
