@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from cardbridge.nativemsg import EXTENSION_CHROME_ID, HOST_NAME, install
-from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
 from tests.conftest import ScriptedPinentry
+from tests.demo_portal import Portal
 from tests.nativemsg.conftest import Card, write_config
 
 EXTENSION = Path(__file__).resolve().parents[2] / "native-host" / "extension"
@@ -58,36 +57,9 @@ def closed_port() -> int:
         return port
 
 
-class Portal:
-    """The demo portal on http://localhost:PORT (a secure context), using the extension only."""
-
-    def __init__(self, ca_pem: bytes) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.setblocking(False)
-        self.origin = f"http://localhost:{self.sock.getsockname()[1]}"
-        settings = DemoSettings(self.origin, (ca_pem,), bridge_port=closed_port(), transport="extension")
-        self.app = create_app(settings)
-        self.runner = web.AppRunner(self.app, access_log=None)
-
-    @property
-    def state(self) -> DemoState:
-        return self.app[DEMO_STATE]
-
-    async def __aenter__(self) -> Portal:
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
-        self.sock.close()
-
-
 @pytest.fixture
 async def portal(card: Card) -> AsyncIterator[Portal]:
-    async with Portal(Path(card.ca_certificate).read_bytes()) as running:
+    async with Portal(Path(card.ca_certificate).read_bytes(), closed_port(), "extension") as running:
         yield running
 
 
@@ -203,7 +175,7 @@ async def test_an_origin_that_is_not_allowed_gets_no_dialog(
 ) -> None:
     context, _ = browser
     pinentry.respond(card.pin)
-    async with Portal(Path(card.ca_certificate).read_bytes()) as other:
+    async with Portal(Path(card.ca_certificate).read_bytes(), closed_port(), "extension") as other:
         answer = await _page_call(context, other.origin + "/", "authenticate", {"challengeNonce": "A" * 44})
     assert answer["error"]["code"] == "ORIGIN_NOT_ALLOWED"
     assert pinentry.dialogs() == []

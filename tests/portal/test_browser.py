@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
 from tests.conftest import ScriptedPinentry
+from tests.demo_portal import Portal
 from tests.softhsm import SoftHsm
 
 CHROMIUM = "/usr/bin/chromium"
@@ -62,31 +62,9 @@ async def serve_test_page(request: web.Request) -> web.Response:
     return web.Response(text=TEST_PAGES[request.match_info["name"]], content_type="text/html")
 
 
-class Portal:
-    """A demo portal on http://localhost:PORT (listening on 127.0.0.1 only)."""
-
-    def __init__(self, ca_pem: bytes, bridge_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.setblocking(False)
-        self.origin = f"http://localhost:{self.sock.getsockname()[1]}"
-        self.app = create_app(DemoSettings(self.origin, (ca_pem,), bridge_port=bridge_port, transport="http"))
-        self.app.router.add_get("/test/{name}", serve_test_page)
-        self.runner = web.AppRunner(self.app, access_log=None)
-
-    @property
-    def state(self) -> DemoState:
-        return self.app[DEMO_STATE]
-
-    async def __aenter__(self) -> Portal:
-        await self.runner.setup()
-        await web.SockSite(self.runner, self.sock).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runner.cleanup()
-        self.sock.close()
+def http_portal(softhsm: SoftHsm, bridge_port: int) -> Portal:
+    """A demo portal whose page uses the localhost API, with the test pages beside it."""
+    return Portal(softhsm.ca.cert_path.read_bytes(), bridge_port, "http", (("/test/{name}", serve_test_page),))
 
 
 @pytest.fixture
@@ -96,7 +74,9 @@ def bridge_port() -> int:
 
 @pytest.fixture
 async def portal(softhsm: SoftHsm, bridge_port: int) -> AsyncIterator[Portal]:
-    async with Portal(softhsm.ca.cert_path.read_bytes(), bridge_port) as running:
+    async with Portal(
+        softhsm.ca.cert_path.read_bytes(), bridge_port, "http", (("/test/{name}", serve_test_page),)
+    ) as running:
         yield running
 
 
@@ -249,7 +229,9 @@ async def test_a_page_on_an_origin_that_is_not_allowed_gets_origin_not_allowed_a
     page: Any, softhsm: SoftHsm, bridge: Any, bridge_port: int, pinentry: ScriptedPinentry
 ) -> None:
     pinentry.respond(softhsm.pin)
-    async with Portal(softhsm.ca.cert_path.read_bytes(), bridge_port) as other:
+    async with Portal(
+        softhsm.ca.cert_path.read_bytes(), bridge_port, "http", (("/test/{name}", serve_test_page),)
+    ) as other:
         await press_login(page, other.origin + "/")
         assert await shown_error(page) == "ORIGIN_NOT_ALLOWED"
         assert other.state.logins == []
