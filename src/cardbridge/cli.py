@@ -346,13 +346,18 @@ async def _list(args: argparse.Namespace) -> int:
         return 0
     for reader in readers:
         card = reader.get("card")
-        state = f"{card.get('name') or '?'} (ATR {card.get('atr')})" if card else "-"
-        print(f"[{reader['name']}] {state}")
+        state = (
+            _say(args, "cli.list.reader_card", name=card.get("name") or "?", atr=card.get("atr"))
+            if card
+            else _say(args, "cli.list.reader_empty")
+        )
+        print(_say(args, "cli.list.reader", reader=reader["name"], card=state))
     if not listings:
         print(_say(args, "cli.list.none"))
     for listing in listings:
         info = listing.info
-        print(f"{info.label}  ({info.manufacturer} {info.model}, {info.source})")
+        maker = " ".join(part for part in (info.manufacturer, info.model) if part)
+        print(f"{info.label}  ({', '.join(part for part in (maker, info.source) if part)})")
         if listing.error:
             from cardbridge.i18n import error_text
 
@@ -448,15 +453,9 @@ async def _serve(args: argparse.Namespace) -> int:
     def ready(urls: list[str]) -> None:
         print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)
         if origins:
-            print(f"allowed origins: {', '.join(sorted(set(origins)))}", flush=True)
+            print(_say(args, "cli.serve.allowed", origins=", ".join(sorted(set(origins)))), flush=True)
         else:
-            print(
-                "No origin is allowed yet, so every request is refused (ORIGIN_NOT_ALLOWED). Allow a login page "
-                f'with --allow-origin https://login.example.no, or allowed_origins = ["https://login.example.no"] '
-                f"in {config.path or config_path()}.",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(_say(args, "cli.serve.no_origins", path=config.path or config_path()), file=sys.stderr, flush=True)
 
     try:
         await run_server(service, settings, stop=stop, on_ready=ready)
@@ -579,12 +578,13 @@ def _dev_card(args: argparse.Namespace) -> int:
     folder = data_dir() / "dev"
 
     def ready(card: VirtualPivCard) -> None:
-        print(f"Virtual PIV card in reader 'Virtual PCD 00 0{args.reader}' (key {args.key}, PIN {args.pin}).")
-        print(f"Remove: kill -USR1 $(cat {pid_file(folder, args.reader)})   Insert: kill -USR2 ...   Stop: Ctrl-C")
+        reader = f"Virtual PCD 00 0{args.reader}"
+        print(_say(args, "cli.card.ready", reader=reader, kind=args.key, pin=args.pin))
+        print(_say(args, "cli.card.control", pidfile=pid_file(folder, args.reader)))
         sys.stdout.flush()
 
     def changed(state: str) -> None:
-        print(f"card {state}")
+        print(_say(args, "cli.card.inserted" if state == "inserted" else "cli.card.removed"))
         sys.stdout.flush()
 
     run_virtual_card(folder, key=args.key, reader=args.reader, pin=args.pin, on_ready=ready, on_change=changed)
@@ -703,9 +703,17 @@ def _install_native_host(args: argparse.Namespace) -> int:
         _print_json({"changes": [change.to_dict() for change in changes]})
         return 0
     for change in changes:
-        print(f"{change.action:8} {change.path}  ({change.browser or 'launcher'})")
+        print(
+            _say(
+                args,
+                "cli.nativehost.change",
+                action=change.action,
+                path=change.path,
+                browser=change.browser or "launcher",
+            )
+        )
     if not args.uninstall:
-        print("Restart the browser, then install the cardbridge extension (native-host/extension).")
+        print(_say(args, "cli.nativehost.next"))
     return 0
 
 

@@ -116,4 +116,47 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Ingenting å fjerne: bakgrunnstenesta var ikkje installert.",
         "en": "Nothing to remove: the background service was not installed.",
     },
+    # cardbridge serve (the "listening on" line stays as it is: scripts read it)
+    "cli.serve.allowed": {
+        "nb": "tillatte nettsteder: {origins}",
+        "nn": "tillatne nettstader: {origins}",
+        "en": "allowed origins: {origins}",
+    },
+    "cli.serve.no_origins": {
+        "nb": 'Ingen nettsteder er tillatt ennå, så alle forespørsler avvises (ORIGIN_NOT_ALLOWED). Tillat en innloggingsside med --allow-origin https://login.example.no, eller allowed_origins = ["https://login.example.no"] i {path}.',
+        "nn": 'Ingen nettstader er tillatne enno, så alle førespurnader vert avviste (ORIGIN_NOT_ALLOWED). Tillat ei innloggingsside med --allow-origin https://login.example.no, eller allowed_origins = ["https://login.example.no"] i {path}.',
+        "en": 'No origin is allowed yet, so every request is refused (ORIGIN_NOT_ALLOWED). Allow a login page with --allow-origin https://login.example.no, or allowed_origins = ["https://login.example.no"] in {path}.',
+    },
+    # cardbridge list: a reader and its card
+    "cli.list.reader": {"nb": "[{reader}] {card}", "nn": "[{reader}] {card}", "en": "[{reader}] {card}"},
+    "cli.list.reader_card": {
+        "nb": "{name} (ATR {atr})",
+        "nn": "{name} (ATR {atr})",
+        "en": "{name} (ATR {atr})",
+    },
+    "cli.list.reader_empty": {"nb": "ingen kort", "nn": "inkje kort", "en": "no card"},
+    # cardbridge dev card
+    "cli.card.ready": {
+        "nb": "Virtuelt PIV-kort i leseren «{reader}» (nøkkel {kind}, PIN-kode {pin}).",
+        "nn": "Virtuelt PIV-kort i lesaren «{reader}» (nøkkel {kind}, PIN-kode {pin}).",
+        "en": "Virtual PIV card in reader '{reader}' (key {kind}, PIN {pin}).",
+    },
+    "cli.card.control": {
+        "nb": "Ta ut: kill -USR1 $(cat {pidfile})   Sett inn: kill -USR2 $(cat {pidfile})   Stopp: Ctrl-C",
+        "nn": "Ta ut: kill -USR1 $(cat {pidfile})   Set inn: kill -USR2 $(cat {pidfile})   Stopp: Ctrl-C",
+        "en": "Remove: kill -USR1 $(cat {pidfile})   Insert: kill -USR2 $(cat {pidfile})   Stop: Ctrl-C",
+    },
+    "cli.card.inserted": {"nb": "kortet er satt inn", "nn": "kortet er sett inn", "en": "card inserted"},
+    "cli.card.removed": {"nb": "kortet er tatt ut", "nn": "kortet er teke ut", "en": "card removed"},
+    # cardbridge install-native-host
+    "cli.nativehost.change": {
+        "nb": "{action:8} {path}  ({browser})",
+        "nn": "{action:8} {path}  ({browser})",
+        "en": "{action:8} {path}  ({browser})",
+    },
+    "cli.nativehost.next": {
+        "nb": "Start nettleseren på nytt, og installer så cardbridge-utvidelsen (native-host/extension).",
+        "nn": "Start nettlesaren på nytt, og installer så cardbridge-utvidinga (native-host/extension).",
+        "en": "Restart the browser, then install the cardbridge extension (native-host/extension).",
+    },
 }
