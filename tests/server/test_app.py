@@ -350,12 +350,12 @@ async def test_wrong_pin_then_cancel_is_pin_incorrect(client: TestClient[Any, An
     response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers=origin_headers())
     body = await problem_of(response, "/v1/authenticate", 403, "PIN_INCORRECT")
     assert "9999" not in await response.text()
-    assert set(body) <= {"type", "title", "status", "detail", "code", "retriesLeft"}
+    assert set(body) <= {"type", "title", "status", "detail", "code", "text", "retriesLeft"}
     assert len(pinentry.dialogs()) == 2
 
 
 def test_problem_carries_retries_left() -> None:
-    response = problem(PinIncorrectError("Wrong PIN.", retries_left=2))
+    response = problem(PinIncorrectError("Wrong PIN.", retries_left=2), lang="en")
     assert response.status == 403 and response.content_type == "application/problem+json"
     assert response.text is not None
     body = json.loads(response.text)
@@ -365,6 +365,7 @@ def test_problem_carries_retries_left() -> None:
         "status": 403,
         "detail": "Wrong PIN.",
         "code": "PIN_INCORRECT",
+        "text": "Wrong PIN. You have 2 tries left.",
         "retriesLeft": 2,
     }
     conforms("/v1/authenticate", "POST", 403, "application/problem+json", body)
@@ -601,3 +602,25 @@ async def test_event_streams_end_when_the_server_stops(make_client: MakeClient) 
     assert (await next_event(response.content))[0] == "status"
     await client.server.runner.shutdown()  # on_shutdown: what runner.cleanup() does first
     assert (await next_event(response.content))[0] == "server-stopping"
+
+
+async def test_problem_text_speaks_the_requests_language(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("CANCEL")
+    response = await client.post(
+        "/v1/authenticate", json={"challengeNonce": nonce(), "lang": "nn"}, headers=origin_headers()
+    )
+    body = await problem_of(response, "/v1/authenticate", 403, "USER_CANCELLED")
+    from cardbridge.i18n import error_text
+
+    assert body["text"] == error_text("USER_CANCELLED", "nn")
+    assert body["text"] != error_text("USER_CANCELLED", "en")
+    # Before any body is read the language comes from Accept-Language.
+    response = await client.post(
+        "/v1/authenticate",
+        data=b"x",
+        headers={**origin_headers(), "Content-Type": "text/plain", "Accept-Language": "en-GB,en;q=0.8"},
+    )
+    body = await problem_of(response, "/v1/authenticate", 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert body["text"] == error_text("UNSUPPORTED_MEDIA_TYPE", "en")

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cardbridge.errors import (
     CardbridgeError,
@@ -27,6 +27,8 @@ from cardbridge.errors import (
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
+from cardbridge.i18n import error_message, resolve_language
+from cardbridge.server.settings import LANG, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,9 @@ def http_status(code: Code) -> int:
     return HTTP_STATUS.get(code, 500)
 
 
-def problem(error: CardbridgeError, headers: dict[str, str] | None = None) -> web.Response:
-    """``error`` as a problem+json response."""
+def problem(error: CardbridgeError, headers: dict[str, str] | None = None, lang: str | None = None) -> web.Response:
+    """``error`` as a problem+json response; ``text`` says it in plain words in ``lang``
+    (for the login page to show), ``detail`` is the technical message."""
     status = http_status(error.code)
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -70,6 +73,7 @@ def problem(error: CardbridgeError, headers: dict[str, str] | None = None) -> we
         "status": status,
         "detail": error.message,
         "code": str(error.code),
+        "text": error_message(error, resolve_language(lang)),
     }
     if error.retries_left is not None:
         body["retriesLeft"] = error.retries_left
@@ -112,13 +116,26 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except CardbridgeError as error:
         log.info("%s %s: %s: %s", request.method, request.path, error.code, error.message)
-        return problem(error)
+        return problem(error, lang=_language(request))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         converted, headers = _from_http_exception(exc)
         log.info("%s %s: %s", request.method, request.path, converted.code)
-        return problem(converted, headers)
+        return problem(converted, headers, lang=_language(request))
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return problem(InternalError("Unexpected error in the bridge; see its log."))
+        return problem(InternalError("Unexpected error in the bridge; see its log."), lang=_language(request))
+
+
+def _language(request: web.Request) -> str | None:
+    """The request's language: its body's ``lang``, else the first of ours in
+    ``Accept-Language``, else the bridge's setting."""
+    if LANG in request:
+        return request[LANG]
+    for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        base = "nb" if tag.split("-")[0] == "no" else tag.split("-")[0]
+        if base in ("nb", "nn", "en"):
+            return base
+    return request.app[SETTINGS].lang

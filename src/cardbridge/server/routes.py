@@ -26,7 +26,7 @@ from cardbridge.errors import (
 )
 from cardbridge.i18n import resolve_language
 from cardbridge.model import HASH_LENGTHS
-from cardbridge.server.settings import OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
+from cardbridge.server.settings import LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,9 @@ def _lang(request: web.Request, body: dict[str, Any]) -> str:
     lang = body.get("lang")
     if lang is not None and not _LANG.match(lang):
         raise InvalidInputError("The field 'lang' must be a language tag such as nb, nn or en.")
-    return resolve_language(lang, request.app[SETTINGS].lang)
+    resolved = resolve_language(lang, request.app[SETTINGS].lang)
+    request[LANG] = resolved
+    return resolved
 
 
 def _base64(body: dict[str, Any], key: str) -> bytes:

@@ -48,3 +48,4 @@ STOPPING = web.AppKey("stopping", asyncio.Event)
 
 # The allowed origin a request came from (set by the guard once the Origin passed).
 ORIGIN = web.RequestKey("origin", str)
+LANG = web.RequestKey("lang", str)  # the language of the request, once its body named one

@@ -69,7 +69,7 @@ function errorFrom(data) {
   if (!isObject(data) || typeof data.code !== "string" || !CODE_PATTERN.test(data.code)) {
     return invalidResponse("error");
   }
-  const text = [data.message, data.detail, data.title].find((v) => typeof v === "string" && v) || data.code;
+  const text = [data.text, data.message, data.detail, data.title].find((v) => typeof v === "string" && v) || data.code;
   const retries = Number.isInteger(data.retriesLeft) && data.retriesLeft >= 0 ? data.retriesLeft : null;
   return new CardbridgeError(data.code, text.slice(0, MAX_MESSAGE), { retriesLeft: retries });
 }
