@@ -1,5 +1,6 @@
-"""The demo portal served on http://localhost:PORT (a secure context; listening on 127.0.0.1
-only) for the browser tests."""
+"""What the browser tests share: Debian's Chromium with the flags cardbridge itself uses
+(``cardbridge.portal.headless``), a free loopback port, and the demo portal served on
+http://localhost:PORT (a secure context; listening on 127.0.0.1 only)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import socket
 from aiohttp import web
 
 from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
+from cardbridge.portal.headless import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser
+CHROMIUM_ARGS = list(BASE_CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    """A loopback port where nothing listens (now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Portal:

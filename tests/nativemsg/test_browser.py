@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,18 +23,13 @@ import pytest
 
 from cardbridge.nativemsg import EXTENSION_CHROME_ID, HOST_NAME, install
 from tests.conftest import ScriptedPinentry
-from tests.demo_portal import Portal
+from tests.demo_portal import CHROMIUM, Portal, free_port
+from tests.demo_portal import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
 from tests.nativemsg.conftest import Card, write_config
 
 EXTENSION = Path(__file__).resolve().parents[2] / "native-host" / "extension"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *BASE_CHROMIUM_ARGS,
     f"--disable-extensions-except={EXTENSION}",
     f"--load-extension={EXTENSION}",
 ]
@@ -51,10 +45,7 @@ pytestmark = [
 
 def closed_port() -> int:
     """A loopback port where nothing listens: the HTTP API is off."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port()
 
 
 @pytest.fixture

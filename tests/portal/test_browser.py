@@ -11,7 +11,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,18 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from tests.conftest import ScriptedPinentry
-from tests.demo_portal import Portal
+from tests.demo_portal import CHROMIUM, CHROMIUM_ARGS, Portal, free_port
 from tests.softhsm import SoftHsm
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN_LABEL = "p384"
 TIMEOUT_MS = 30_000
 
@@ -46,13 +36,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason="Debian's chromium is not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 TEST_PAGES: dict[str, str] = {}  # pages only the tests serve, under /test/NAME (no CSP)
