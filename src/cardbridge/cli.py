@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -717,6 +719,15 @@ def _install_native_host(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_pidfd_child_watcher() -> None:
+    """On Python 3.11 (Linux), wait for child processes (the pinentry) through a pidfd on
+    the event loop instead of a new thread per child; 3.12 does this by itself."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        with contextlib.suppress(OSError):
+            os.close(os.pidfd_open(os.getpid()))
+            asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["native-host"] and not {"-h", "--help"} & set(arguments):
@@ -724,6 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
+    _use_pidfd_child_watcher()
     as_json = bool(getattr(args, "json", False))
     args.ui_lang = _language(args)
     try:

@@ -67,6 +67,8 @@ class Selection:
 class Candidate:
     token: Token
     certificate: CertificateInfo
+    # What the token can sign with the key and its PIN state, when the survey read them.
+    ready: tuple[Sequence[SignatureAlgorithm], PinStatus] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -294,32 +296,35 @@ class CardService:
         found: dict[str, Candidate] = {}
         for backend in self._backends:
             try:
-                surveyed = await self._run(backend, _survey, backend, selection)
+                surveyed = await self._run(backend, _survey, backend, purpose, selection)
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
                 continue
-            for token, certificates in surveyed:
+            for token, surveyed_candidates in surveyed:
                 seen_token = True
-                if certificates is None:  # its thread is not the backend's: ask it there
+                if surveyed_candidates is None:  # its thread is not the backend's: ask it there
                     try:
                         certificates = await self._run(token, token.certificates)
+                        surveyed_candidates = [Candidate(token, c) for c in _matching(certificates, purpose, selection)]
                     except CardbridgeError as exc:
-                        certificates = exc
-                if isinstance(certificates, CardbridgeError):
-                    errors.append(certificates)
+                        surveyed_candidates = exc
+                if isinstance(surveyed_candidates, CardbridgeError):
+                    errors.append(surveyed_candidates)
                     continue
-                for certificate in certificates:
-                    if certificate.purpose is not purpose:
-                        continue
-                    if selection.certificate_sha256 and certificate.sha256 != selection.certificate_sha256.lower():
-                        continue
-                    found.setdefault(certificate.sha256, Candidate(token, certificate))
+                for candidate in surveyed_candidates:
+                    found.setdefault(candidate.certificate.sha256, candidate)
         if not found and errors:
             raise errors[0]
         if not seen_token:
             raise NoTokenError("No ID card was found. Insert your card into the reader.")
         return list(found.values())
+
+    async def _ready(self, candidate: Candidate) -> tuple[Sequence[SignatureAlgorithm], PinStatus]:
+        """What the candidate's token can sign with its key, and the PIN state."""
+        if candidate.ready is not None:
+            return candidate.ready
+        return await self._run(candidate.token, _algorithms_and_pin, candidate.token, candidate.certificate)
 
     async def _choose(self, purpose: Purpose, selection: Selection) -> Candidate:
         candidates = await self._candidates(purpose, selection)
@@ -354,7 +359,7 @@ class CardService:
         async with self._operation, _prepared(pin_source):
             candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection())
             token, certificate = candidate.token, candidate.certificate
-            supported, status = await self._run(token, _algorithms_and_pin, token, certificate)
+            supported, status = await self._ready(candidate)
             algorithm = authentication_algorithm(certificate, supported)
             digest = authentication_digest(origin, nonce, algorithm)
             signature = await self._sign_with_pin(
@@ -371,7 +376,12 @@ class CardService:
         self._begin()
         async with self._operation:
             candidate = await self._choose(Purpose.SIGNING, selection or Selection())
-            supported = await self._run(candidate.token, candidate.token.supported_algorithms, candidate.certificate)
+            if candidate.ready is not None:
+                supported = candidate.ready[0]
+            else:
+                supported = await self._run(
+                    candidate.token, candidate.token.supported_algorithms, candidate.certificate
+                )
             return candidate.certificate, list(supported)
 
     async def sign(
@@ -393,7 +403,7 @@ class CardService:
             wanted = hashlib.sha256(certificate_der).hexdigest()
             candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
             token, certificate = candidate.token, candidate.certificate
-            supported, status = await self._run(token, _algorithms_and_pin, token, certificate)
+            supported, status = await self._ready(candidate)
             matching = [a for a in supported if a.hash_function == hash_function]
             if not matching:
                 raise UnsupportedKeyError(f"The card cannot sign a {hash_function} hash with this key.")
@@ -472,12 +482,19 @@ class CardService:
                 wipe(pin)
 
 
+def _matching(certificates: Sequence[CertificateInfo], purpose: Purpose, selection: Selection) -> list[CertificateInfo]:
+    wanted = selection.certificate_sha256.lower() if selection.certificate_sha256 else None
+    return [c for c in certificates if c.purpose is purpose and (wanted is None or c.sha256 == wanted)]
+
+
 def _survey(
-    backend: Backend, selection: Selection
-) -> list[tuple[Token, Sequence[CertificateInfo] | CardbridgeError | None]]:
-    """On ``backend``'s worker: its tokens that ``selection`` allows, with their certificates
-    (or the error reading them; None for a token whose worker is another thread)."""
-    surveyed: list[tuple[Token, Sequence[CertificateInfo] | CardbridgeError | None]] = []
+    backend: Backend, purpose: Purpose, selection: Selection
+) -> list[tuple[Token, list[Candidate] | CardbridgeError | None]]:
+    """On ``backend``'s worker: its tokens that ``selection`` allows, with their candidate
+    certificates for ``purpose`` (a token's only one with its algorithms and PIN state, read
+    in the same call), or the error reading them; None for a token whose worker is another
+    thread."""
+    surveyed: list[tuple[Token, list[Candidate] | CardbridgeError | None]] = []
     for token in backend.tokens():
         info = token.info
         if selection.reader is not None and selection.reader not in (info.reader, info.source):
@@ -488,9 +505,15 @@ def _survey(
             surveyed.append((token, None))
             continue
         try:
-            surveyed.append((token, token.certificates()))
+            certificates = _matching(token.certificates(), purpose, selection)
+            if len(certificates) == 1:  # the usual case: get it ready now, not in another call
+                candidates = [Candidate(token, certificates[0], _algorithms_and_pin(token, certificates[0]))]
+            else:
+                candidates = [Candidate(token, c) for c in certificates]
         except CardbridgeError as exc:
             surveyed.append((token, exc))
+        else:
+            surveyed.append((token, candidates))
     return surveyed
 
 
