@@ -1,18 +1,21 @@
 """Median latency of ``POST /v1/authenticate`` through ``cardbridge serve`` next to a direct,
-in-process PKCS#11 login and sign of the same digest, both against one SoftHSM2 token.
+in-process PKCS#11 login and sign of the same digest, both against SoftHSM2 ES256 tokens
+(each path its own token; the bridge's SoftHSM2 store holds only its one, as a citizen
+has one card).
 
 The bridge runs as a real process on loopback; its PIN dialog is a scripted pinentry that
 answers at once (a POSIX shell script speaking the Assuan protocol, so the dialog costs a
 process start, as a real one does, but no person). "direct" is what any login must at
 least do with python-pkcs11: open a session, C_Login, find the key, C_Sign the digest
 H(H(origin) || H(nonce)), C_Logout, close. The two are measured in alternating rounds in
-one run, so machine noise hits both alike. Goal: http / direct at most 3.
+one run (100 rounds), so machine noise hits both alike. Goal: http / direct at most 3.
 
 Also printed, for the record, to show where the time goes: ``CardService.authenticate`` in
 process with the PIN handed over directly (no dialog, no HTTP), and the same HTTP login
-with the Python scripted pinentry that the tests use (a Python interpreter start per dialog).
+with the Python scripted pinentry that the tests use (a Python interpreter start per
+dialog; measured after the comparison, so its bursts do not disturb it).
 
-Run: python bench/http_auth.py   (about 10-20 seconds; stops by itself)
+Run: python bench/http_auth.py   (about 15-30 seconds; stops by itself)
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ from pathlib import Path
 ORIGIN = "https://login.example.no"
 PIN = "1234"
 # One token per path measured: SoftHSM2 re-reads a token's files when another process has
-# used it, so sharing one token would make each path pay for the others.
+# used it, so sharing one token would make each path pay for the others. Each bridge process
+# has a SoftHSM2 store with its one token, as a citizen has one card.
 LABELS = {"http": "bench-http", "direct": "bench-direct", "service": "bench-service", "http-py": "bench-py"}
-ROUNDS = 40
+ROUNDS = 100
+PY_ROUNDS = 20
 WARMUP = 3
 REPO = Path(__file__).resolve().parent.parent
 PY_PINENTRY = REPO / "tests" / "tools" / "scripted_pinentry.py"
@@ -59,7 +64,8 @@ def nonce() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def make_token(folder: Path) -> tuple[str, Path]:
+def make_tokens(folder: Path) -> str:
+    """The tokens this process uses (direct and service), in a SoftHSM2 store of its own."""
     from cardbridge.emulator.devpki import Citizen, DevCA
     from cardbridge.emulator.softhsm import init_token, provision, softhsm_module, write_config
 
@@ -67,11 +73,41 @@ def make_token(folder: Path) -> tuple[str, Path]:
     os.environ["SOFTHSM2_CONF"] = str(conf)
     module = softhsm_module()
     ca = DevCA.load_or_create(folder / "ca")
-    for label in LABELS.values():
+    for label in (LABELS["direct"], LABELS["service"]):
         init_token(conf, label, PIN, "12345678")
-    for label in LABELS.values():
+    for label in (LABELS["direct"], LABELS["service"]):
         provision(module, label, PIN, ca, key="ec-p256", citizen=Citizen())
-    return module, conf
+    return module
+
+
+def bridge_token(folder: Path, label: str) -> Path:
+    """A one-token SoftHSM2 store for a bridge process, as a citizen's one card would be
+    (made by ``cardbridge dev token create`` in a process of its own)."""
+    env = {**os.environ, "CARDBRIDGE_DATA_DIR": str(folder / label)}
+    env.pop("SOFTHSM2_CONF", None)
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cardbridge",
+            "dev",
+            "token",
+            "create",
+            "--key",
+            "ec-p256",
+            "--pin",
+            PIN,
+            "--label",
+            label,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    return Path(json.loads(made.stdout)["softhsm2_conf"])
 
 
 def start_bridge(module: str, env: dict[str, str], label: str) -> tuple[subprocess.Popen[str], int]:
@@ -161,24 +197,30 @@ def timed(fn: Callable[[], None]) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cardbridge-bench-") as tmp:
         folder = Path(tmp)
-        module, conf = make_token(folder)
+        module = make_tokens(folder)
         sh_pinentry = folder / "pinentry.sh"
         sh_pinentry.write_text(SH_PINENTRY, encoding="utf-8")
         sh_pinentry.chmod(0o755)
         script = folder / "pinentry-script.json"
-        script.write_text(json.dumps({"responses": [PIN] * (ROUNDS + WARMUP)}), encoding="utf-8")
+        script.write_text(json.dumps({"responses": [PIN] * (PY_ROUNDS + 1)}), encoding="utf-8")
         base_env = {
             **os.environ,
-            "SOFTHSM2_CONF": str(conf),
             "BENCH_PIN": PIN,
             "CARDBRIDGE_CONFIG": str(folder / "no-config.toml"),
             "CARDBRIDGE_LOG_DIR": str(folder / "log"),
         }
-        bridge, port = start_bridge(module, {**base_env, "CARDBRIDGE_PINENTRY": str(sh_pinentry)}, LABELS["http"])
+        http_conf = bridge_token(folder, LABELS["http"])
+        py_conf = bridge_token(folder, LABELS["http-py"])
+        bridge, port = start_bridge(
+            module,
+            {**base_env, "SOFTHSM2_CONF": str(http_conf), "CARDBRIDGE_PINENTRY": str(sh_pinentry)},
+            LABELS["http"],
+        )
         py_bridge, py_port = start_bridge(
             module,
             {
                 **base_env,
+                "SOFTHSM2_CONF": str(py_conf),
                 "CARDBRIDGE_PINENTRY": f"{sys.executable} {PY_PINENTRY}",
                 "CARDBRIDGE_TEST_PINENTRY_SCRIPT": str(script),
             },
@@ -189,7 +231,6 @@ def main() -> None:
                 "http": http_login(port),
                 "direct": direct_login(module),
                 "service": service_login(module),
-                "http-py": http_login(py_port),
             }
             for _ in range(WARMUP):
                 for run in runs.values():
@@ -198,6 +239,11 @@ def main() -> None:
             for _ in range(ROUNDS):  # alternating, side by side
                 for name, run in runs.items():
                     samples[name].append(timed(run))
+            # For the record only, and after the comparison: each of these dialogs starts a
+            # Python interpreter, a burst of work that would disturb the rounds above.
+            py_login = http_login(py_port)
+            py_login()
+            samples["http-py"] = [timed(py_login) for _ in range(PY_ROUNDS)]
         finally:
             stop_bridge(bridge)
             stop_bridge(py_bridge)
