@@ -11,6 +11,7 @@ import time
 import pytest
 
 from cardbridge.emulator.virtual_card import VirtualPivCard
+from tests.conftest import ScriptedPinentry
 from tests.server.conftest import start_serve
 
 pytestmark = pytest.mark.pcsc
@@ -62,5 +63,51 @@ def test_insertion_and_removal_reach_the_event_stream(virtual_card: VirtualPivCa
         latencies["inserted"] = wait_for(response, "card-inserted", virtual_card.reader_name) - started
         print(f"event latency over HTTP: {latencies}")  # reported, not asserted (tests never assert on time)
         conn.close()
+    finally:
+        served.stop()
+
+
+def _login(port: int, challenge: str) -> tuple[int, dict[str, object]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(
+            "POST",
+            "/v1/authenticate",
+            body=json.dumps({"challengeNonce": challenge, "lang": "en"}),
+            headers={"Origin": ORIGIN, "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion(
+    virtual_card: VirtualPivCard, pinentry: ScriptedPinentry
+) -> None:
+    import base64
+    import secrets
+
+    from cardbridge.emulator.piv_card import INS_GENERAL_AUTHENTICATE
+    from tests.pcsc.conftest import wait_for_card
+    from tests.verify import verify_token
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")}
+    # The built-in driver and the modules p11-kit knows (OpenSC sees the same card: it counts once).
+    served = start_serve("--allow-origin", ORIGIN, env={**env, **pinentry.env()})
+    try:
+        pinentry.respond("123456", "123456")
+        virtual_card.pull_when(INS_GENERAL_AUTHENTICATE)  # yanked while it signs, after the PIN
+        status, body = _login(served.port, base64.b64encode(secrets.token_bytes(32)).decode())
+        assert body["code"] == "CARD_REMOVED", body
+        assert "signature" not in body
+        wait_for_card(virtual_card.reader_name, False)
+        assert virtual_card.insert(wait=10)
+        wait_for_card(virtual_card.reader_name, True)
+        challenge = base64.b64encode(secrets.token_bytes(32)).decode()
+        status, token = _login(served.port, challenge)
+        assert status == 200, token
+        verify_token(token, ORIGIN, challenge)
+        assert len(pinentry.dialogs()) == 2
     finally:
         served.stop()
