@@ -42,10 +42,28 @@ def wait_for(response: http.client.HTTPResponse, kind: str, reader: str) -> floa
             return time.monotonic()
 
 
+def wait_until_the_bridge_sees(port: int, reader: str, timeout: float = 15.0) -> None:
+    """Poll /v1/status until the bridge's card monitor has seen the card in ``reader`` (the
+    monitor starts beside the server; events are only promised once it watches)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", "/v1/status", headers={"Origin": ORIGIN})
+            status = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        if any(r["name"] == reader and r["cardPresent"] for r in status.get("readers") or []):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the bridge did not see the card in {reader}")
+
+
 def test_insertion_and_removal_reach_the_event_stream(virtual_card: VirtualPivCard) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CARDBRIDGE_PKCS11_MODULE"}
     served = start_serve("--allow-origin", ORIGIN, "--module", "/usr/lib/softhsm/libsofthsm2.so", env=env)
     try:
+        wait_until_the_bridge_sees(served.port, virtual_card.reader_name)
         conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=20)
         conn.request("GET", "/v1/events", headers={"Origin": ORIGIN})
         response = conn.getresponse()
@@ -96,6 +114,7 @@ def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion
     # The built-in driver and the modules p11-kit knows (OpenSC sees the same card: it counts once).
     served = start_serve("--allow-origin", ORIGIN, env={**env, **pinentry.env()})
     try:
+        wait_until_the_bridge_sees(served.port, virtual_card.reader_name)
         pinentry.respond("123456", "123456")
         virtual_card.pull_when(INS_GENERAL_AUTHENTICATE)  # yanked while it signs, after the PIN
         status, body = _login(served.port, base64.b64encode(secrets.token_bytes(32)).decode())
