@@ -20,7 +20,7 @@ deps:
 		if [ "$$(id -u)" != 0 ]; then echo "Missing Debian packages:$$missing"; \
 			echo "Install them as root: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
 		echo "Installing Debian packages:$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
