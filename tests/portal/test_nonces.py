@@ -220,11 +220,13 @@ def test_redis_issue_and_consume_once(redis_store: RedisNonceStore) -> None:
     assert 299_000 < redis_store.client.pttl(key) <= 300_000  # SET … PX 300000
     redis_store.consume(nonce)
     assert redis_store.client.exists(key) == 0
-    with pytest.raises(NonceUnknownError) as info:
+    assert 299_000 < redis_store.client.pttl(key + ":used") <= 300_000  # the used marker, for the TTL
+    with pytest.raises(NonceUsedError) as info:
         redis_store.consume(nonce)
-    assert info.value.code == "NONCE_UNKNOWN"
-    with pytest.raises(NonceUnknownError):
+    assert info.value.code == "NONCE_USED"
+    with pytest.raises(NonceUnknownError) as unknown:
         redis_store.consume(InMemoryNonceStore().issue())
+    assert unknown.value.code == "NONCE_UNKNOWN"
     with pytest.raises(NonceError):
         redis_store.consume("short")
 
@@ -250,7 +252,7 @@ def test_redis_stores_share_nonces_across_connections(redis_url: str) -> None:
     consumer: NonceStore = RedisNonceStore.from_url(redis_url)
     nonce = issuer.issue()
     consumer.consume(nonce)
-    with pytest.raises(NonceUnknownError):
+    with pytest.raises(NonceUsedError):
         issuer.consume(nonce)
 
 
@@ -286,7 +288,7 @@ def test_two_validators_on_two_connections_race_for_one_nonce(
         nonce = stores[0].issue()
         token = make_token(keys["p256"], auth_certs["p256"], "ES256", nonce=nonce)
         outcomes = _race_validators(validators, token, nonce)
-        assert sorted(outcomes) == sorted([Citizen().id_code, "NONCE_UNKNOWN"])
+        assert sorted(outcomes) == sorted([Citizen().id_code, "NONCE_USED"])
 
 
 def _race_validators(validators: list[AuthTokenValidator], token: str, nonce: str) -> list[str]:

@@ -146,11 +146,26 @@ class RedisNonceStore(NonceStore):
     """Nonces in Redis, shared by every process of a portal.
 
     ``issue`` stores ``PREFIX + nonce`` with ``SET NX PX ttl``; ``consume`` takes it with
-    ``GETDEL`` (Redis 6.2 or later), which is atomic: of several consumers racing for one
-    nonce exactly one gets it. Redis forgets a key when it is consumed or expires, so every
-    refusal is NONCE_UNKNOWN ("unknown, expired or used"). A Redis failure raises
+    ``GETDEL`` (Redis 6.2 or later) and, in the same atomic script, leaves a "used" marker
+    for ``ttl``: of several consumers racing for one nonce exactly one gets it, and the
+    others (and a replay within ``ttl``) get NONCE_USED. Anything else is NONCE_UNKNOWN
+    (never issued, or expired: Redis forgets both alike). A Redis failure raises
     NonceStoreUnavailableError.
     """
+
+    # KEYS[1] the nonce, KEYS[2] its used marker, ARGV[1] the marker's lifetime in ms.
+    # Returns 1 when this call consumed the nonce, 2 when it was used before, 0 otherwise.
+    _CONSUME = """
+local value = redis.call('GETDEL', KEYS[1])
+if value then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
+  return 1
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 2
+end
+return 0
+"""
 
     def __init__(
         self,
@@ -192,9 +207,12 @@ class RedisNonceStore(NonceStore):
         import redis as redis_module
 
         nonce = _checked(nonce)
+        key = self._key(nonce)
         try:
-            value = self.client.getdel(self._key(nonce))
+            outcome = self.client.eval(self._CONSUME, 2, key, key + ":used", self._ttl_ms)
         except redis_module.RedisError as exc:
             raise NonceStoreUnavailableError(f"The nonce store cannot be reached: {exc}") from exc
-        if value is None:
-            raise NonceUnknownError("The nonce is unknown, expired or already used.")
+        if outcome == 2:
+            raise NonceUsedError("The nonce was already used.")
+        if outcome != 1:
+            raise NonceUnknownError("The nonce is unknown or expired.")
