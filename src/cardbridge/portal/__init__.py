@@ -22,8 +22,8 @@ Every refusal raises :class:`TokenValidationError` (a
     the nonce does not have 44–128 visible ASCII characters.
 ``NONCE_UNKNOWN`` / ``NONCE_EXPIRED`` / ``NONCE_USED``
     the store did not issue it (or forgot it) / issued it longer ago than its time to live /
-    already saw it consumed. (Redis forgets used and expired nonces: it always says
-    ``NONCE_UNKNOWN``.)
+    already saw it consumed. (Redis forgets expired nonces, so RedisNonceStore says
+    ``NONCE_UNKNOWN`` for those; a used one it marks, for the time to live.)
 ``NONCE_STORE_UNAVAILABLE``
     the nonce store (Redis) cannot be reached.
 ``TOKEN_MALFORMED``
