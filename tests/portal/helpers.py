@@ -10,11 +10,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from cardbridge.authtoken import AuthToken, signing_input
 from cardbridge.emulator.devpki import Citizen, DevCA, PrivateKey
-from cardbridge.model import SignatureAlgorithm
+from cardbridge.model import Purpose, SignatureAlgorithm
 
 ORIGIN = "https://login.example.no"
 NONCE = "Q2FyZGJyaWRnZSB0ZXN0IG5vbmNlIDAxMjM0NTY3ODk="  # 44 characters
@@ -88,50 +88,27 @@ def issue_custom(
     not_before: dt.datetime | None = None,
     days: int = 365,
 ) -> x509.Certificate:
-    """An authentication certificate like DevCA.issue's, plus AIA (OCSP) and policies."""
-    start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name((citizen or Citizen()).name())
-        .issuer_name(ca.certificate.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(extended_key_usage or [ExtendedKeyUsageOID.CLIENT_AUTH]),
-            critical=False,
-        )
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
-    )
+    """An authentication certificate from DevCA.issue, plus AIA (OCSP) and policies."""
+    extra: list[x509.ExtensionType] = []
     if ocsp_url is not None:
-        builder = builder.add_extension(
+        extra.append(
             x509.AuthorityInformationAccess(
                 [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))]
-            ),
-            critical=False,
+            )
         )
     if policies:
-        builder = builder.add_extension(
-            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(p), None) for p in policies]),
-            critical=False,
+        extra.append(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(p), None) for p in policies])
         )
-    return builder.sign(ca.key, hashes.SHA384())
+    return ca.issue(
+        public_key,
+        citizen or Citizen(),
+        Purpose.AUTHENTICATION,
+        not_before=not_before,
+        days=days,
+        extended_key_usage=extended_key_usage,
+        extensions=extra,
+    )
 
 
 def make_lenient(ca: DevCA, cert: x509.Certificate) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,10 +190,12 @@ class DevCA:
         days: int = 3 * 365,
         key_usage: x509.KeyUsage | None = None,
         extended_key_usage: list[x509.ObjectIdentifier] | None = None,
+        extensions: Sequence[x509.ExtensionType] = (),
     ) -> x509.Certificate:
         """A citizen certificate for ``public_key``: authentication (digitalSignature,
         clientAuth) or signing (nonRepudiation). ``key_usage`` and ``extended_key_usage``
-        override the defaults (tests make wrong certificates with them)."""
+        override the defaults (tests make wrong certificates with them); ``extensions`` are
+        added, not critical (an OCSP address, certificate policies, …)."""
         start = not_before or (_now() - dt.timedelta(days=1))
         if key_usage is None:
             auth = purpose is Purpose.AUTHENTICATION
@@ -227,4 +230,6 @@ class DevCA:
         )
         if extended_key_usage:
             builder = builder.add_extension(x509.ExtendedKeyUsage(extended_key_usage), critical=False)
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
         return builder.sign(self.key, hashes.SHA384())
