@@ -12,6 +12,7 @@ import pytest
 
 from cardbridge.emulator.virtual_card import VirtualPivCard
 from tests.conftest import ScriptedPinentry
+from tests.pcsc.conftest import Pcscd
 from tests.server.conftest import start_serve
 
 pytestmark = pytest.mark.pcsc
@@ -128,5 +129,38 @@ def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion
         assert status == 200, token
         verify_token(token, ORIGIN, challenge)
         assert len(pinentry.dialogs()) == 2
+    finally:
+        served.stop()
+
+
+def _status_within(port: int, seconds: float) -> dict[str, object]:
+    """GET /v1/status; the socket gives up (and the test fails) after ``seconds``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds)
+    try:
+        conn.request("GET", "/v1/status", headers={"Origin": ORIGIN})
+        response = conn.getresponse()
+        assert response.status == 200
+        body: dict[str, object] = json.loads(response.read())
+        return body
+    finally:
+        conn.close()
+
+
+def test_status_answers_while_pcscd_is_stopped_under_a_watching_bridge(
+    pcscd: Pcscd, virtual_card: VirtualPivCard
+) -> None:
+    if not pcscd.owned:
+        pytest.skip("pcscd was started by someone else; the tests do not stop it")
+    env = {k: v for k, v in os.environ.items() if k != "CARDBRIDGE_PKCS11_MODULE"}
+    served = start_serve("--allow-origin", ORIGIN, "--module", "/usr/lib/softhsm/libsofthsm2.so", env=env)
+    try:
+        wait_until_the_bridge_sees(served.port, virtual_card.reader_name)
+        pcscd.stop()  # every reader goes away under the monitor
+        for _ in range(10):
+            _status_within(served.port, 1.0)
+            time.sleep(0.2)
+        pcscd.start()
+        wait_until_the_bridge_sees(served.port, virtual_card.reader_name)
+        _status_within(served.port, 1.0)
     finally:
         served.stop()

@@ -144,7 +144,7 @@ def test_sign_with_builtin_driver_verifies(pcscd: Pcscd, card_folder: Path, key:
         stop_card(card)
 
 
-def test_warm_authenticate_is_three_apdus(virtual_card: VirtualPivCard, backend: PcscBackend) -> None:
+def test_warm_authenticate_is_select_verify_sign_and_logout(virtual_card: VirtualPivCard, backend: PcscBackend) -> None:
     token = piv_token(backend)
     cert = auth_cert(token)
     digest = hashlib.sha256(b"x").digest()
@@ -153,7 +153,27 @@ def test_warm_authenticate_is_three_apdus(virtual_card: VirtualPivCard, backend:
     token = piv_token(backend)
     signature = on(token, token.sign_digest, auth_cert(token), bytearray(PIN), digest, ES256)
     verify(cert, digest, signature, ES256)
-    assert [r.ins for r in virtual_card.records] == [0xA4, 0x20, 0x87]
+    assert [r.ins for r in virtual_card.records] == [0xA4, 0x20, 0x87, 0x20]
+    assert virtual_card.records[-1].command[2] == 0xFF  # VERIFY P1=FF: the PIV logout
+
+
+def test_a_login_leaves_other_programs_connections_to_the_card_intact(
+    virtual_card: VirtualPivCard, backend: PcscBackend
+) -> None:
+    """The logout is the PIV command, not a card reset: another program keeps its session."""
+    from cardbridge.pcsc.scard import PcscContext
+
+    other = PcscContext()
+    try:
+        conn = other.connect(virtual_card.reader_name)
+        select_piv = bytes.fromhex("00A4040009A00000030800001000")
+        assert conn.transmit(select_piv)[-2:] == bytes.fromhex("9000")
+        token = piv_token(backend)
+        on(token, token.sign_digest, auth_cert(token), bytearray(PIN), hashlib.sha256(b"x").digest(), ES256)
+        assert conn.transmit(select_piv)[-2:] == bytes.fromhex("9000")  # no SCARD_W_RESET_CARD
+        conn.close()
+    finally:
+        other.release()
 
 
 @pytest.mark.skipif(not OPENSC.exists(), reason="opensc-pkcs11 is not installed")

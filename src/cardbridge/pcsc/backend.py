@@ -10,14 +10,16 @@ PC/SC context.
 
 Each token method is one PC/SC connection and one transaction: connect (shared),
 SCardBeginTransaction, the APDUs, SCardEndTransaction, disconnect. No transaction is held
-between calls, so none is held while a PIN dialog is open. After a successful VERIFY the
-card is disconnected with SCARD_RESET_CARD: that logs the PIN out without another APDU.
+between calls, so none is held while a PIN dialog is open. A call that verified the PIN
+ends with the PIV logout (VERIFY with P1=FF, SP 800-73-4) in the same transaction, and the
+card is left as it is: a reset (SCARD_RESET_CARD) would also reset it for every other
+program that uses it.
 
 A token belongs to one card *presence*: the reader, the ATR and pcsc-lite's event counter.
 When the card is pulled (or swapped) the token raises CardRemovedError; call
 :meth:`PcscBackend.tokens` again for the card that is there now. Certificates are cached
-by card identity (ATR and CHUID), so a warm authenticate is SELECT, VERIFY and GENERAL
-AUTHENTICATE.
+by card identity (ATR and CHUID), so a warm authenticate is SELECT, VERIFY, GENERAL
+AUTHENTICATE and the logout.
 """
 
 from __future__ import annotations
@@ -68,11 +70,8 @@ from cardbridge.pcsc.piv import (
     pkcs1_v15_block,
 )
 from cardbridge.pcsc.scard import (
-    LEAVE_CARD,
-    RESET_CARD,
     STATE_CHANGED,
     STATE_UNAWARE,
-    CardConnection,
     PcscContext,
     ReaderStatus,
 )
@@ -303,12 +302,14 @@ class PivToken:
         self._check_presence(ctx)
         conn = ctx.connect(self.reader)
         transport = ApduTransport(conn, extended=self._extended)
-        verified = False
         try:
             with conn.transaction():
                 piv = PivSession(transport, select=select)
-                verified = logout
-                return step(piv)
+                try:
+                    return step(piv)
+                finally:
+                    if logout:
+                        _log_out(piv)
         except PinError:
             raise
         except CardRemovedError:
@@ -318,7 +319,7 @@ class PivToken:
         finally:
             self.apdu_count += transport.count
             self._backend.apdu_count += transport.count
-            _disconnect(conn, RESET_CARD if verified else LEAVE_CARD)
+            conn.close()
 
     def _gone(self, status: ReaderStatus) -> bool:
         return not status.present or status.atr != self.atr or status.event_count != self.event_count
@@ -347,9 +348,10 @@ class PivToken:
         return exc
 
 
-def _disconnect(conn: CardConnection, disposition: int) -> None:
-    conn.disposition = disposition
-    conn.close()
+def _log_out(piv: PivSession) -> None:
+    """End the PIN's security status; a card that is gone has nothing to log out."""
+    with contextlib.suppress(CardbridgeError):
+        piv.reset_security_status()
 
 
 def _key_ref(certificate: CertificateInfo) -> KeyRef:

@@ -76,13 +76,15 @@ Subscriber = Callable[[CardEvent], None]
 class CardMonitor:
     """Watches every reader from one background thread; ``start()``, ``stop()``."""
 
-    def __init__(self, *, wait_ms: int = WAIT_MS) -> None:
+    def __init__(self, *, wait_ms: int = WAIT_MS, context: PcscContext | None = None) -> None:
         self._wait_ms = wait_ms
-        self._context = PcscContext()
+        self._context = context if context is not None else PcscContext()
         self._subscribers: list[Subscriber] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        # Written only by the monitor thread, read by any thread: each change replaces the
+        # whole mapping, so readers() needs no lock and never waits for the monitor.
         self._states: dict[str, ReaderStatus] = {}
         self._service_up: bool | None = None
         self._ready = threading.Event()
@@ -125,9 +127,7 @@ class CardMonitor:
         """The last known readers and cards (no I/O). ServiceNotRunningError if pcscd is down."""
         if self._service_up is False:
             raise ServiceNotRunningError("The PC/SC service (pcscd) is not running.")
-        with self._lock:
-            states = list(self._states.values())
-        return [_reader_info(s) for s in states]
+        return [_reader_info(s) for s in self._states.values()]
 
     def __enter__(self) -> CardMonitor:
         return self.start()
@@ -136,6 +136,7 @@ class CardMonitor:
         self.stop()
 
     # -- the thread -----------------------------------------------------------------
+    # Events are emitted with no lock held: a subscriber may call back into the monitor.
     def _emit(self, kind: EventKind, reader: str | None = None, atr: bytes | None = None) -> None:
         event = CardEvent(kind, reader, identify(atr) if atr else None, time.monotonic())
         log.debug("card event %s", event.to_dict())
@@ -167,9 +168,8 @@ class CardMonitor:
     def _service_down(self) -> None:
         self._context.release()
         if self._service_up is not False:
-            with self._lock:
-                gone = list(self._states.values())
-                self._states.clear()
+            gone = list(self._states.values())
+            self._states = {}
             for status in gone:
                 if status.present:
                     self._emit(EventKind.CARD_REMOVED, status.name)
@@ -185,12 +185,13 @@ class CardMonitor:
             self._service_up = True
             self._emit(EventKind.SERVICE_STARTED)
         self._service_up = True
-        with self._lock:
-            for name in [n for n in self._states if n not in names]:
-                old = self._states.pop(name)
-                if old.present:
-                    self._emit(EventKind.CARD_REMOVED, name)
-                self._emit(EventKind.READER_REMOVED, name)
+        gone = [status for name, status in self._states.items() if name not in names]
+        if gone:
+            self._states = {name: status for name, status in self._states.items() if name in names}
+        for old in gone:
+            if old.present:
+                self._emit(EventKind.CARD_REMOVED, old.name)
+            self._emit(EventKind.READER_REMOVED, old.name)
         known = {
             name: self._states[name].event_state & ~STATE_CHANGED if name in self._states else STATE_UNAWARE
             for name in names
@@ -233,9 +234,8 @@ class CardMonitor:
                 return
 
     def _update(self, status: ReaderStatus) -> None:
-        with self._lock:
-            old = self._states.get(status.name)
-            self._states[status.name] = status
+        old = self._states.get(status.name)
+        self._states = {**self._states, status.name: status}
         if old is None:
             self._emit(EventKind.READER_ADDED, status.name)
             if status.present:
