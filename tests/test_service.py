@@ -361,3 +361,124 @@ async def test_the_dialog_program_started_ahead_is_ended_when_no_pin_is_needed(
     )
     assert len(pinentry.dialogs()) == 1
     assert _pinentry_children() == []
+
+
+# -- wrong PINs: never the same one twice, at most 3 without a retry counter --------------
+
+
+@pytest.fixture
+def logins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the real C_Login calls (a spy: each one still reaches SoftHSM2)."""
+    from cardbridge.pkcs11 import _cryptoki
+
+    calls: list[int] = []
+    login = _cryptoki.Cryptoki.login
+
+    def counted(self: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+        calls.append(session)
+        login(self, session, pin)
+
+    monkeypatch.setattr(_cryptoki.Cryptoki, "login", counted)
+    return calls
+
+
+async def test_a_token_without_a_retry_counter_gets_at_most_three_pins_per_login(
+    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+) -> None:
+    # SoftHSM2 reports no tries left; a dialog that keeps answering (10 different wrong PINs).
+    wrong = [str(n) * 4 for n in range(10) if n != 1] + ["4321"]
+    pinentry.respond(*wrong)
+    with pytest.raises(PinIncorrectError) as info:
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    assert len(logins) == 3
+    assert len(pinentry.dialogs()) == 3
+    assert info.value.code == "PIN_INCORRECT" and "3 times" in info.value.message
+
+
+async def test_the_pin_the_card_refused_is_not_sent_again(
+    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+) -> None:
+    pinentry.respond("9999", "9999", "CANCEL")
+    with pytest.raises(PinIncorrectError) as info:
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), lang="en", selection=Selection(token_label="p256")
+        )
+    assert len(logins) == 1, "the same wrong PIN went to the card twice"
+    assert type(info.value) is PinIncorrectError  # the card's refusal, not the notice
+    assert pinentry.texts("SETERROR") == [
+        "Wrong PIN.",
+        "This is the PIN the card just refused. It was not sent to the card again.",
+    ]
+    # Another PIN after the notice is sent, and the right one logs in.
+    pinentry.respond("9999", "9999", "1234")
+    logins.clear()
+    challenge = nonce()
+    token = await service.authenticate(
+        ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+    )
+    verify_token(token.to_dict(), ORIGIN, challenge)
+    assert len(logins) == 2
+
+
+async def test_a_dialog_that_repeats_one_wrong_pin_forever_is_stopped(
+    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+) -> None:
+    from cardbridge.service import MAX_DIALOGS
+
+    pinentry.respond(*["9999"] * 50)
+    with pytest.raises(PinIncorrectError):
+        await service.authenticate(
+            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    assert len(logins) == 1
+    assert len(pinentry.dialogs()) == MAX_DIALOGS
+
+
+# -- the PIN buffer is wiped after the module has read it, never during -------------------
+
+
+async def test_the_pin_is_wiped_only_after_c_login_returns(
+    service: CardService, pinentry: ScriptedPinentry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login is cancelled (the browser left) while C_Login still reads the PIN buffer.
+
+    A spy holds the real C_Login call open for a moment, with the buffer exported as
+    ``_cryptoki`` exports it to the module: a real card takes 50-500 ms to check a PIN,
+    SoftHSM2 a few milliseconds, too short to cancel inside reliably."""
+    import threading
+
+    from cardbridge.pkcs11 import _cryptoki
+
+    entered, release = threading.Event(), threading.Event()
+    seen: list[bytes] = []
+    buffers: list[bytearray] = []
+    login = _cryptoki.Cryptoki.login
+
+    def slow(self: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+        assert pin is not None
+        buffers.append(pin)
+        with memoryview(pin) as exported:  # the module's view of the buffer
+            entered.set()
+            release.wait(10)
+            seen.append(bytes(exported))
+        login(self, session, pin)
+
+    monkeypatch.setattr(_cryptoki.Cryptoki, "login", slow)
+    pinentry.respond("1234")
+    task = asyncio.ensure_future(
+        service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256"))
+    )
+    assert await asyncio.to_thread(entered.wait, 20)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # not a BufferError from a wipe during the call
+        await task
+    assert buffers[0] == b"1234", "wiped while the module reads it"
+    release.set()
+    for _ in range(200):
+        if seen and not buffers[0]:
+            break
+        await asyncio.sleep(0.01)
+    assert seen == [b"1234"]
+    assert buffers[0] == bytearray(), "wiped once the call is over"

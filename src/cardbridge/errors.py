@@ -171,6 +171,12 @@ class PinIncorrectError(PinError):
     code = Code.PIN_INCORRECT
 
 
+class PinRepeatedError(PinIncorrectError):
+    """The PIN is one the card already refused in this login; it was not sent again."""
+
+    code = Code.PIN_INCORRECT
+
+
 class PinBlockedError(PinError):
     """The PIN is blocked; it is never tried."""
 

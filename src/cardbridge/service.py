@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import hmac
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -30,6 +33,7 @@ from cardbridge.errors import (
     PinBlockedError,
     PinIncorrectError,
     PinInvalidLengthError,
+    PinRepeatedError,
     UnsupportedKeyError,
     UserCancelledError,
     UserTimeoutError,
@@ -52,6 +56,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _EC_HASH = {256: "SHA-256", 384: "SHA-384", 521: "SHA-512"}
+MAX_TRIES_WITHOUT_COUNTER = 3  # PINs sent per login to a token that reports no tries left
+MAX_DIALOGS = 10  # PIN dialogs per login, whatever they are answered with
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,20 +237,38 @@ class CardService:
         return [token.info for token in tokens], errors
 
     async def _run(
-        self, executor_owner: Token | Backend, fn: Callable[..., T], *args: Any, timeout: float | None = None
+        self,
+        executor_owner: Token | Backend,
+        fn: Callable[..., T],
+        *args: Any,
+        timeout: float | None = None,
+        then: Callable[[], None] | None = None,
     ) -> T:
         """Run blocking card work on its backend's worker thread, bounded by ``card_timeout``.
 
         A card or module that does not answer (a hung PKCS#11 module, a reader that stopped
         talking) gives MODULE_ERROR; its worker is marked hung and refused at once until
         the stuck call returns, so the bridge keeps answering for every other backend.
+
+        ``then`` is called once the call is over — returned, failed, or cancelled before it
+        started — even when the caller stopped waiting (a cancel, a timeout); never while
+        the call runs. It wipes a PIN the call reads.
         """
         executor = executor_owner.executor
         key = id(executor)
-        if key in self._hung:
-            raise ModuleError("The card reader or its PKCS#11 module stopped answering; unplug the reader or restart.")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(executor, fn, *args)
+        try:
+            if key in self._hung:
+                raise ModuleError(
+                    "The card reader or its PKCS#11 module stopped answering; unplug the reader or restart."
+                )
+            work = executor.submit(fn, *args)
+        except BaseException:
+            if then is not None:
+                then()
+            raise
+        if then is not None:
+            work.add_done_callback(lambda _: then())
+        future = asyncio.wrap_future(work)
         limit = self.card_timeout if timeout is None else timeout
         try:
             return await asyncio.wait_for(asyncio.shield(future), limit)
@@ -427,15 +451,25 @@ class CardService:
     ) -> bytes:
         """Ask for the PIN, log in once with it, sign. A wrong PIN is reported in the next
         dialog, which the person may answer with another PIN or cancel; it is never sent
-        again by us. The whole exchange is bounded by ``user_timeout``."""
+        again by us: a PIN the card refused in this login is not sent again (the dialog
+        says so), and a token that keeps no retry counter gets at most
+        ``MAX_TRIES_WITHOUT_COUNTER`` PINs per login. The whole exchange is bounded by
+        ``user_timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.user_timeout
         previous: CardbridgeError | None = None
+        refusal: PinIncorrectError | None = None  # the card's last refusal
+        # Keyed digests of the PINs the card refused, never the PINs; the key lives for this login.
+        key = secrets.token_bytes(32)
+        refused: list[bytes] = []
+        dialogs = 0
         while True:
             if previous is not None:  # after a wrong PIN: the tries left, read afresh
                 status = await self._run(token, token.pin_status, certificate)
             if status.blocked:
                 raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
+            if dialogs >= MAX_DIALOGS:
+                raise refusal or previous or UserCancelledError("Too many PIN dialogs in one login.")
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise UserTimeoutError("No PIN was given in time.")
@@ -448,14 +482,18 @@ class CardService:
                 error=previous,
                 timeout=remaining,
             )
+            dialogs += 1
             try:
                 pin = await asyncio.wait_for(pin_source.get_pin(request), remaining)
             except TimeoutError as exc:
                 raise UserTimeoutError("No PIN was given in time.") from exc
             except UserCancelledError:
-                if previous is not None:
-                    raise previous from None  # the last real failure tells the caller more
+                last = refusal if isinstance(previous, PinRepeatedError) else previous
+                if last is not None:
+                    raise last from None  # the last real failure tells the caller more
                 raise
+            sent = False
+            seen = b""
             try:
                 if not status.protected_path and not status.min_length <= len(pin) <= status.max_length:
                     previous = PinInvalidLengthError(
@@ -464,6 +502,18 @@ class CardService:
                         maxLength=status.max_length,
                     )
                     continue
+                seen = hmac.new(key, pin, hashlib.sha256).digest()
+                if (
+                    refusal is not None
+                    and not status.protected_path
+                    and any(hmac.compare_digest(seen, r) for r in refused)
+                ):
+                    previous = PinRepeatedError(
+                        "The card already refused this PIN; it was not sent again.",
+                        retries_left=refusal.retries_left,
+                    )
+                    continue
+                sent = True  # from here the worker owns the buffer: it is wiped once the call is over
                 # On a PIN pad the module waits while the person types: allow the dialog's time.
                 return await self._run(
                     token,
@@ -473,13 +523,20 @@ class CardService:
                     digest,
                     algorithm,
                     timeout=max(remaining, self.card_timeout) if status.protected_path else None,
+                    then=functools.partial(wipe, pin),
                 )
             except PinIncorrectError as exc:
                 if exc.retries_left == 0:
                     raise
-                previous = exc
+                refused.append(seen)
+                if exc.retries_left is None and len(refused) >= MAX_TRIES_WITHOUT_COUNTER:
+                    raise PinIncorrectError(
+                        f"The PIN was wrong {len(refused)} times; the login was stopped. Check the PIN and try again."
+                    ) from exc
+                previous = refusal = exc
             finally:
-                wipe(pin)
+                if not sent:
+                    wipe(pin)
 
 
 def _matching(certificates: Sequence[CertificateInfo], purpose: Purpose, selection: Selection) -> list[CertificateInfo]:

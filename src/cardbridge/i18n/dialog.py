@@ -82,6 +82,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Feil PIN-kode. Du har {n} forsøk att.",
         "en": "Wrong PIN. You have {n} try left.",
     },
+    "dialog.error.pin_repeated": {
+        "nb": "Dette er PIN-koden kortet nettopp avviste. Den ble ikke sendt til kortet igjen.",
+        "nn": "Dette er PIN-koden kortet nett avviste. Han vart ikkje send til kortet att.",
+        "en": "This is the PIN the card just refused. It was not sent to the card again.",
+    },
     "dialog.error.pin_length": {
         "nb": "PIN-koden må ha {min} til {max} tegn.",
         "nn": "PIN-koden må ha {min} til {max} teikn.",

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from cardbridge import i18n
-from cardbridge.errors import CardbridgeError, PinIncorrectError, PinInvalidLengthError, UserCancelledError
+from cardbridge.errors import (
+    CardbridgeError,
+    PinIncorrectError,
+    PinInvalidLengthError,
+    PinRepeatedError,
+    UserCancelledError,
+)
 from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry.assuan import Dialog, Pinentry, wipe
 
@@ -77,7 +83,9 @@ def dialog_for(request: PinRequest) -> Dialog:
     elif tries is None and request.status.count_low and request.error is None:
         lines.append(i18n.text("dialog.count_low", lang))
     error = None
-    if isinstance(request.error, PinIncorrectError):
+    if isinstance(request.error, PinRepeatedError):
+        error = i18n.text("dialog.error.pin_repeated", lang)
+    elif isinstance(request.error, PinIncorrectError):
         retries = request.error.retries_left
         error = (
             i18n.text("dialog.error.pin_incorrect_tries", lang, n=retries)
