@@ -32,6 +32,7 @@ from cardbridge.portal.errors import (
     NonceUnknownError,
     NonceUsedError,
 )
+from cardbridge.portal.nonces import generate_nonce
 from tests.portal.helpers import ORIGIN, make_token
 
 
@@ -216,11 +217,12 @@ def redis_store(redis_url: str) -> Iterator[RedisNonceStore]:
 def test_redis_issue_and_consume_once(redis_store: RedisNonceStore) -> None:
     nonce = redis_store.issue()
     assert len(nonce) == 44 and len(base64.b64decode(nonce, validate=True)) == 32
-    key = redis_store.key_prefix + nonce
+    key = redis_store.key_prefix + "issued:" + nonce
     assert 299_000 < redis_store.client.pttl(key) <= 300_000  # SET … PX 300000
     redis_store.consume(nonce)
     assert redis_store.client.exists(key) == 0
-    assert 299_000 < redis_store.client.pttl(key + ":used") <= 300_000  # the used marker, for the TTL
+    marker = redis_store.key_prefix + "used:" + nonce
+    assert 299_000 < redis_store.client.pttl(marker) <= 300_000  # the used marker, for the TTL
     with pytest.raises(NonceUsedError) as info:
         redis_store.consume(nonce)
     assert info.value.code == "NONCE_USED"
@@ -328,3 +330,59 @@ def test_redis_threads_race_for_one_nonce(redis_url: str) -> None:
             store.consume(nonce)
 
         assert _race(consume, threads=8) == 1
+
+
+@pytest.mark.redis
+def test_redis_used_marker_is_not_a_nonce(redis_store: RedisNonceStore) -> None:
+    # A used marker must never be taken for an issued nonce: "N:used" (49 visible ASCII
+    # characters, a well-formed nonce) was never issued, so it cannot be consumed.
+    nonce = redis_store.issue()
+    redis_store.consume(nonce)
+    for forged in (nonce + ":used", nonce + ":used" + "x" * 10):
+        with pytest.raises(NonceUnknownError):
+            redis_store.consume(forged)
+    # Nor before the nonce itself was consumed: no key of the store is reachable by a suffix.
+    fresh = redis_store.issue()
+    with pytest.raises(NonceUnknownError):
+        redis_store.consume(fresh + ":used")
+    redis_store.consume(fresh)
+
+
+@pytest.mark.redis
+def test_redis_issued_and_used_keys_have_separate_prefixes(redis_store: RedisNonceStore) -> None:
+    nonce = redis_store.issue()
+    issued = [k.decode() for k in redis_store.client.scan_iter(match="*" + nonce + "*")]
+    assert len(issued) == 1
+    redis_store.consume(nonce)
+    used = [k.decode() for k in redis_store.client.scan_iter(match="*" + nonce + "*")]
+    assert len(used) == 1
+    assert issued[0] != used[0]
+    assert issued[0].startswith(redis_store.key_prefix) and used[0].startswith(redis_store.key_prefix)
+    # Neither key is the other with something appended: a nonce string can reach only its own.
+    assert not used[0].startswith(issued[0]) and not issued[0].startswith(used[0])
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        ("", "INVALID_NONCE"),
+        ("x" * 129, "INVALID_NONCE"),
+        ("a" * 43 + " ", "INVALID_NONCE"),
+        ("*" * 44, "NONCE_UNKNOWN"),  # well-formed for a token, but not base64: never issued
+        ("A" * 45, "NONCE_UNKNOWN"),
+        ("A" * 42 + "==", "NONCE_UNKNOWN"),  # base64 of 31 bytes: not 32
+        ("issued:" + "A" * 40, "NONCE_UNKNOWN"),
+        ("used:" + generate_nonce(), "NONCE_UNKNOWN"),
+        ("x" * 128, "NONCE_UNKNOWN"),
+    ],
+)
+def test_redis_nonce_of_another_form_never_reaches_redis(bad: str, code: str) -> None:
+    # A store on a port where nothing listens: a nonce refused by its form alone gets its
+    # own code, not NONCE_STORE_UNAVAILABLE.
+    store = RedisNonceStore.from_url(f"redis://127.0.0.1:{_free_port()}/0", socket_connect_timeout=1)
+    with pytest.raises(NonceError) as info:
+        store.consume(bad)
+    assert info.value.code == code
+    with pytest.raises(NonceError) as in_memory:
+        InMemoryNonceStore().consume(bad)
+    assert in_memory.value.code == code

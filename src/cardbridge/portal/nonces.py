@@ -8,12 +8,18 @@ a nonce the store never issued raises a :class:`~cardbridge.portal.errors.NonceE
 Two stores: :class:`InMemoryNonceStore` for one process, and :class:`RedisNonceStore` for
 several portal processes sharing one Redis (``SET NX PX`` to issue, ``GETDEL`` to consume,
 so exactly one consumer wins a race).
+
+Both check a nonce before they look it up: first the token rules (44–128 visible ASCII
+characters, else INVALID_NONCE), then the form every nonce a store issues has (44
+characters of standard base64 for 32 bytes); anything else was never issued and is
+NONCE_UNKNOWN without a look-up.
 """
 
 from __future__ import annotations
 
 import abc
 import base64
+import binascii
 import secrets
 import threading
 import time
@@ -43,11 +49,30 @@ def generate_nonce() -> str:
     return base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode("ascii")
 
 
-def _checked(nonce: object) -> str:
+ISSUED_LENGTH = 44  # len(generate_nonce())
+
+
+def is_issued_form(nonce: str) -> bool:
+    """True when ``nonce`` has the form of every nonce a store issues: 44 characters of
+    standard base64 with padding, for 32 bytes."""
+    if len(nonce) != ISSUED_LENGTH:
+        return False
     try:
-        return check_nonce(nonce)
+        return len(base64.b64decode(nonce.encode("ascii"), validate=True)) == NONCE_BYTES
+    except (ValueError, binascii.Error):
+        return False
+
+
+def _checked(nonce: object) -> str:
+    """The nonce, when a store could have issued it: INVALID_NONCE for one that breaks the
+    token rules, NONCE_UNKNOWN for one of another form (never issued, so never looked up)."""
+    try:
+        checked = check_nonce(nonce)
     except InvalidNonceError as exc:
         raise NonceError(exc.message) from exc
+    if not is_issued_form(checked):
+        raise NonceUnknownError("The nonce is unknown to this portal (not of the form it issues).")
+    return checked
 
 
 def _checked_ttl(ttl: float) -> float:
@@ -145,12 +170,14 @@ class InMemoryNonceStore(NonceStore):
 class RedisNonceStore(NonceStore):
     """Nonces in Redis, shared by every process of a portal.
 
-    ``issue`` stores ``PREFIX + nonce`` with ``SET NX PX ttl``; ``consume`` takes it with
-    ``GETDEL`` (Redis 6.2 or later) and, in the same atomic script, leaves a "used" marker
-    for ``ttl``: of several consumers racing for one nonce exactly one gets it, and the
-    others (and a replay within ``ttl``) get NONCE_USED. Anything else is NONCE_UNKNOWN
-    (never issued, or expired: Redis forgets both alike). A Redis failure raises
-    NonceStoreUnavailableError.
+    ``issue`` stores ``PREFIX + "issued:" + nonce`` with ``SET NX PX ttl``; ``consume``
+    takes it with ``GETDEL`` (Redis 6.2 or later) and, in the same atomic script, leaves a
+    "used" marker ``PREFIX + "used:" + nonce`` for ``ttl``: of several consumers racing for
+    one nonce exactly one gets it, and the others (and a replay within ``ttl``) get
+    NONCE_USED. Anything else is NONCE_UNKNOWN (never issued, or expired: Redis forgets both
+    alike). The two kinds of key have prefixes of their own, and a nonce is checked to have
+    the issued form (base64, so no ``:``) before it reaches Redis: no nonce string names
+    another nonce's key or a marker. A Redis failure raises NonceStoreUnavailableError.
     """
 
     # KEYS[1] the nonce, KEYS[2] its used marker, ARGV[1] the marker's lifetime in ms.
@@ -188,7 +215,12 @@ return 0
         return cls(redis_module.Redis.from_url(url, **options), ttl, key_prefix=key_prefix)
 
     def _key(self, nonce: str) -> str:
-        return self.key_prefix + nonce
+        """The key of an issued, not yet consumed nonce."""
+        return self.key_prefix + "issued:" + nonce
+
+    def _used_key(self, nonce: str) -> str:
+        """The key of the marker a consumed nonce leaves for ``ttl``."""
+        return self.key_prefix + "used:" + nonce
 
     def issue(self) -> str:
         import redis as redis_module
@@ -207,9 +239,8 @@ return 0
         import redis as redis_module
 
         nonce = _checked(nonce)
-        key = self._key(nonce)
         try:
-            outcome = self.client.eval(self._CONSUME, 2, key, key + ":used", self._ttl_ms)
+            outcome = self.client.eval(self._CONSUME, 2, self._key(nonce), self._used_key(nonce), self._ttl_ms)
         except redis_module.RedisError as exc:
             raise NonceStoreUnavailableError(f"The nonce store cannot be reached: {exc}") from exc
         if outcome == 2:
