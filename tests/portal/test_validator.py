@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asn1crypto import x509 as asn1x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -483,6 +484,44 @@ def test_certificate_that_does_not_parse(
     for broken in (b"\x30\x03\x02\x01\x01", cert[:-10], cert + b"\x00\x00", b"garbage" * 20):
         data["unverifiedCertificate"] = base64.b64encode(broken).decode()
         assert refused(validator, data) == "CERTIFICATE_MALFORMED"
+
+
+def _with_signature_unused_bits(cert_der: bytes, unused_bits: int) -> bytes:
+    """The certificate with the first content octet of its signatureValue BIT STRING (the
+    count of unused bits in the last octet) set to ``unused_bits``; nothing else changes."""
+    signature_value = asn1x509.Certificate.load(cert_der)["signature_value"]
+    encoded = signature_value.dump()
+    assert cert_der.endswith(encoded)  # the last field of the certificate
+    at = len(cert_der) - len(signature_value.contents)
+    assert cert_der[at] == 0
+    return cert_der[:at] + bytes([unused_bits]) + cert_der[at + 1 :]
+
+
+@pytest.mark.parametrize("key_name", ["p256", "rsa2048"])
+@pytest.mark.parametrize("unused_bits", range(1, 8))
+def test_signature_bit_string_with_unused_bits_is_refused(
+    validator: AuthTokenValidator,
+    dev_ca: DevCA,
+    keys: dict[str, PrivateKey],
+    citizen: Citizen,
+    key_name: str,
+    unused_bits: int,
+) -> None:
+    # DER (X.690 11.2) and RFC 5280: a signature is a whole number of octets, so its BIT
+    # STRING has 0 unused bits. asn1crypto and pyhanko-certvalidator read a count of k as
+    # "drop the last k bits": when those bits are zero the CA's signature still verifies and
+    # the certificate was accepted. Such a certificate (the CA signs with ECDSA, so a fresh
+    # issue gives another signature) is refused with one code, whatever k.
+    algorithm = "ES256" if key_name == "p256" else "RS256"
+    for _ in range(4000):  # 2**k issues on average, 128 at most on average
+        original = der(dev_ca.issue(keys[key_name].public_key(), citizen, Purpose.AUTHENTICATION))
+        if original[-1] % (1 << unused_bits) == 0:
+            break
+    else:
+        pytest.fail(f"no signature ending in {unused_bits} zero bits")
+    assert validator.validate(make_token(keys[key_name], _with_signature_unused_bits(original, 0), algorithm), NONCE)
+    odd = _with_signature_unused_bits(original, unused_bits)
+    assert refused(validator, make_token(keys[key_name], odd, algorithm)) == "CERTIFICATE_MALFORMED"
 
 
 def test_malformed_nonce_and_naive_time(

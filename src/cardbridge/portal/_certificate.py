@@ -110,10 +110,16 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
         eku_ext = cert.extended_key_usage_value
         eku = frozenset(eku_ext.native) if eku_ext is not None else None
         _ = cert.ocsp_urls
+        signature_contents = cert["signature_value"].contents
     except Exception as exc:  # asn1crypto parses lazily and raises many kinds of errors
         raise CertificateMalformedError(f"The certificate cannot be parsed: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise CertificateMalformedError(f"The certificate's key type is not supported: {type(key).__name__}.")
+    # The signature is a whole number of octets: its BIT STRING must say 0 unused bits. A
+    # count of k makes asn1crypto drop the last k bits, and a signature ending in zero bits
+    # would still verify for bytes nobody signed in that form.
+    if not signature_contents or signature_contents[0] != 0:
+        raise CertificateMalformedError("The certificate's signature is a BIT STRING with unused bits (not DER).")
     id_code = _first(names.get("serial_number"))
     if not id_code:
         raise CertificateNoIdentityError("The certificate's subject has no serialNumber (identification code).")

@@ -7,7 +7,8 @@ Checks, in order (the first that fails raises its TokenValidationError):
    starts with ``web-eid:1``; ``unverifiedCertificate``, ``algorithm``, ``signature`` are
    strings (``appVersion`` too, when present); the two binary fields are standard base64;
 3. ``algorithm`` is one of ES/PS/RS 256/384/512;
-4. the certificate parses (leniently: asn1crypto), has a subject serialNumber, keyUsage
+4. the certificate parses (leniently: asn1crypto, but its signature BIT STRING must have
+   0 unused bits), has a subject serialNumber, keyUsage
    digitalSignature and extendedKeyUsage absent or with clientAuth, and none of the
    disallowed policies;
 5. the certificate is valid at ``at``, and chains to a trusted CA (pyhanko-certvalidator);
