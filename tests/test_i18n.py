@@ -110,6 +110,34 @@ def test_resolve_language(
     assert i18n.resolve_language(*choices) == expected
 
 
+# A request's ``lang`` that the HTTP API and the native host both refuse (one rule, in i18n).
+BAD_LANGS = ["", "n", "nb\n", "nb\x00", "x" * 5000, "nb-", "nb NO", "12", "nb-NO-a-b-c", "nø", "en-GB-abcdefghi"]
+GOOD_LANGS = ["nb", "nn", "en", "NB", "en-GB", "en_GB", "nb-NO", "de", "zh-Hant-TW", "fil"]
+
+
+@pytest.mark.parametrize("value", GOOD_LANGS)
+def test_language_tags_a_caller_may_send(value: str) -> None:
+    assert i18n.is_language_tag(value)
+    i18n.check_language_tag(value)
+    assert i18n.request_language(value, "nn") == (value.lower() if value.lower() in i18n.LANGUAGES else "nn")
+
+
+@pytest.mark.parametrize("value", [*BAD_LANGS, 7, ["nb"]], ids=lambda v: repr(v)[:20])
+def test_anything_else_is_invalid_argument(value: object) -> None:
+    from cardbridge.errors import InvalidInputError
+
+    assert not i18n.is_language_tag(value)
+    with pytest.raises(InvalidInputError) as info:
+        i18n.request_language(value, "nn")
+    assert info.value.code == Code.INVALID_ARGUMENT
+    assert len(info.value.message) < 100
+
+
+def test_no_lang_is_the_fallback() -> None:
+    i18n.check_language_tag(None)
+    assert i18n.request_language(None, "en") == "en"
+
+
 def _cli(*args: str, lang_env: str = "C.UTF-8") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG")}
     env["LANG"] = lang_env

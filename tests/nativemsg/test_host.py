@@ -24,6 +24,7 @@ from cardbridge import __version__
 from cardbridge.nativemsg import EXTENSION_CHROME_ID, EXTENSION_FIREFOX_ID, WEBEID_CHROME_IDS, WEBEID_FIREFOX_ID
 from tests.conftest import ScriptedPinentry
 from tests.nativemsg.conftest import ORIGIN, Card, HostProcess, write_config
+from tests.test_i18n import BAD_LANGS
 from tests.verify import verify_token
 
 INVALID = "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
@@ -235,6 +236,36 @@ def test_origin_and_nonce_rules_before_any_card(
     env = {**config_env, "CARDBRIDGE_PKCS11_MODULE": "/nonexistent/module.so"}
     error = _authenticate_error(start_host, env, origin, challenge or nonce())
     assert (error["code"], error["cardbridgeCode"]) == (code, ours)
+
+
+@pytest.mark.parametrize("lang", BAD_LANGS, ids=lambda v: repr(v)[:20])
+@pytest.mark.parametrize("command", ["authenticate", "get-signing-certificate", "sign"])
+def test_lang_has_the_http_apis_rule(start_host: Any, config_env: dict[str, str], command: str, lang: str) -> None:
+    # A module that does not exist: had the host gone on to the card, the error would be MODULE_NOT_FOUND.
+    env = {**config_env, "CARDBRIDGE_PKCS11_MODULE": "/nonexistent/module.so"}
+    arguments = {
+        "authenticate": {"challengeNonce": nonce()},
+        "get-signing-certificate": {},
+        "sign": {"hash": base64.b64encode(b"x" * 32).decode(), "hashFunction": "SHA-256", "certificate": "AAAA"},
+    }[command]
+    host = start_host(env=env)
+    host.read()
+    host.send({"command": command, "arguments": {**arguments, "origin": ORIGIN, "lang": lang}})
+    error = host.read()["error"]
+    host.finish()
+    assert (error["code"], error["cardbridgeCode"]) == (INVALID, "INVALID_ARGUMENT")
+    assert "lang" in error["message"] and len(error["message"]) < 200
+    assert_clean_stderr(host)
+
+
+@pytest.mark.parametrize("lang", ["en", "de-DE", "nn_NO"])
+def test_a_language_tag_passes_on_to_the_card(start_host: Any, config_env: dict[str, str], lang: str) -> None:
+    env = {**config_env, "CARDBRIDGE_PKCS11_MODULE": "/nonexistent/module.so"}
+    host = start_host(env=env)
+    host.read()
+    host.send({"command": "authenticate", "arguments": {"challengeNonce": nonce(), "origin": ORIGIN, "lang": lang}})
+    assert host.read()["error"]["cardbridgeCode"] == "MODULE_NOT_FOUND"
+    host.finish()
 
 
 # -- start-up -------------------------------------------------------------------------------

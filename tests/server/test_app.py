@@ -27,6 +27,7 @@ from cardbridge.service import CardService, open_backends
 from tests.conftest import ScriptedPinentry
 from tests.server.conftest import GATED_PINENTRY, ORIGIN, Gate, conforms, free_port, nonce, process_gone
 from tests.softhsm import SoftHsm
+from tests.test_i18n import BAD_LANGS
 from tests.verify import verify_token
 
 pytestmark = pytest.mark.softhsm
@@ -264,6 +265,8 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("/v1/authenticate", {}, "INVALID_ARGUMENT"),
     ("/v1/authenticate", {"challengeNonce": "A" * 44, "pin": "1234"}, "INVALID_ARGUMENT"),
     ("/v1/authenticate", {"challengeNonce": "A" * 44, "lang": "nb\nx"}, "INVALID_ARGUMENT"),
+    *(("/v1/authenticate", {"challengeNonce": "A" * 44, "lang": lang}, "INVALID_ARGUMENT") for lang in BAD_LANGS),
+    *(("/v1/signing-certificate", {"lang": lang}, "INVALID_ARGUMENT") for lang in BAD_LANGS[:4]),
     ("/v1/authenticate", ["challengeNonce"], "INVALID_ARGUMENT"),
     ("/v1/authenticate", "not json{", "INVALID_ARGUMENT"),
     (
@@ -309,6 +312,15 @@ async def test_bad_input_is_400_and_opens_no_dialog(
     problem_body = await problem_of(response, path, 400, code)
     assert "1234" not in json.dumps(problem_body)
     assert pinentry.dialogs() == []
+
+
+def test_the_openapi_document_states_the_one_lang_rule() -> None:
+    from cardbridge.i18n import LANGUAGE_TAG_PATTERN
+    from cardbridge.server import openapi_document
+
+    schemas = openapi_document()["components"]["schemas"]
+    patterns = {s["properties"]["lang"]["pattern"] for s in schemas.values() if "lang" in s.get("properties", {})}
+    assert patterns == {f"^{LANGUAGE_TAG_PATTERN}$"}
 
 
 async def test_body_origin_must_be_the_header_origin(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import locale
 import os
+import re
 import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -33,10 +34,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
+    "LANGUAGE_TAG_PATTERN",
     "MESSAGES",
+    "check_language_tag",
     "error_message",
     "error_text",
+    "is_language_tag",
     "placeholders",
+    "request_language",
     "resolve_language",
     "system_language",
     "text",
@@ -44,6 +49,11 @@ __all__ = [
 
 LANGUAGES = ("nb", "nn", "en")
 DEFAULT_LANGUAGE = "nb"
+# What a caller may send as ``lang`` (the HTTP API's and the native host's): a language tag
+# such as nb, nn-NO or en_GB — ours or another, which falls back — and nothing else.
+# The OpenAPI document states the same pattern for ``lang`` (a test keeps them equal).
+LANGUAGE_TAG_PATTERN = r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}"
+_LANGUAGE_TAG = re.compile(LANGUAGE_TAG_PATTERN)
 
 
 def _merge(*catalogues: Mapping[str, dict[str, str]]) -> dict[str, dict[str, str]]:
@@ -84,6 +94,29 @@ def resolve_language(*choices: str | None) -> str:
         if choice and choice.lower() in LANGUAGES:
             return choice.lower()
     return system_language() or DEFAULT_LANGUAGE
+
+
+def is_language_tag(value: object) -> bool:
+    """True for a language tag a caller may send as ``lang`` (``nb``, ``nn-NO``, ``en_GB``,
+    ``de``): 2-3 letters, then at most three ``-``/``_`` parts of 1-8 letters or digits."""
+    return isinstance(value, str) and _LANGUAGE_TAG.fullmatch(value) is not None
+
+
+def check_language_tag(value: object) -> None:
+    """The one rule for a request's ``lang`` (HTTP API and native host): absent (None) or a
+    language tag, else INVALID_ARGUMENT."""
+    if value is not None and not is_language_tag(value):
+        from cardbridge.errors import InvalidInputError
+
+        raise InvalidInputError("The field 'lang' must be a language tag such as nb, nn or en.")
+
+
+def request_language(value: object, *fallbacks: str | None) -> str:
+    """The language for a request that sent ``lang`` = ``value`` (checked with
+    :func:`check_language_tag`): ``value`` when it is one of ours, else the first of
+    ``fallbacks`` that is, else the system's, else bokmål."""
+    check_language_tag(value)
+    return resolve_language(value if isinstance(value, str) else None, *fallbacks)
 
 
 def placeholders(template: str) -> frozenset[str]:

@@ -310,7 +310,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     from cardbridge.authtoken import b64, check_nonce, check_origin
     from cardbridge.config import load_config
     from cardbridge.errors import InvalidInputError
-    from cardbridge.i18n import resolve_language
+    from cardbridge.i18n import check_language_tag, request_language
     from cardbridge.logsetup import setup_logging
     from cardbridge.model import HASH_LENGTHS
     from cardbridge.pinentry import PinentrySource
@@ -323,6 +323,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
         except (binascii.Error, ValueError) as exc:
             raise InvalidInputError(f"{command}: {name} must be standard base64.") from exc
 
+    check_language_tag(arguments.get("lang"))  # the HTTP API's rule; before the config, the card, a dialog
     config = load_config()
     setup_logging(file_level=config.log_level)  # stderr (the browser's log) and the private log file
     origin = check_origin(arguments["origin"], allow_http_localhost=config.allow_http_localhost)
@@ -334,7 +335,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
         if arguments["hashFunction"] not in HASH_LENGTHS:
             raise InvalidInputError(f"sign: hashFunction must be one of {', '.join(HASH_LENGTHS)}.")
         digest, certificate = decode("hash"), decode("certificate")
-    lang = resolve_language(arguments.get("lang"), config.lang)
+    lang = request_language(arguments.get("lang"), config.lang)
     modules = resolve_modules(None, config_modules=config.pkcs11_modules)
     service = CardService(
         open_backends(modules), user_timeout=config.user_timeout, allow_http_localhost=config.allow_http_localhost

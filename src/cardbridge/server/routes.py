@@ -24,7 +24,7 @@ from cardbridge.errors import (
     RequestTooLargeError,
     ServiceNotRunningError,
 )
-from cardbridge.i18n import resolve_language
+from cardbridge.i18n import request_language
 from cardbridge.model import HASH_LENGTHS
 from cardbridge.server.settings import LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 STOPPING_EVENT = "server-stopping"
-_LANG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}$")
 _BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
 
 
@@ -87,10 +86,7 @@ async def read_json(request: web.Request, required: frozenset[str], optional: fr
 
 
 def _lang(request: web.Request, body: dict[str, Any]) -> str:
-    lang = body.get("lang")
-    if lang is not None and not _LANG.match(lang):
-        raise InvalidInputError("The field 'lang' must be a language tag such as nb, nn or en.")
-    resolved = resolve_language(lang, request.app[SETTINGS].lang)
+    resolved = request_language(body.get("lang"), request.app[SETTINGS].lang)
     request[LANG] = resolved
     return resolved
 
