@@ -10,7 +10,17 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean
+.PHONY: test demo deps venv lint clean deb deb-deps package-test
+
+# The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
+DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
+	libpcsclite-dev
+# Downloads kept between runs (pip wheels from PyPI, the clean Debian root): git ignores it.
+PKG_CACHE ?= .cache/package
+PKG_BUILD := build/deb
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/cardbridge/__init__.py)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB := dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -48,3 +58,37 @@ demo: deps venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# -- the Debian package -------------------------------------------------------------------------
+
+deb-deps:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEB_BUILD_PACKAGES)"
+
+# The wheels of cardbridge's dependencies, fetched with Debian's Python (the one the
+# package's environment is made with; without pip's cache, so that a wheel built from source
+# is built by it); the package build itself downloads nothing.
+$(PKG_CACHE)/wheels/.fetched: pyproject.toml
+	@mkdir -p $(PKG_CACHE)/wheels
+	test -x $(PKG_CACHE)/pip-venv/bin/pip || /usr/bin/python3 -m venv $(PKG_CACHE)/pip-venv
+	$(PKG_CACHE)/pip-venv/bin/pip wheel -q --no-cache-dir --wheel-dir $(PKG_CACHE)/wheels . "setuptools>=68" wheel
+	rm -f $(PKG_CACHE)/wheels/cardbridge-*.whl
+	@touch $@
+
+# cardbridge_VERSION_ARCH.deb and cardbridge-webeid_VERSION_all.deb in dist/, then lintian.
+deb: deb-deps $(PKG_CACHE)/wheels/.fetched
+	rm -rf $(PKG_BUILD) && mkdir -p $(PKG_BUILD)/cardbridge-$(VERSION) dist
+	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C $(PKG_BUILD)/cardbridge-$(VERSION)
+	printf '%s\n' "cardbridge ($(VERSION)) unstable; urgency=medium" "" \
+		"  * cardbridge $(VERSION); its changes are in /usr/share/doc/cardbridge/changelog.gz." "" \
+		" -- cardbridge developers <cardbridge@cardbridge.invalid>  $$(date -R -d @$$(git log -1 --format=%ct))" \
+		> $(PKG_BUILD)/cardbridge-$(VERSION)/debian/changelog
+	cd $(PKG_BUILD)/cardbridge-$(VERSION) && CARDBRIDGE_WHEELS=$(abspath $(PKG_CACHE)/wheels) \
+		dpkg-buildpackage --build=binary --no-sign
+	mv $(PKG_BUILD)/*.deb dist/
+	lintian --fail-on error\
+		dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb dist/cardbridge-webeid_$(VERSION)_all.deb
+
+# Install the packages in a clean Debian 12 root and log in with them (see packaging/package-test).
+package-test: deb
+	PKG_CACHE=$(abspath $(PKG_CACHE)) packaging/package-test dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb \
+		dist/cardbridge-webeid_$(VERSION)_all.deb

@@ -78,11 +78,13 @@ def _desktop_quote(argument: str) -> str:
     return f'"{escaped}"'
 
 
-def unit_text(command: Sequence[str]) -> str:
-    """The systemd user unit that runs ``command``."""
+INSTALL_NOTE = "Installed by cardbridge install-service; remove it with: cardbridge install-service --uninstall"
+
+
+def unit_text(command: Sequence[str], *, note: str = INSTALL_NOTE) -> str:
+    """The systemd user unit that runs ``command``; ``note`` says who installed it."""
     exec_start = " ".join(_systemd_quote(a) for a in command)
-    return f"""# Installed by cardbridge {__version__} (cardbridge install-service); remove with
-# cardbridge install-service --uninstall
+    return f"""# cardbridge {__version__}. {note}
 [Unit]
 Description=cardbridge: log in to public-sector portals with your national ID card
 PartOf=graphical-session.target

@@ -123,14 +123,17 @@ def manifest(browser: str, launcher: Path) -> dict[str, Any]:
     return out
 
 
-def launcher_script(python: str | None = None) -> str:
+def launcher_script(python: str | None = None, *, sh_script: bool = False) -> str:
     """The launcher: a Python script run by the installing Python (``-I``: no ``PYTHON*``
     environment, no user site), which serves like ``cardbridge native-host`` without loading
     the rest of the command line. When that Python's path cannot go on a ``#!`` line (a
-    space, or too long), an ``sh`` script that runs ``python -I -m cardbridge.nativemsg``."""
+    space, or too long), or with ``sh_script``, an ``sh`` script that runs
+    ``python -I -m cardbridge.nativemsg``."""
     interpreter = python or sys.executable
     header = "# Written by `cardbridge install-native-host`: the browser starts this to reach cardbridge.\n"
-    if os.path.isabs(interpreter) and len(interpreter) < 120 and not any(c.isspace() for c in interpreter):
+    if sh_script:
+        header = "# cardbridge's native-messaging host: the browser starts this to reach cardbridge.\n"
+    elif os.path.isabs(interpreter) and len(interpreter) < 120 and not any(c.isspace() for c in interpreter):
         return f"#!{interpreter} -I\n{header}from cardbridge.nativemsg.host import launch\n\nlaunch()\n"
     return f'#!/bin/sh\n{header}exec {shlex.quote(interpreter)} -I -m cardbridge.nativemsg "$@"\n'
 
