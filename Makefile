@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean deb deb-deps package-test
+.PHONY: test demo deps venv lint clean deb deb-deps
 
 # The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
 DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
@@ -85,10 +85,5 @@ deb: deb-deps $(PKG_CACHE)/wheels/.fetched
 	cd $(PKG_BUILD)/cardbridge-$(VERSION) && CARDBRIDGE_WHEELS=$(abspath $(PKG_CACHE)/wheels) \
 		dpkg-buildpackage --build=binary --no-sign
 	mv $(PKG_BUILD)/*.deb dist/
-	lintian --fail-on error\
+	lintian --fail-on error \
 		dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb dist/cardbridge-webeid_$(VERSION)_all.deb
-
-# Install the packages in a clean Debian 12 root and log in with them (see packaging/package-test).
-package-test: deb
-	PKG_CACHE=$(abspath $(PKG_CACHE)) packaging/package-test dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb \
-		dist/cardbridge-webeid_$(VERSION)_all.deb
