@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,10 +56,46 @@ class ScriptedPinentry:
     def env(self) -> dict[str, str]:
         return {"CARDBRIDGE_PINENTRY": self.program, "CARDBRIDGE_TEST_PINENTRY_SCRIPT": str(self.script)}
 
+    def wrapper(self) -> str:
+        """A shell script that runs the scripted pinentry as its child, without ``exec`` (as
+        distributions' pinentry wrapper scripts do): the dialog is a grandchild."""
+        path = self.script.with_name("pinentry-wrapper.sh")
+        path.write_text(
+            f'#!/bin/sh\n"{sys.executable}" "{self.program}" "$@"\nstatus=$?\nexit $status\n', encoding="utf-8"
+        )
+        path.chmod(0o700)
+        return str(path)
+
+    def kill_leftovers(self) -> None:
+        """Kill the dialogs that code under test failed to end (a failing test leaves none)."""
+        for pid in self.pids():
+            try:
+                if b"scripted_pinentry" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def pids(self) -> list[int]:
+        """The pids of the scripted pinentry processes that showed a dialog."""
+        return [dialog["pid"] for dialog in self.dialogs()]
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (from /proc; a zombie has ended: it shows nothing and holds no pipes)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
 
 @pytest.fixture
 def pinentry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedPinentry]:
     scripted = ScriptedPinentry(tmp_path)
     for key, value in scripted.env().items():
         monkeypatch.setenv(key, value)
-    return scripted
+    yield scripted
+    scripted.kill_leftovers()

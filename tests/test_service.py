@@ -20,7 +20,7 @@ from cardbridge.errors import (
 from cardbridge.model import Purpose
 from cardbridge.pinentry import PinentrySource
 from cardbridge.service import CardService, Selection, open_backends
-from tests.conftest import ScriptedPinentry
+from tests.conftest import ScriptedPinentry, alive
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
 
@@ -482,3 +482,44 @@ async def test_the_pin_is_wiped_only_after_c_login_returns(
         await asyncio.sleep(0.01)
     assert seen == [b"1234"]
     assert buffers[0] == bytearray(), "wiped once the call is over"
+
+
+async def _until_dialogs(pinentry: ScriptedPinentry, count: int) -> None:
+    for _ in range(500):
+        if len(pinentry.dialogs()) >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the dialog did not open")
+
+
+async def test_a_wrapper_dialog_is_ended_on_cancel_and_timeout_and_the_bridge_is_free(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry
+) -> None:
+    # A pinentry wrapper script that does not exec: the dialog is its child. A cancel (the
+    # caller went away) and a timeout must end both, at once, and free the bridge.
+    service = CardService(open_backends([softhsm.module]), user_timeout=30)
+    wrapper = pinentry.wrapper()
+    p256 = Selection(token_label="p256")
+    try:
+        pinentry.respond("HANG", "HANG")
+        task = asyncio.ensure_future(service.authenticate(ORIGIN, nonce(), PinentrySource(wrapper), selection=p256))
+        await _until_dialogs(pinentry, 1)
+        task.cancel()
+        async with asyncio.timeout(5):  # before the fix: waits for the dialog's pipes
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert not service.busy
+        service.user_timeout = 1.5
+        with pytest.raises(UserTimeoutError):
+            async with asyncio.timeout(8):
+                await service.authenticate(ORIGIN, nonce(), PinentrySource(wrapper), selection=p256)
+        assert not service.busy
+        service.user_timeout = 30
+        assert [pid for pid in pinentry.pids() if alive(pid)] == []
+        pinentry.respond("1234")
+        challenge = nonce()
+        token = await service.authenticate(ORIGIN, challenge, PinentrySource(wrapper), selection=p256)
+        verify_token(token.to_dict(), ORIGIN, challenge)
+    finally:
+        pinentry.kill_leftovers()
+        await service.aclose()

@@ -1,4 +1,6 @@
 import asyncio
+import os
+from collections.abc import Awaitable
 
 import pytest
 
@@ -6,7 +8,7 @@ from cardbridge.errors import PinentryError, PinIncorrectError, UserCancelledErr
 from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry import PinentrySource, PinRequest, StreamPinSource, dialog_for
 from cardbridge.pinentry.assuan import Pinentry, escape, unescape_into
-from tests.conftest import ScriptedPinentry
+from tests.conftest import ScriptedPinentry, alive, parent_of
 
 
 def test_escape_round_trip() -> None:
@@ -96,3 +98,54 @@ async def test_stream_source_gives_one_pin_only(tmp_path) -> None:  # type: igno
 def test_pin_pad_dialog() -> None:
     dialog = dialog_for(_request(status=PinStatus(protected_path=True)))
     assert "keypad" in dialog.description
+
+
+async def _until_dialog(pinentry: ScriptedPinentry) -> int:
+    for _ in range(500):
+        if pinentry.dialogs():
+            return int(pinentry.dialogs()[0]["pid"])
+        await asyncio.sleep(0.02)
+    raise AssertionError("the dialog did not open")
+
+
+async def _within(seconds: float, awaitable: Awaitable[object]) -> object:
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+async def test_a_wrapper_that_does_not_exec_is_ended_with_its_child(pinentry: ScriptedPinentry) -> None:
+    # A wrapper shell script runs the dialog as a grandchild; cancelling must end both, and
+    # must not wait for the pipes the grandchild holds.
+    pinentry.respond("HANG")
+    task = asyncio.ensure_future(PinentrySource(pinentry.wrapper()).get_pin(_request()))
+    try:
+        dialog = await _until_dialog(pinentry)
+        wrapper = parent_of(dialog)
+        assert wrapper != os.getpid()
+        assert os.getpgid(dialog) == wrapper != os.getpgid(0), "the dialog runs in a process group of its own"
+        task.cancel()
+        async with asyncio.timeout(5):  # before the fix: waits for the grandchild's pipes (an hour)
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert not alive(dialog) and not alive(wrapper)
+    finally:
+        pinentry.kill_leftovers()
+
+
+async def test_a_wrapper_dialog_that_times_out_is_ended_with_its_child(pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("HANG")
+    source = PinentrySource(pinentry.wrapper())
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(_within(1, source.get_pin(_request())), 5)  # before the fix: never ends
+        (dialog,) = pinentry.pids()
+        assert not alive(dialog)
+    finally:
+        pinentry.kill_leftovers()
+
+
+async def test_a_wrapper_dialog_answers_and_leaves_nothing(pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("1234")
+    assert await PinentrySource(pinentry.wrapper()).get_pin(_request()) == bytearray(b"1234")
+    (dialog,) = pinentry.pids()
+    assert not alive(dialog)

@@ -2,7 +2,12 @@
 
 One dialog is one pinentry process: we start it, set the texts (SETTITLE, SETDESC,
 SETPROMPT, SETERROR, SETOK, SETCANCEL, SETTIMEOUT), send GETPIN or CONFIRM and end it. A
-cancelled or timed-out wait kills the process, so the dialog closes with it.
+cancelled or timed-out wait ends the process, so the dialog closes with it.
+
+The program runs in a session (and process group) of its own, and ending it ends the whole
+group: a wrapper script that starts the real pinentry without ``exec`` leaves no dialog
+behind. Ending is SIGTERM to the group, then SIGKILL after a short grace, and every wait
+for the program (or for pipes that a child of it holds) is bounded.
 
 The PIN arrives in a ``D`` line, percent-escaped; it is decoded into a ``bytearray`` that
 the caller wipes. It is never logged: the Assuan traffic log shows ``D <redacted>``.
@@ -11,10 +16,13 @@ the caller wipes. It is never logged: the Assuan traffic log shows ``D <redacted
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
+import sys
 from dataclasses import dataclass
 
 from cardbridge.errors import PinentryError, UserCancelledError, UserTimeoutError
@@ -26,6 +34,9 @@ GPG_ERR_TIMEOUT = 62
 GPG_ERR_CANCELED = 99
 GPG_ERR_NOT_CONFIRMED = 114
 _LINE_LIMIT = 4096
+BYE_GRACE = 0.5  # seconds a program gets to leave after BYE
+TERM_GRACE = 0.3  # seconds between SIGTERM and SIGKILL to the program's group
+REAP_GRACE = 1.0  # seconds to wait for the pipes to close once the group is killed
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,7 @@ class Pinentry:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
                 limit=_LINE_LIMIT * 2,
+                start_new_session=sys.platform != "win32",
             )
         except OSError as exc:
             raise PinentryError(f"The PIN dialog program {self.program!r} cannot start: {exc}") from exc
@@ -109,7 +121,8 @@ class Pinentry:
             await self.close(kill=True)
 
     async def close(self, *, kill: bool = False) -> None:
-        """Say BYE and wait for the program to end (killed after half a second), or kill it."""
+        """Say BYE and let the program leave (bounded), or end it at once with ``kill``.
+        Either way its whole process group is ended, and nothing waits without a bound."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -119,13 +132,12 @@ class Pinentry:
                     if proc.stdin is not None and not proc.stdin.is_closing():
                         proc.stdin.write(b"BYE\n")
                         proc.stdin.close()
-                    await asyncio.wait_for(proc.wait(), 0.5)
+                    async with asyncio.timeout(BYE_GRACE):
+                        await proc.wait()
                 except (TimeoutError, OSError, ConnectionError):
                     pass
         finally:  # also when cancelled while waiting
-            if proc.returncode is None:
-                proc.kill()
-                await asyncio.shield(proc.wait())
+            await end_process_group(proc)
 
     async def _read_line(self) -> bytes:
         assert self._proc is not None and self._proc.stdout is not None
@@ -225,6 +237,42 @@ def _error_for(reply: bytes) -> Exception:
     if code == GPG_ERR_TIMEOUT:
         return UserTimeoutError("The PIN dialog timed out.")
     return PinentryError(f"The PIN dialog program failed ({reply[:80].decode('utf-8', 'replace')}).")
+
+
+def _signal_group(proc: asyncio.subprocess.Process, signum: int) -> None:
+    """Send ``signum`` to the program's process group (it leads one: ``start_new_session``);
+    nothing when the group is empty."""
+    if sys.platform == "win32":  # pragma: no cover - no process groups there
+        if proc.returncode is None:
+            proc.kill()
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+async def end_process_group(proc: asyncio.subprocess.Process) -> None:
+    """End a program and every process of its group: SIGTERM, SIGKILL after
+    ``TERM_GRACE``, then wait at most ``REAP_GRACE`` for its pipes to close.
+
+    ``Process.wait()`` returns only once the pipes are closed, which a child of the program
+    (a wrapper script's pinentry) may hold; so each wait is bounded, and a cancel during the
+    wait still kills the group before it propagates.
+    """
+    _signal_group(proc, signal.SIGTERM)  # also when the program left and a child of it did not
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(TERM_GRACE):
+                await proc.wait()
+    finally:
+        _signal_group(proc, signal.SIGKILL)  # what is left of the group, also on a cancel
+    try:
+        async with asyncio.timeout(REAP_GRACE):
+            await proc.wait()
+    except TimeoutError:  # a process that left the group holds the pipes: stop reading them
+        log.warning("the PIN dialog program left a process that holds its pipes")
+        transport = getattr(proc, "_transport", None)  # asyncio offers no public way to let go
+        if transport is not None:
+            transport.close()
 
 
 def wipe(buffer: bytearray) -> None:
