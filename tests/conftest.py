@@ -18,8 +18,26 @@ from tests.softhsm import SoftHsm, make_softhsm
 
 TOOLS = Path(__file__).parent / "tools"
 
-# Commands run by the tests log to a folder of the test run's own, never the user's.
-os.environ.setdefault("CARDBRIDGE_LOG_DIR", tempfile.mkdtemp(prefix="cardbridge-test-logs-"))
+_LOG_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Commands run by the tests log to a folder of the test run's own, never the user's;
+    it is removed when the run ends (a CARDBRIDGE_LOG_DIR given from outside is kept)."""
+    if os.environ.get("CARDBRIDGE_LOG_DIR"):
+        return
+    folder = tempfile.mkdtemp(prefix="cardbridge-test-logs-")
+    os.environ["CARDBRIDGE_LOG_DIR"] = folder
+    config.stash[_LOG_DIR] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_LOG_DIR, None)
+    if folder is None:
+        return
+    if os.environ.get("CARDBRIDGE_LOG_DIR") == folder:
+        del os.environ["CARDBRIDGE_LOG_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
