@@ -172,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pinentry",
         help="a pinentry program for emulated cards: answers every PIN dialog with $CARDBRIDGE_DEV_PIN",
         description="Speaks GnuPG's pinentry protocol on stdin/stdout and answers GETPIN with the PIN in "
-        "CARDBRIDGE_DEV_PIN (cancels when it is unset). For emulated ID cards only: "
-        'CARDBRIDGE_PINENTRY="cardbridge dev pinentry".',
+        "CARDBRIDGE_DEV_PIN (cancels when it is unset). For emulated ID cards only: it runs only under "
+        "`cardbridge demo`, which starts the bridge with it; anywhere else it, and a bridge configured "
+        "with it, refuse with CONFIG_ERROR.",
     )
     _add_native_host_parsers(commands)
     p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
@@ -430,6 +431,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from cardbridge.server import ServerSettings, run_server
 
     config = load_config()
+    pinentry_program = config.pinentry_program()  # before anything starts: it may be refused
     allow_http = args.allow_http_localhost or config.allow_http_localhost
     origins = [
         check_origin(o, allow_http_localhost=allow_http) for o in (*config.allowed_origins, *(args.allow_origin or ()))
@@ -440,7 +442,7 @@ async def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         port=config.port if args.port is None else args.port,
         allowed_origins=frozenset(origins),
-        pinentry_program=config.pinentry_program(),
+        pinentry_program=pinentry_program,
         token_label=args.token,
         lang=config.lang,
     )

@@ -17,7 +17,9 @@ loaded into the bridge. An example::
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,10 @@ from cardbridge.fileperm import check_not_writable_by_others as _check_not_writa
 APP = "cardbridge"
 ENV_CONFIG = "CARDBRIDGE_CONFIG"
 ENV_PINENTRY = "CARDBRIDGE_PINENTRY"
+# Set only by ``cardbridge demo`` for the bridge it starts, to the demo's own process id: the
+# development pinentry (which answers every dialog by itself) is refused unless it is there
+# and names the bridge's parent. Not a setting: no config key, no flag, no fixed value.
+ENV_DEMO_RUN = "CARDBRIDGE_INTERNAL_DEMO_RUN"
 DEFAULT_PORT = 24231
 DEFAULT_USER_TIMEOUT = 120.0
 DEFAULT_LOG_LEVEL = "INFO"
@@ -53,9 +59,20 @@ class Config:
     path: Path | None = field(default=None, compare=False)
 
     def pinentry_program(self, environ: dict[str, str] | None = None) -> str:
-        """``CARDBRIDGE_PINENTRY``, else the config's, else ``pinentry``."""
+        """``CARDBRIDGE_PINENTRY``, else the config's, else ``pinentry``.
+
+        The development pinentry (``cardbridge dev pinentry``) is refused with a ConfigError
+        unless ``cardbridge demo`` started this process (see :data:`ENV_DEMO_RUN`)."""
         env = os.environ if environ is None else environ
-        return env.get(ENV_PINENTRY) or self.pinentry or "pinentry"
+        program = env.get(ENV_PINENTRY) or self.pinentry or "pinentry"
+        if is_dev_pinentry(program) and not started_by_demo(env):
+            raise ConfigError(
+                f"The PIN dialog program {program!r} is cardbridge's development pinentry: it answers every "
+                "PIN and consent dialog by itself, so only `cardbridge demo` may use it, with its emulated "
+                f"card. Set {ENV_PINENTRY} or pinentry in {self.path or config_path()} to a real dialog "
+                "(pinentry-gnome3, pinentry-qt, pinentry-curses or pinentry-tty)."
+            )
+        return program
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -65,6 +82,22 @@ class Config:
                 list(value) if isinstance(value, tuple) else (str(value) if isinstance(value, Path) else value)
             )
         return out
+
+
+def is_dev_pinentry(program: str) -> bool:
+    """Whether ``program`` (a pinentry command line) runs ``cardbridge dev pinentry``."""
+    try:
+        argv = shlex.split(program)
+    except ValueError:
+        return False
+    return len(argv) >= 3 and argv[-2:] == ["dev", "pinentry"]
+
+
+def started_by_demo(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``cardbridge demo`` started this process: :data:`ENV_DEMO_RUN` is the parent's
+    process id (the demo sets it to its own for the bridge it starts)."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_DEMO_RUN, "") == str(os.getppid())
 
 
 def config_path() -> Path:

@@ -21,6 +21,7 @@ import enum
 import http.client
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import socket
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cardbridge import __version__, i18n
-from cardbridge.config import Config, config_path, load_config
+from cardbridge.config import ENV_PINENTRY, Config, config_path, load_config
 from cardbridge.errors import CardbridgeError, ConfigError, ServiceNotRunningError
 from cardbridge.logsetup import LOG_FILE, log_dir, redact
 
@@ -357,7 +358,12 @@ def check_port(config: Config, lang: str, port: int | None = None) -> Check:
 def check_pinentry(config: Config, lang: str) -> Check:
     import shlex
 
-    program = config.pinentry_program()
+    try:
+        program = config.pinentry_program()
+    except ConfigError:  # the development pinentry, outside `cardbridge demo`
+        program = os.environ.get(ENV_PINENTRY) or config.pinentry or ""
+        fix = i18n.text("doctor.pinentry.fix", lang, path=config.path or config_path())
+        return _check("pinentry", lang, Status.FAIL, i18n.text("doctor.pinentry.dev", lang, program=program), fix)
     try:
         argv = shlex.split(program)
     except ValueError:

@@ -5,7 +5,10 @@ as pinentry-tty does on the wire: it greets with ``OK``, answers each command wi
 answers ``GETPIN`` with the PIN from ``$CARDBRIDGE_DEV_PIN`` in a percent-escaped ``D``
 line, and ``CONFIRM`` with ``OK``. It lets ``cardbridge demo`` log in with the emulated card
 (whose PIN is public) through the same dialog path a person uses. It is for emulated cards
-only: never point ``CARDBRIDGE_PINENTRY`` at it for a real card.
+only, and it refuses to run unless ``cardbridge demo`` started the bridge that starts it:
+``$CARDBRIDGE_INTERNAL_DEMO_RUN`` must name one of its ancestor processes (the demo sets it
+to its own process id; the bridge checks it too, see :func:`cardbridge.config.started_by_demo`).
+So the setting ``pinentry = "cardbridge dev pinentry"`` alone never skips a dialog.
 
 Without ``CARDBRIDGE_DEV_PIN`` it cancels every dialog. When ``$CARDBRIDGE_DEV_PINENTRY_LOG``
 names a file, one JSON line per dialog records its title and description (never the PIN),
@@ -17,7 +20,12 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import BinaryIO
+
+from cardbridge.config import ENV_DEMO_RUN
+from cardbridge.errors import ConfigError
 
 ENV_PIN = "CARDBRIDGE_DEV_PIN"
 ENV_LOG = "CARDBRIDGE_DEV_PINENTRY_LOG"
@@ -92,7 +100,34 @@ class DevPinentry:
                 self._write(b"OK")
 
 
-def run(stdin: BinaryIO, stdout: BinaryIO, environ: dict[str, str] | None = None) -> int:
-    """Serve one pinentry session with the PIN and log file named in ``environ``."""
-    env = dict(os.environ) if environ is None else environ
+def _ancestors(limit: int = 16) -> list[int]:
+    """This process's parent, its parent, … (from /proc; only the parent where there is none)."""
+    pids: list[int] = []
+    pid = os.getppid()
+    while pid > 1 and len(pids) < limit:
+        pids.append(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+            pid = int(stat.rpartition(")")[2].split()[1])  # the field after the command name
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def check_demo_run(environ: Mapping[str, str]) -> None:
+    """Refuse (ConfigError) unless ``cardbridge demo`` started the process tree this runs in."""
+    marker = environ.get(ENV_DEMO_RUN, "")
+    if not (marker.isdigit() and int(marker) in _ancestors()):
+        raise ConfigError(
+            "cardbridge dev pinentry answers every PIN and consent dialog by itself: it runs only under "
+            "`cardbridge demo`, with its emulated card. Use a real PIN dialog program (pinentry-gnome3, "
+            "pinentry-qt, pinentry-curses or pinentry-tty)."
+        )
+
+
+def run(stdin: BinaryIO, stdout: BinaryIO, environ: Mapping[str, str] | None = None) -> int:
+    """Serve one pinentry session with the PIN and log file named in ``environ``; refuse
+    (ConfigError, before a word is said) unless ``cardbridge demo`` started it."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    check_demo_run(env)
     return DevPinentry(stdin, stdout, env.get(ENV_PIN) or None, env.get(ENV_LOG) or None).serve()

@@ -296,6 +296,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "PIN-vindauget ({program}) er ikkje installert.",
         "en": "The PIN window ({program}) is not installed.",
     },
+    "doctor.pinentry.dev": {
+        "nb": "PIN-vinduet ({program}) er utviklerens pinentry, som svarer på alle PIN-dialoger selv: "
+        "bare «cardbridge demo» får bruke det.",
+        "nn": "PIN-vindauget ({program}) er utviklaren sin pinentry, som svarar på alle PIN-dialogar sjølv: "
+        "berre «cardbridge demo» får bruke det.",
+        "en": "The PIN window ({program}) is the development pinentry, which answers every PIN dialog by "
+        "itself: only `cardbridge demo` may use it.",
+    },
     "doctor.pinentry.fix": {
         "nb": "Installer det: sudo apt install pinentry-gnome3, eller sett pinentry i {path}.",
         "nn": "Installer det: sudo apt install pinentry-gnome3, eller set pinentry i {path}.",

@@ -328,6 +328,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     setup_logging(file_level=config.log_level)  # stderr (the browser's log) and the private log file
     origin = check_origin(arguments["origin"], allow_http_localhost=config.allow_http_localhost)
     check_allowed_origin(origin, config)
+    pinentry_program = config.pinentry_program()  # refused before any card is touched
     if command == "authenticate":
         check_nonce(arguments["challengeNonce"])
     digest = certificate = b""
@@ -340,7 +341,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     service = CardService(
         open_backends(modules), user_timeout=config.user_timeout, allow_http_localhost=config.allow_http_localhost
     )
-    pins = PinentrySource(config.pinentry_program())
+    pins = PinentrySource(pinentry_program)
     try:
         if command == "authenticate":
             token = await service.authenticate(origin, arguments["challengeNonce"], pins, lang=lang)

@@ -9,7 +9,9 @@
   emulated card's PKCS#11 token, only the portal's origin allowed (``http://localhost``
   needs ``--allow-http-localhost``, development only), and a config file of its own so the
   user's configuration cannot widen it. Its PIN dialogs come from the program the caller
-  names: ``cardbridge dev pinentry`` for the automatic login, the person's pinentry after.
+  names: ``cardbridge dev pinentry`` for the automatic login (with the internal marker
+  ``CARDBRIDGE_INTERNAL_DEMO_RUN`` = this process's id, without which the bridge and that
+  pinentry refuse), the person's pinentry after.
 
 The CLI prints; nothing here does.
 """
@@ -31,6 +33,7 @@ from types import TracebackType
 import aiohttp
 from aiohttp import web
 
+from cardbridge.config import ENV_DEMO_RUN
 from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
 from cardbridge.emulator.softhsm import DevToken
 from cardbridge.errors import CardbridgeError, ConfigError
@@ -180,7 +183,7 @@ class DemoRun:
 
         ``dev_pin`` is handed to ``cardbridge dev pinentry`` (emulated cards only)."""
         await self.stop_bridge()
-        env = {k: v for k, v in os.environ.items() if k not in (ENV_PIN, ENV_LOG)}
+        env = {k: v for k, v in os.environ.items() if k not in (ENV_PIN, ENV_LOG, ENV_DEMO_RUN)}
         env.update(
             {
                 "SOFTHSM2_CONF": self.card.softhsm2_conf,
@@ -191,6 +194,9 @@ class DemoRun:
         if dev_pin is not None:
             env[ENV_PIN] = dev_pin
             env[ENV_LOG] = str(self.dialog_log)
+            # This process is the bridge's parent: only then do the bridge and the
+            # development pinentry accept to answer dialogs by themselves.
+            env[ENV_DEMO_RUN] = str(os.getpid())
         with open(self.bridge_log, "ab") as log:
             self._bridge = await asyncio.create_subprocess_exec(*self.bridge_command(), stdout=log, stderr=log, env=env)
         await self._wait_for_bridge()
