@@ -254,3 +254,24 @@ def test_report_has_no_pin_and_no_secret(tmp_path: Path, home: Path) -> None:
         assert secret not in text
         assert secret not in result.stdout
     assert PIN not in "".join(p.read_text() for p in (tmp_path / "log").glob("*"))
+
+
+def test_doctor_says_who_answers_the_web_eid_extension(home: Path) -> None:
+    import json
+
+    from cardbridge.nativemsg import WEBEID_HOST_NAME, install
+
+    (home / ".config" / "chromium").mkdir(parents=True)
+
+    def webeid() -> Any:
+        (check,) = [c for c in doctor.check_manifests("en", home) if c.id == "webeid"]
+        return check
+
+    assert "nothing answers the Web eID extension" in webeid().detail
+    theirs = install.manifest_dir("chromium", home=home) / f"{WEBEID_HOST_NAME}.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text(json.dumps({"name": WEBEID_HOST_NAME, "path": "/usr/bin/web-eid", "type": "stdio"}))
+    assert webeid().data["answeredBy"] == "/usr/bin/web-eid"
+    assert "another program" in webeid().detail
+    install.install("chromium", home=home, launcher=home / "bin" / "launcher", web_eid=True, replace=True)
+    assert webeid().data["answeredBy"] == "cardbridge"

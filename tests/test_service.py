@@ -12,8 +12,6 @@ from cardbridge.errors import (
     InvalidNonceError,
     InvalidOriginError,
     NoTokenError,
-    PinIncorrectError,
-    PinInvalidLengthError,
     UserCancelledError,
     UserTimeoutError,
 )
@@ -94,11 +92,11 @@ async def test_several_tokens_without_a_choice_are_ambiguous(service: CardServic
     assert pinentry.dialogs() == []
 
 
-async def test_wrong_pin_is_reported_in_the_next_dialog_then_cancel_gives_pin_incorrect(
+async def test_wrong_pin_is_reported_in_the_next_dialog_then_cancel_is_a_cancel(
     service: CardService, pinentry: ScriptedPinentry
 ) -> None:
     pinentry.respond("9999", "CANCEL")
-    with pytest.raises(PinIncorrectError):
+    with pytest.raises(UserCancelledError):
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
         )
@@ -119,7 +117,7 @@ async def test_wrong_then_right_pin_logs_in_once_each(service: CardService, pine
 
 async def test_short_pin_is_not_sent(service: CardService, pinentry: ScriptedPinentry) -> None:
     pinentry.respond("12", "CANCEL")
-    with pytest.raises(PinInvalidLengthError):
+    with pytest.raises(UserCancelledError):
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
         )

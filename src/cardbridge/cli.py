@@ -678,7 +678,20 @@ def _add_native_host_parsers(commands: Any) -> None:
     )
     p_install.add_argument("--system", action="store_true", help="for every user: the system folders (as root)")
     p_install.add_argument(
-        "--uninstall", action="store_true", help="remove the manifests (with --browser all, the launcher too)"
+        "--uninstall",
+        action="store_true",
+        help="remove the manifests (with --browser all, the launcher too) and put back what --replace moved aside; "
+        "with --web-eid only the eu.webeid registration",
+    )
+    p_install.add_argument(
+        "--web-eid",
+        action="store_true",
+        help="also answer the Web eID browser extension (host eu.webeid), standing in for the Web eID app",
+    )
+    p_install.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --web-eid: move another program's eu.webeid manifest aside (--uninstall puts it back)",
     )
     p_install.add_argument("--json", action="store_true", help="print JSON")
 
@@ -700,9 +713,16 @@ def _install_native_host(args: argparse.Namespace) -> int:
     from cardbridge.nativemsg import install
 
     if args.uninstall:
-        changes = install.uninstall(args.browser, system=args.system)
+        changes = install.uninstall(args.browser, system=args.system, web_eid=args.web_eid)
     else:
-        changes = install.install(args.browser, system=args.system)
+        extra: tuple[str, ...] = ()
+        if args.web_eid:
+            from cardbridge.config import load_config
+
+            extra = tuple(load_config().allowed_extensions)
+        changes = install.install(
+            args.browser, system=args.system, web_eid=args.web_eid, replace=args.replace, extra_extensions=extra
+        )
     if args.json:
         _print_json({"changes": [change.to_dict() for change in changes]})
         return 0

@@ -321,6 +321,28 @@ def check_manifests(lang: str, home: Path | None = None) -> list[Check]:
             out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
     if not out:
         out.append(_check("manifests", lang, Status.WARN, i18n.text("doctor.manifests.no_browser", lang)))
+    out += _webeid_checks(by_browser, lang)
+    return out
+
+
+def _webeid_checks(by_browser: dict[str, list[dict[str, Any]]], lang: str) -> list[Check]:
+    """Who answers the Web eID extension (``eu.webeid``) in each browser this user has: the
+    per-user manifest when there is one (the browser reads it first), else the system's."""
+    out: list[Check] = []
+    for browser, found in by_browser.items():
+        user = next((e for e in found if e["scope"] == "user"), None)
+        if user is None or not Path(user["manifest"]).parent.parent.is_dir():
+            continue
+        answering = next((e["webEid"] for e in found if e["webEid"]["answeredBy"] is not None), None)
+        values = {"browser": _BROWSER_NAMES.get(browser, browser)}
+        if answering is None:
+            detail = i18n.text("doctor.webeid.nobody", lang, **values)
+        elif answering["answeredBy"] == "cardbridge":
+            detail = i18n.text("doctor.webeid.cardbridge", lang, path=answering["manifest"], **values)
+        else:
+            detail = i18n.text("doctor.webeid.other", lang, program=answering["answeredBy"], **values)
+        data = {"browser": browser, "answeredBy": answering and answering["answeredBy"]}
+        out.append(_check("webeid", lang, Status.OK, detail, **data))
     return out
 
 

@@ -487,10 +487,10 @@ class CardService:
                 pin = await asyncio.wait_for(pin_source.get_pin(request), remaining)
             except TimeoutError as exc:
                 raise UserTimeoutError("No PIN was given in time.") from exc
-            except UserCancelledError:
+            except UserCancelledError as cancelled:
                 last = refusal if isinstance(previous, PinRepeatedError) else previous
-                if last is not None:
-                    raise last from None  # the last real failure tells the caller more
+                if last is not None:  # after a wrong PIN: still a cancel (as the Web eID app says), with the tries left
+                    raise UserCancelledError(cancelled.message, retries_left=last.retries_left) from None
                 raise
             sent = False
             seen = b""

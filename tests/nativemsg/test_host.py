@@ -21,7 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from cardbridge import __version__
-from cardbridge.nativemsg import EXTENSION_CHROME_ID, EXTENSION_FIREFOX_ID, WEBEID_CHROME_IDS, WEBEID_FIREFOX_ID
+from cardbridge.nativemsg import (
+    EXTENSION_CHROME_ID,
+    EXTENSION_FIREFOX_ID,
+    WEBEID_CHROME_IDS,
+    WEBEID_FIREFOX_ID,
+    handshake_version,
+)
 from tests.conftest import ScriptedPinentry
 from tests.nativemsg.conftest import ORIGIN, Card, HostProcess, write_config
 from tests.test_i18n import BAD_LANGS
@@ -58,7 +64,7 @@ def assert_clean_stderr(host: HostProcess) -> None:
 
 def test_handshake_and_quit(start_host: Any) -> None:
     host = start_host()
-    assert host.read() == {"version": __version__}
+    assert host.read() == {"version": handshake_version(__version__)}
     host.send({"command": "quit", "arguments": {}})
     assert host.read() == {}
     assert host.rest() == b""  # nothing but frames, and it exits without waiting for stdin
@@ -69,7 +75,7 @@ def test_handshake_and_quit(start_host: Any) -> None:
 
 def test_cli_native_host_is_the_same_host(start_host: Any) -> None:
     host = start_host(f"chrome-extension://{EXTENSION_CHROME_ID}/", cli=True)
-    assert host.read() == {"version": __version__}
+    assert host.read() == {"version": handshake_version(__version__)}
     host.send({"command": "quit", "arguments": {}})
     assert host.read() == {}
     assert host.rest() == b""
@@ -96,7 +102,7 @@ def test_cli_native_host_is_the_same_host(start_host: Any) -> None:
 )
 def test_hostile_input_gets_one_error_frame_then_exit(start_host: Any, data: bytes, close: bool) -> None:
     host = start_host()
-    assert host.read() == {"version": __version__}
+    assert host.read() == {"version": handshake_version(__version__)}
     host.send_raw(data)
     if close:
         host.close_stdin()
@@ -166,7 +172,7 @@ def test_end_of_input_before_a_request(start_host: Any) -> None:
 )
 def test_allowed_callers(start_host: Any, config_env: dict[str, str], args: tuple[str, ...]) -> None:
     host = start_host(*args, env=config_env)
-    assert host.read() == {"version": __version__}
+    assert host.read() == {"version": handshake_version(__version__)}
     host.send({"command": "quit", "arguments": {}})
     assert host.read() == {}
 
@@ -198,7 +204,7 @@ def test_extension_allowed_in_config(start_host: Any, tmp_path: Path) -> None:
     env = {**os.environ, "CARDBRIDGE_CONFIG": str(config)}
     for args in ([f"chrome-extension://{extension}/"], ["/x/no.cardbridge.host.json", "mine@example.org"]):
         host = start_host(*args, env=env)
-        assert host.read() == {"version": __version__}
+        assert host.read() == {"version": handshake_version(__version__)}
 
 
 # -- the origin -----------------------------------------------------------------------------
@@ -333,7 +339,8 @@ def test_wrong_pin_then_cancel(start_host: Any, card_env: dict[str, str], pinent
     host.send({"command": "authenticate", "arguments": {"challengeNonce": nonce(), "origin": ORIGIN}})
     error = host.read()["error"]
     host.finish()
-    assert (error["code"], error["cardbridgeCode"]) == ("ERR_WEBEID_NATIVE_FATAL", "PIN_INCORRECT")
+    # As the Web eID app says it: the person cancelled (the wrong PIN was shown in the dialog).
+    assert (error["code"], error["cardbridgeCode"]) == ("ERR_WEBEID_USER_CANCELLED", "USER_CANCELLED")
     assert "9876" not in json.dumps(error) + host.stderr
 
 

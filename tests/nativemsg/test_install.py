@@ -23,6 +23,7 @@ from cardbridge.nativemsg import (
     WEBEID_CHROME_IDS,
     WEBEID_FIREFOX_ID,
     codes,
+    handshake_version,
     install,
 )
 from tests.nativemsg.conftest import HostProcess
@@ -35,7 +36,7 @@ EXTENSION = NATIVE_HOST / "extension"
 def handshake_and_quit(program: str, *args: str, env: dict[str, str] | None = None) -> None:
     host = HostProcess(*args, env=env, program=program)
     try:
-        assert host.read() == {"version": __version__}
+        assert host.read() == {"version": handshake_version(__version__)}
         host.send({"command": "quit", "arguments": {}})
         assert host.read() == {}
         host.finish()

@@ -197,13 +197,13 @@ async def test_the_same_token_posted_again_is_refused(
     assert len(portal.state.logins) == 1
 
 
-async def test_a_wrong_pin_shows_the_tries_left_code(
+async def test_a_wrong_pin_then_cancel_is_a_cancel_on_the_page(
     page: Any, portal: Portal, bridge: Any, pinentry: ScriptedPinentry
 ) -> None:
-    # A wrong PIN, then Cancel: the page gets the card's refusal (SoftHSM2 gives no count).
+    # A wrong PIN (shown in the second dialog), then Cancel: the page hears that the person cancelled.
     pinentry.respond("9999", "CANCEL")
     await press_login(page, portal.origin + "/")
-    assert await shown_error(page) == "PIN_INCORRECT"
+    assert await shown_error(page) == "USER_CANCELLED"
     assert len(pinentry.dialogs()) == 2
     assert portal.state.logins == []
 

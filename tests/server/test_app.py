@@ -357,10 +357,10 @@ async def test_authenticate_token_verifies(
     assert "Access-Control-Allow-Origin" in response.headers
 
 
-async def test_wrong_pin_then_cancel_is_pin_incorrect(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
+async def test_wrong_pin_then_cancel_is_a_cancel(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
     pinentry.respond("9999", "CANCEL")
     response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers=origin_headers())
-    body = await problem_of(response, "/v1/authenticate", 403, "PIN_INCORRECT")
+    body = await problem_of(response, "/v1/authenticate", 403, "USER_CANCELLED")
     assert "9999" not in await response.text()
     assert set(body) <= {"type", "title", "status", "detail", "code", "text", "retriesLeft"}
     assert len(pinentry.dialogs()) == 2

@@ -27,6 +27,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "ID cards and certificates",
     },
     "doctor.name.manifests": {"nb": "Nettleserutvidelsen", "nn": "Nettlesarutvidinga", "en": "Browser extension"},
+    "doctor.name.webeid": {"nb": "Web eID-utvidelsen", "nn": "Web eID-utvidinga", "en": "Web eID extension"},
     "doctor.name.port": {"nb": "HTTP-porten", "nn": "HTTP-porten", "en": "HTTP port"},
     "doctor.name.pinentry": {"nb": "PIN-vinduet", "nn": "PIN-vindauget", "en": "PIN window"},
     "doctor.name.log": {"nb": "Loggfil", "nn": "Loggfil", "en": "Log file"},
@@ -257,6 +258,24 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nb": "Kjør: cardbridge install-native-host --browser {browser}",
         "nn": "Køyr: cardbridge install-native-host --browser {browser}",
         "en": "Run: cardbridge install-native-host --browser {browser}",
+    },
+    "doctor.webeid.nobody": {
+        "nb": "{browser}: ingen svarer Web eID-utvidelsen (eu.webeid). "
+        "For å bruke cardbridge med den: cardbridge install-native-host --web-eid",
+        "nn": "{browser}: ingen svarar Web eID-utvidinga (eu.webeid). "
+        "For å bruke cardbridge med ho: cardbridge install-native-host --web-eid",
+        "en": "{browser}: nothing answers the Web eID extension (eu.webeid). "
+        "To use cardbridge with it: cardbridge install-native-host --web-eid",
+    },
+    "doctor.webeid.cardbridge": {
+        "nb": "{browser}: cardbridge svarer Web eID-utvidelsen (eu.webeid, {path}).",
+        "nn": "{browser}: cardbridge svarar Web eID-utvidinga (eu.webeid, {path}).",
+        "en": "{browser}: cardbridge answers the Web eID extension (eu.webeid, {path}).",
+    },
+    "doctor.webeid.other": {
+        "nb": "{browser}: et annet program svarer Web eID-utvidelsen (eu.webeid): {program}.",
+        "nn": "{browser}: eit anna program svarar Web eID-utvidinga (eu.webeid): {program}.",
+        "en": "{browser}: another program answers the Web eID extension (eu.webeid): {program}.",
     },
     "doctor.manifests.no_browser": {
         "nb": "Fant ingen nettleser (Chrome, Chromium, Edge, Brave eller Firefox) for denne brukeren.",

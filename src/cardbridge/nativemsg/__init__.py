@@ -10,6 +10,16 @@ Start-up must stay fast: this package imports nothing heavy until a command need
 """
 
 HOST_NAME = "no.cardbridge.host"
+# The name the Web eID extension connects to; cardbridge answers it when installed with
+# ``install-native-host --web-eid`` (standing in for the Web eID app).
+WEBEID_HOST_NAME = "eu.webeid"
+# The Web eID native protocol that the host speaks: the commands, frames and errors of the
+# Web eID app 2.x, as the Web eID extension 2.5 and web-eid.js 2.x use them. The extension
+# and web-eid.js read the handshake's version as SemVer and refuse a native app whose major
+# version is below their own (2), so the handshake says this protocol version, with
+# cardbridge's own version as SemVer build metadata (which both parsers accept and ignore
+# when they compare): e.g. ``2.5.0+cardbridge.0.1.0``.
+WEBEID_PROTOCOL_VERSION = "2.5.0"
 
 # Our extension (native-host/extension): the Chrome id follows from the "key" in its
 # manifest.json (the first 32 hex digits of SHA-256 of the public key, 0-f → a-p); the
@@ -22,3 +32,11 @@ WEBEID_FIREFOX_ID = "{e68418bc-f2b0-4459-a9ea-3e72b6751b07}"
 
 CHROME_EXTENSION_IDS = (EXTENSION_CHROME_ID, *WEBEID_CHROME_IDS)
 FIREFOX_EXTENSION_IDS = (EXTENSION_FIREFOX_ID, WEBEID_FIREFOX_ID)
+
+
+def handshake_version(version: str) -> str:
+    """The ``version`` the host says first: the Web eID protocol version it implements, with
+    cardbridge's ``version`` as build metadata (characters SemVer does not allow there
+    become ``-``)."""
+    build = "".join(c if c.isascii() and (c.isalnum() or c in ".-") else "-" for c in version).strip(".") or "0"
+    return f"{WEBEID_PROTOCOL_VERSION}+cardbridge.{build}"

@@ -2,7 +2,9 @@
 
 The protocol is the one the Web eID extension speaks to its native app:
 
-1. The host writes ``{"version": "x.y.z"}``.
+1. The host writes ``{"version": "2.5.0+cardbridge.x.y.z"}``: the Web eID native protocol
+   version it implements, with cardbridge's own version as SemVer build metadata
+   (:func:`cardbridge.nativemsg.handshake_version`).
 2. It reads one request ``{"command": ..., "arguments": {...}}``:
 
    - ``authenticate`` ``{challengeNonce, origin, lang?}`` → the auth token;
@@ -33,7 +35,7 @@ import os
 import sys
 
 from cardbridge import __version__
-from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, codes
+from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, codes, handshake_version
 from cardbridge.nativemsg.framing import EndOfInput, FrameError, ResponseTooLarge, encode_message, read_message
 
 TYPE_CHECKING = False
@@ -209,7 +211,7 @@ def serve(argv: Sequence[str]) -> str | None:
         return refused.code
     except Exception as exc:  # the config file, when a caller needed it
         return _send_exception(out, exc)
-    out.send({"version": __version__})
+    out.send({"version": handshake_version(__version__)})
     try:
         request = read_message(_stdin_reader())
         command, arguments = check_request(request)

@@ -29,6 +29,15 @@ and the default value of one registry key per browser holds its absolute path, u
 
 On Windows the manifest's ``path`` may be relative to the manifest; the launcher there is a
 ``.bat`` or ``.exe`` that runs ``cardbridge native-host``.
+
+Standing in for the Web eID app (``web_eid=True``, ``install-native-host --web-eid``): a
+second manifest, ``eu.webeid.json``, names the same launcher, allowed for the Web eID
+extension's published ids and the ids in config ``allowed_extensions``. A manifest of that
+name that another program wrote (the Web eID app's own) is never overwritten silently: the
+install stops and says which program owns it; with ``replace=True`` that file is moved
+aside, byte for byte, to ``.eu.webeid.json.replaced-by-cardbridge`` in the same folder (a
+name no browser reads), and uninstalling puts it back. A manifest is cardbridge's when its
+``description`` is cardbridge's.
 """
 
 from __future__ import annotations
@@ -42,11 +51,19 @@ from pathlib import Path
 from typing import Any
 
 from cardbridge.errors import ConfigError, InvalidInputError
-from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, HOST_NAME
+from cardbridge.nativemsg import (
+    CHROME_EXTENSION_IDS,
+    FIREFOX_EXTENSION_IDS,
+    HOST_NAME,
+    WEBEID_CHROME_IDS,
+    WEBEID_FIREFOX_ID,
+    WEBEID_HOST_NAME,
+)
 
 DESCRIPTION = "cardbridge: log in to public-sector portals with your national ID card"
 BROWSERS = ("chrome", "chromium", "edge", "brave", "firefox")
 LAUNCHER_NAME = "cardbridge-native-host"
+REPLACED_SUFFIX = ".replaced-by-cardbridge"
 SYSTEM_LAUNCHER_DIR = Path("/usr/local/libexec/cardbridge")
 
 LINUX_USER = {
@@ -111,16 +128,53 @@ def manifest_dir(browser: str, *, system: bool = False, home: Path | None = None
     return folder if folder.is_absolute() else (home or Path.home()) / folder
 
 
-def manifest(browser: str, launcher: Path) -> dict[str, Any]:
-    """The host manifest for ``browser``, naming ``launcher``."""
+def manifest(
+    browser: str, launcher: Path, *, name: str = HOST_NAME, extra_extensions: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The host manifest ``name`` for ``browser``, naming ``launcher``: ``no.cardbridge.host``
+    for our extension and the Web eID extension, or ``eu.webeid`` for the Web eID extension
+    and ``extra_extensions`` (ids from config ``allowed_extensions``)."""
     if not launcher.is_absolute():
         raise InvalidInputError("The launcher path in a host manifest must be absolute.")
-    out: dict[str, Any] = {"name": HOST_NAME, "description": DESCRIPTION, "path": str(launcher), "type": "stdio"}
+    out: dict[str, Any] = {"name": name, "description": DESCRIPTION, "path": str(launcher), "type": "stdio"}
+    webeid = name == WEBEID_HOST_NAME
     if browser == "firefox":
-        out["allowed_extensions"] = list(FIREFOX_EXTENSION_IDS)
+        ids: tuple[str, ...] = (WEBEID_FIREFOX_ID,) if webeid else FIREFOX_EXTENSION_IDS
+        extra = tuple(e for e in extra_extensions if not e.startswith("chrome-extension://"))
+        out["allowed_extensions"] = list(dict.fromkeys((*ids, *extra)))
     else:
-        out["allowed_origins"] = [f"chrome-extension://{i}/" for i in CHROME_EXTENSION_IDS]
+        ids = WEBEID_CHROME_IDS if webeid else CHROME_EXTENSION_IDS
+        extra = tuple(_chrome_id(e) for e in extra_extensions if _chrome_id(e))
+        out["allowed_origins"] = [f"chrome-extension://{i}/" for i in dict.fromkeys((*ids, *extra))]
     return out
+
+
+def _chrome_id(value: str) -> str:
+    """A Chrome extension id (32 letters a-p) from ``chrome-extension://ID/`` or a bare id; ""
+    for anything else (a Firefox add-on id)."""
+    bare = value.removeprefix("chrome-extension://").rstrip("/")
+    return bare if len(bare) == 32 and all("a" <= c <= "p" for c in bare) else ""
+
+
+def manifest_owner(path: Path) -> str | None:
+    """Who answers through the manifest at ``path``: None when there is none, ``cardbridge``
+    when it is ours, else the program it names (or what is wrong with the file)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"an unreadable manifest ({exc.__class__.__name__})"
+    if not isinstance(data, dict):
+        return "an unreadable manifest (not a JSON object)"
+    if data.get("description") == DESCRIPTION:
+        return "cardbridge"
+    return str(data.get("path") or "an unknown program")
+
+
+def replaced_path(path: Path) -> Path:
+    """Where another program's manifest waits while cardbridge stands in for it."""
+    return path.with_name(f".{path.name}{REPLACED_SUFFIX}")
 
 
 def launcher_script(python: str | None = None, *, sh_script: bool = False) -> str:
@@ -162,7 +216,7 @@ class Change:
 
     browser: str | None  # None for the launcher
     path: Path
-    action: str  # "written" | "removed" | "absent"
+    action: str  # "written" | "replaced" | "removed" | "restored" | "absent"
 
     def to_dict(self) -> dict[str, Any]:
         return {"browser": self.browser, "path": str(self.path), "action": self.action}
@@ -175,10 +229,26 @@ def install(
     home: Path | None = None,
     launcher: Path | None = None,
     python: str | None = None,
+    web_eid: bool = False,
+    replace: bool = False,
+    extra_extensions: tuple[str, ...] = (),
 ) -> list[Change]:
-    """Write the launcher and the manifests; returns what was written."""
+    """Write the launcher and the manifests (with ``web_eid``, ``eu.webeid`` too); returns
+    what was written. Another program's ``eu.webeid`` manifest stops the install before
+    anything is written, unless ``replace``: then it is moved aside (see the module)."""
     chosen = browsers(choice)
     target = launcher or default_launcher(system=system)
+    webeid_paths = {b: manifest_dir(b, system=system, home=home) / f"{WEBEID_HOST_NAME}.json" for b in chosen}
+    foreign = {b: manifest_owner(p) for b, p in webeid_paths.items()} if web_eid else {}
+    foreign = {b: owner for b, owner in foreign.items() if owner not in (None, "cardbridge")}
+    if foreign and not replace:
+        where = "; ".join(f"{b}: {webeid_paths[b]} names {owner}" for b, owner in foreign.items())
+        raise ConfigError(
+            f"Another program answers {WEBEID_HOST_NAME} ({where}), probably the Web eID app. "
+            "Nothing was changed. To let cardbridge answer the Web eID extension instead, run "
+            "install-native-host --web-eid --replace (the other program's file is kept, and "
+            "install-native-host --web-eid --uninstall puts it back)."
+        )
     changes: list[Change] = []
     try:
         _write(target, launcher_script(python), 0o755)
@@ -187,6 +257,14 @@ def install(
             path = manifest_dir(browser, system=system, home=home) / f"{HOST_NAME}.json"
             _write(path, json.dumps(manifest(browser, target), indent=2) + "\n", 0o644)
             changes.append(Change(browser, path, "written"))
+            if not web_eid:
+                continue
+            path = webeid_paths[browser]
+            if browser in foreign:
+                os.replace(path, replaced_path(path))
+            text = manifest(browser, target, name=WEBEID_HOST_NAME, extra_extensions=extra_extensions)
+            _write(path, json.dumps(text, indent=2) + "\n", 0o644)
+            changes.append(Change(browser, path, "replaced" if browser in foreign else "written"))
     except PermissionError as exc:
         hint = " (run it as root, or leave out --system)" if system else ""
         raise ConfigError(f"Cannot write {exc.filename}{hint}.") from exc
@@ -196,25 +274,46 @@ def install(
 
 
 def uninstall(
-    choice: str = "all", *, system: bool = False, home: Path | None = None, launcher: Path | None = None
+    choice: str = "all",
+    *,
+    system: bool = False,
+    home: Path | None = None,
+    launcher: Path | None = None,
+    web_eid: bool = False,
 ) -> list[Change]:
-    """Remove the manifests (and, with ``all``, the launcher); returns what was done."""
+    """Remove cardbridge's manifests (and, with ``all``, the launcher), putting back any
+    ``eu.webeid`` manifest that cardbridge replaced; with ``web_eid`` only the ``eu.webeid``
+    registration is undone. Another program's manifest is never removed."""
     chosen = browsers(choice)
-    paths: list[tuple[str | None, Path]] = [
-        (b, manifest_dir(b, system=system, home=home) / f"{HOST_NAME}.json") for b in chosen
-    ]
-    if choice == "all":
-        paths.append((None, launcher or default_launcher(system=system)))
     changes: list[Change] = []
-    for browser, path in paths:
-        try:
-            path.unlink()
-            changes.append(Change(browser, path, "removed"))
-        except FileNotFoundError:
-            changes.append(Change(browser, path, "absent"))
-        except OSError as exc:
-            raise ConfigError(f"Cannot remove {path}: {exc.strerror}.") from exc
+    for browser in chosen:
+        folder = manifest_dir(browser, system=system, home=home)
+        if not web_eid:
+            changes.append(_remove(browser, folder / f"{HOST_NAME}.json"))
+        path = folder / f"{WEBEID_HOST_NAME}.json"
+        owner = manifest_owner(path)
+        if owner == "cardbridge":
+            changes.append(_remove(browser, path))
+        backup = replaced_path(path)
+        if backup.exists() and manifest_owner(path) is None:
+            try:
+                os.replace(backup, path)
+            except OSError as exc:
+                raise ConfigError(f"Cannot put back {path}: {exc.strerror}.") from exc
+            changes.append(Change(browser, path, "restored"))
+    if choice == "all" and not web_eid:
+        changes.append(_remove(None, launcher or default_launcher(system=system)))
     return changes
+
+
+def _remove(browser: str | None, path: Path) -> Change:
+    try:
+        path.unlink()
+        return Change(browser, path, "removed")
+    except FileNotFoundError:
+        return Change(browser, path, "absent")
+    except OSError as exc:
+        raise ConfigError(f"Cannot remove {path}: {exc.strerror}.") from exc
 
 
 def status(*, home: Path | None = None, platform: str | None = None) -> list[dict[str, Any]]:
@@ -242,5 +341,11 @@ def status(*, home: Path | None = None, platform: str | None = None) -> list[dic
                     entry["nameOk"] = data.get("name") == HOST_NAME
                 except (OSError, ValueError, AttributeError) as exc:
                     entry["error"] = f"unreadable manifest: {exc}"
+            webeid = path.with_name(f"{WEBEID_HOST_NAME}.json")
+            entry["webEid"] = {
+                "manifest": str(webeid),
+                "answeredBy": manifest_owner(webeid),
+                "replaced": replaced_path(webeid).exists(),
+            }
             out.append(entry)
     return out

@@ -162,6 +162,8 @@ class StreamPinSource:
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         if self._used:
+            if request.error is not None:
+                raise request.error  # no second PIN: the card's answer to the first stands
             raise UserCancelledError("Only one PIN is read from standard input.")
         self._used = True
         if request.status.protected_path:
@@ -184,5 +186,7 @@ class FixedPinSource:
     async def get_pin(self, request: PinRequest) -> bytearray:
         pin, self._pin = self._pin, None
         if pin is None:
+            if request.error is not None:
+                raise request.error  # no second PIN: the card's answer to the first stands
             raise UserCancelledError("The scripted PIN was already used.")
         return bytearray(pin.encode("utf-8"))
