@@ -521,3 +521,25 @@ async def test_a_wrapper_dialog_is_ended_on_cancel_and_timeout_and_the_bridge_is
     finally:
         pinentry.kill_leftovers()
         await service.aclose()
+
+
+async def test_open_service_puts_the_pcsc_drivers_before_the_modules(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every entry point (CLI, serve, native host, doctor) gets its backends here: the
+    built-in PC/SC drivers first (a card both reach is used through the direct driver)."""
+    from cardbridge.config import Config
+    from cardbridge.service import open_service
+
+    monkeypatch.delenv("CARDBRIDGE_PKCS11_MODULE", raising=False)
+    module = "/usr/lib/softhsm/libsofthsm2.so"
+    config = Config(path=tmp_path / "config.toml", pkcs11_modules=(module,))
+    service = open_service(config)
+    try:
+        assert [b.name for b in service.backends][:1] == ["pcsc"]
+        assert len(service.backends) == 2
+    finally:
+        await service.aclose()
+    only = open_service(config, modules=[module])  # --module: those modules, no PC/SC
+    try:
+        assert "pcsc" not in [b.name for b in only.backends]
+    finally:
+        await only.aclose()

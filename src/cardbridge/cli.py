@@ -160,14 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_create.add_argument("--json", action="store_true", help="print JSON")
     p_card = dev.add_parser(
         "card",
-        help="run a virtual PIV ID card in the vpcd virtual reader (foreground)",
-        description="Runs a virtual PIV card, emulated in Python, in pcscd's vpcd reader, with keys and "
+        help="run a virtual ID card (PIV, Estonian, Finnish, Belgian) in the vpcd virtual reader (foreground)",
+        description="Runs a virtual ID card, emulated in Python, in pcscd's vpcd reader, with keys and "
         "certificates from the development PKI. It runs until Ctrl-C. Remove it with `kill -USR1 PID` and "
         "insert it again with `kill -USR2 PID` (the PID is in the card's folder, printed at start).",
     )
-    p_card.add_argument("--key", choices=("ec-p256", "ec-p384", "rsa-2048"), default="ec-p256")
+    p_card.add_argument(
+        "--kind", choices=("piv", "esteid", "fineid", "belpic"), default="piv", help="which card (default piv)"
+    )
+    p_card.add_argument(
+        "--key", choices=("ec-p256", "ec-p384", "rsa-2048"), default=None, help="key type (the kind's default)"
+    )
     p_card.add_argument("--reader", type=int, choices=(0, 1), default=0, help="vpcd reader: 0 or 1")
-    p_card.add_argument("--pin", default="123456", help="the card's PIN, 6 to 8 digits (development only)")
+    p_card.add_argument(
+        "--pin", default=None, help="the PIN (PIV: 6 to 8 digits, default 123456) or PIN1 (development only)"
+    )
+    p_card.add_argument("--pin2", default=None, help="the signing PIN (PIN2) of a national ID card")
+    p_card.add_argument("--puk", default=None, help="the PUK of a national ID card")
     dev.add_parser(
         "pinentry",
         help="a pinentry program for emulated cards: answers every PIN dialog with $CARDBRIDGE_DEV_PIN",
@@ -301,21 +310,18 @@ def _report(error: CardbridgeError, as_json: bool, lang: str | None = None) -> i
 
 def _service(args: argparse.Namespace, *, allow_http_localhost: bool = False) -> Any:
     from cardbridge.config import load_config
-    from cardbridge.pkcs11.discovery import resolve_modules
-    from cardbridge.service import CardService, open_backends
+    from cardbridge.service import open_service
 
     config = load_config()
-    reader = getattr(args, "reader", None)
-    if reader is not None:  # --reader: the built-in driver on that reader, nothing else
-        backends = open_backends([], reader=reader)
-    else:  # --module: only those modules; else the built-in drivers and the modules found
-        modules = resolve_modules(args.module, config_modules=config.pkcs11_modules)
-        backends = open_backends(modules, pcsc=not args.module)
-    return config, CardService(
-        backends,
-        user_timeout=config.user_timeout,
-        allow_http_localhost=allow_http_localhost or config.allow_http_localhost,
+    # --reader: the built-in driver on that reader, nothing else; --module: only those
+    # modules; else the built-in drivers and the modules found.
+    service = open_service(
+        config,
+        modules=args.module,
+        reader=getattr(args, "reader", None),
+        allow_http_localhost=allow_http_localhost,
     )
+    return config, service
 
 
 async def _readers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -577,13 +583,19 @@ def _dev_token_create(args: argparse.Namespace) -> int:
 
 def _dev_card(args: argparse.Namespace) -> int:
     from cardbridge.config import data_dir
-    from cardbridge.emulator.virtual_card import VirtualPivCard, pid_file, run_virtual_card
+    from cardbridge.emulator.kinds import card_kind, pins_with_defaults
+    from cardbridge.emulator.virtual_card import VirtualCard, pid_file, run_virtual_card
 
-    folder = data_dir() / "dev"
+    folder = data_dir() / "dev"  # one development CA for every kind
+    kind = card_kind(args.kind)  # InvalidInputError for a kind not built yet
+    given = {"pin": args.pin, "pin2": args.pin2, "puk": args.puk}
+    pins = pins_with_defaults(kind, given)
 
-    def ready(card: VirtualPivCard) -> None:
+    def ready(card: VirtualCard) -> None:
         reader = f"Virtual PCD 00 0{args.reader}"
-        print(_say(args, "cli.card.ready", reader=reader, kind=args.key, pin=args.pin))
+        pin_text = ", ".join(f"{p.name} {pins[p.option]}" for p in kind.pins)
+        key = args.key or kind.keys[0]
+        print(_say(args, "cli.card.ready", title=kind.title, reader=reader, kind=key, pin=pin_text))
         print(_say(args, "cli.card.control", pidfile=pid_file(folder, args.reader)))
         sys.stdout.flush()
 
@@ -591,7 +603,9 @@ def _dev_card(args: argparse.Namespace) -> int:
         print(_say(args, "cli.card.inserted" if state == "inserted" else "cli.card.removed"))
         sys.stdout.flush()
 
-    run_virtual_card(folder, key=args.key, reader=args.reader, pin=args.pin, on_ready=ready, on_change=changed)
+    run_virtual_card(
+        folder, kind=args.kind, key=args.key, reader=args.reader, pins=given, on_ready=ready, on_change=changed
+    )
     return 0
 
 

@@ -221,24 +221,33 @@ def check_modules(config: Config, lang: str, flags: Sequence[str] | None = None)
     return checks, loaded
 
 
-async def _listings(modules: Sequence[str]) -> list[Any]:
-    from cardbridge.service import CardService, open_backends
+async def _listings(config: Config, modules: Sequence[str], pcsc: bool) -> list[Any]:
+    from cardbridge.service import open_service
 
-    service = CardService(open_backends(modules))
+    service = open_service(config, modules=modules, pcsc=pcsc)
     try:
         return list(await service.list_tokens())
     finally:
         await service.aclose()
 
 
-def check_tokens(modules: Sequence[str], lang: str, now: dt.datetime | None = None) -> list[Check]:
-    """The tokens the modules see, and each certificate's expiry (warn 30 days before)."""
-    if not modules:
+def check_tokens(
+    modules: Sequence[str],
+    lang: str,
+    now: dt.datetime | None = None,
+    *,
+    config: Config | None = None,
+    pcsc: bool = False,
+) -> list[Check]:
+    """The tokens the built-in PC/SC drivers (when ``pcsc``: pcscd answered) and the modules
+    see, and each certificate's expiry (warn 30 days before)."""
+    if not modules and not pcsc:
         return []
     try:
-        listings = asyncio.run(_listings(modules))
+        listings = asyncio.run(_listings(config or Config(path=config_path()), modules, pcsc))
     except CardbridgeError as exc:
-        detail = i18n.text("doctor.tokens.error", lang, label="PKCS#11", error=f"{exc.code}: {exc.message}")
+        label = "PKCS#11" if not pcsc else "PC/SC, PKCS#11"
+        detail = i18n.text("doctor.tokens.error", lang, label=label, error=f"{exc.code}: {exc.message}")
         return [_check("tokens", lang, Status.FAIL, detail, i18n.error_message(exc, lang))]
     return certificate_checks(listings, lang, now)
 
@@ -423,7 +432,8 @@ def run_checks(
     checks += [pcscd_check, check_readers(readers, lang), *check_cards(readers, lang)]
     module_checks, modules = check_modules(config, lang, module_flags)
     checks += module_checks
-    checks += check_tokens(modules, lang, now)
+    with_cards = any(r.card_present for r in readers or ())
+    checks += check_tokens(modules, lang, now, config=config, pcsc=with_cards)
     checks += check_manifests(lang, home)
     checks.append(check_port(config, lang, port))
     checks.append(check_pinentry(config, lang))

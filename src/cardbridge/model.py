@@ -138,6 +138,7 @@ class PinStatus:
     min_length: int = 4
     max_length: int = 64
     protected_path: bool = False  # PIN pad reader: the PIN is typed on the reader
+    name: str = ""  # the PIN's name as the card and its country call it ("PIN1", "PIN2", …)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cardbridge.authtoken import AuthToken, authentication_digest, check_nonce, check_origin
 from cardbridge.errors import (
@@ -51,6 +51,9 @@ from cardbridge.model import (
     TokenListing,
 )
 from cardbridge.pinentry import PinRequest, PinSource, PreparedPinSource, wipe
+
+if TYPE_CHECKING:
+    from cardbridge.config import Config
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -185,6 +188,11 @@ class CardService:
         self._unwatch: Callable[[], None] | None = None
 
     @property
+    def backends(self) -> tuple[Backend, ...]:
+        """Where the service looks for cards, in order (the built-in PC/SC drivers first)."""
+        return tuple(self._backends)
+
+    @property
     def busy(self) -> bool:
         """True while a card operation (and its dialog) is under way."""
         return self._operation.locked()
@@ -297,14 +305,14 @@ class CardService:
         tokens, errors = await self._tokens()
         if not tokens and errors:
             raise errors[0]
-        seen: set[frozenset[str]] = set()
+        seen: set[str] = set()
         for token in tokens:
             try:
                 certificates = tuple(await self._run(token, token.certificates))
-                key = frozenset(c.sha256 for c in certificates)
-                if certificates and key in seen:
-                    continue  # the same card through another backend
-                seen.add(key)
+                key = {c.sha256 for c in certificates}
+                if certificates and key <= seen:
+                    continue  # the same card through another backend (a PKCS#11 slot of it)
+                seen |= key
                 pin = await self._run(token, token.pin_status, certificates[0]) if certificates else None
                 listings.append(TokenListing(token.info, certificates, pin))
             except CardbridgeError as exc:
@@ -598,14 +606,48 @@ def open_backends(modules: Sequence[str], *, pcsc: bool = False, reader: str | N
     the built-in PC/SC drivers when ``pcsc`` (all readers) or ``reader`` (that one) is set.
 
     PC/SC comes first, so a card that both reach is used through the built-in driver (the
-    service drops the second sighting by its certificates).
+    service drops the second sighting by its certificates). Without pyscard or libpcsclite,
+    ``pcsc`` is skipped (logged); ``reader`` needs them.
     """
     from cardbridge.pkcs11.backend import ModuleBackend
 
     backends: list[Backend] = []
     if pcsc or reader is not None:
-        from cardbridge.pcsc import PcscBackend
-
-        backends.append(PcscBackend(reader=reader))
+        try:
+            from cardbridge.pcsc import PcscBackend
+        except ImportError:
+            if reader is not None:
+                raise
+            log.warning("PC/SC is not available (pyscard or libpcsclite missing); using PKCS#11 modules only")
+        else:
+            backends.append(PcscBackend(reader=reader))
     backends.extend(ModuleBackend(path) for path in modules)
     return backends
+
+
+def open_service(
+    config: Config,
+    *,
+    modules: Sequence[str] | None = None,
+    reader: str | None = None,
+    pcsc: bool | None = None,
+    allow_http_localhost: bool = False,
+) -> CardService:
+    """The service every entry point uses (CLI, ``serve``, the native host, ``doctor``):
+    the built-in PC/SC drivers, then the PKCS#11 modules the config and environment name.
+
+    ``modules`` (``--module``): only those modules (and, unless ``pcsc`` says otherwise, no
+    PC/SC). ``reader`` (``--reader``): only the built-in driver on that reader.
+    """
+    from cardbridge.pkcs11.discovery import resolve_modules
+
+    if reader is not None:
+        backends = open_backends([], reader=reader)
+    else:
+        found = resolve_modules(modules, config_modules=config.pkcs11_modules) if modules or modules is None else []
+        backends = open_backends(found, pcsc=(not modules) if pcsc is None else pcsc)
+    return CardService(
+        backends,
+        user_timeout=config.user_timeout,
+        allow_http_localhost=allow_http_localhost or config.allow_http_localhost,
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cardbridge.emulator.piv_card import PivCardData
-from cardbridge.emulator.virtual_card import VirtualPivCard, load_or_create_card
+from cardbridge.emulator.virtual_card import VirtualCard, VirtualPivCard, load_or_create_card
 
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
@@ -137,7 +137,21 @@ def start_card(folder: Path, key: str = "ec-p256", reader: int = 0, pin: str = "
     return card
 
 
-def stop_card(card: VirtualPivCard) -> None:
+def start_kind(
+    folder: Path, kind: str, reader: int = 0, key: str | None = None, pins: dict[str, str] | None = None
+) -> VirtualCard:
+    """A virtual card of ``kind`` (``cardbridge dev card --kind``), inserted and seen by pcscd.
+    Keys and certificates are made once per ``folder`` (use the session's card_folder)."""
+    from cardbridge.emulator.kinds import card_kind, pins_with_defaults
+
+    chosen = card_kind(kind)
+    card = chosen.create(folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {})).start()
+    assert card.insert(wait=10), "vpcd did not accept the virtual card"
+    wait_for_card((READER_0, READER_1)[reader], True)
+    return card
+
+
+def stop_card(card: VirtualCard) -> None:
     card.stop()
     wait_for_card(card.reader_name, False)
 

@@ -219,3 +219,12 @@ async def test_service_dialogs_in_each_language(softhsm, pinentry: ScriptedPinen
     # SoftHSM2 gives no count of tries left: the second dialog says only that it was wrong.
     assert pinentry.texts("SETERROR") == [EXPECTED[lang]["wrong"]]
     assert pinentry.texts("SETTITLE") == [EXPECTED[lang]["title_login"]] * 2
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_a_card_that_names_its_pin_gets_that_name_in_the_dialog(pinentry: ScriptedPinentry, lang: str) -> None:
+    status = PinStatus(retries_left=3, min_length=5, max_length=12, name="PIN2")
+    told = await _show(pinentry, _request(lang, kind=PinKind.SIGNING, status=status))
+    assert "PIN2" in told["SETDESC"][0]
+    assert EXPECTED[lang]["sign_pin"] not in told["SETDESC"][0]
+    assert told["SETPROMPT"] == ["PIN2:"]

@@ -14,13 +14,13 @@ emulator. It never logs the PIN.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 
 from cardbridge.emulator.devpki import PrivateKey
+from cardbridge.emulator.iso7816 import Applet, CommandApdu, parse_tlv, tlv
 
 log = logging.getLogger(__name__)
 
@@ -81,97 +81,6 @@ OBJ_CERT_9A = bytes.fromhex("5FC105")
 OBJ_CERT_9C = bytes.fromhex("5FC10A")
 
 
-def tlv(tag: int | bytes, value: bytes) -> bytes:
-    """BER-TLV with definite length."""
-    tag_bytes = tag if isinstance(tag, bytes) else (tag.to_bytes(2, "big") if tag > 0xFF else bytes([tag]))
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = b"\x81" + bytes([n])
-    else:
-        length = b"\x82" + n.to_bytes(2, "big")
-    return tag_bytes + length + value
-
-
-def parse_tlv(data: bytes) -> list[tuple[int, bytes]]:
-    """A flat list of (tag, value); raises ValueError on malformed input."""
-    out: list[tuple[int, bytes]] = []
-    i = 0
-    while i < len(data):
-        tag = data[i]
-        i += 1
-        if tag & 0x1F == 0x1F:
-            while True:
-                if i >= len(data):
-                    raise ValueError("truncated tag")
-                tag = (tag << 8) | data[i]
-                i += 1
-                if not data[i - 1] & 0x80:
-                    break
-        if i >= len(data):
-            raise ValueError("truncated length")
-        length = data[i]
-        i += 1
-        if length & 0x80:
-            count = length & 0x7F
-            if count == 0 or count > 3 or i + count > len(data):
-                raise ValueError("bad length")
-            length = int.from_bytes(data[i : i + count], "big")
-            i += count
-        if i + length > len(data):
-            raise ValueError("truncated value")
-        out.append((tag, data[i : i + length]))
-        i += length
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class CommandApdu:
-    """A parsed command APDU (ISO 7816-4 cases 1–4, short and extended)."""
-
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-    le: int | None  # None: no Le; 0 is never used, "all" is 256 or 65536
-    extended: bool
-
-    @classmethod
-    def parse(cls, raw: bytes) -> CommandApdu:
-        if len(raw) < 4:
-            raise ValueError("APDU shorter than 4 bytes")
-        cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
-        body = raw[4:]
-        if not body:
-            return cls(cla, ins, p1, p2, b"", None, False)
-        if len(body) == 1:
-            return cls(cla, ins, p1, p2, b"", body[0] or 256, False)
-        if body[0] != 0:  # short Lc
-            lc = body[0]
-            data = body[1 : 1 + lc]
-            if len(data) != lc:
-                raise ValueError("short Lc does not match")
-            rest = body[1 + lc :]
-            if len(rest) > 1:
-                raise ValueError("trailing bytes")
-            le = (rest[0] or 256) if rest else None
-            return cls(cla, ins, p1, p2, data, le, False)
-        # Extended: 00 then two bytes.
-        if len(body) == 3:
-            return cls(cla, ins, p1, p2, b"", int.from_bytes(body[1:3], "big") or 65536, True)
-        lc = int.from_bytes(body[1:3], "big")
-        data = body[3 : 3 + lc]
-        if len(data) != lc or lc == 0:
-            raise ValueError("extended Lc does not match")
-        rest = body[3 + lc :]
-        if len(rest) not in (0, 2):
-            raise ValueError("bad extended Le")
-        le = (int.from_bytes(rest, "big") or 65536) if rest else None
-        return cls(cla, ins, p1, p2, data, le, True)
-
-
 def _sw(sw: int, data: bytes = b"") -> bytes:
     return data + sw.to_bytes(2, "big")
 
@@ -189,20 +98,21 @@ class PivCardData:
     label: str = "cardbridge virtual PIV"
 
 
-class PivApplet:
+class PivApplet(Applet):
     """The PIV card application. Call :meth:`process` with each command APDU.
 
     ``on_apdu`` (if given) is called with every command and response — for counting.
     """
 
+    atr = ATR
+
     def __init__(self, data: PivCardData, pin: str) -> None:
         if not (6 <= len(pin) <= 8 and pin.isdigit()):
             raise ValueError("a PIV PIN is 6 to 8 digits")
+        super().__init__()
         self._data = data
         self._pin = pin.encode().ljust(8, b"\xff")
         self.pin_tries_left = PIN_TRIES
-        self.apdu_count = 0
-        self.on_apdu: Callable[[bytes, bytes], None] | None = None
         self.power_off()
 
     # -- card state ---------------------------------------------------------------
@@ -219,14 +129,7 @@ class PivApplet:
         self.power_off()
 
     # -- dispatch -----------------------------------------------------------------
-    def process(self, raw: bytes) -> bytes:
-        self.apdu_count += 1
-        response = self._process(raw)
-        if self.on_apdu is not None:
-            self.on_apdu(raw, response)
-        return response
-
-    def _process(self, raw: bytes) -> bytes:
+    def respond(self, raw: bytes) -> bytes:
         try:
             apdu = CommandApdu.parse(raw)
         except ValueError:

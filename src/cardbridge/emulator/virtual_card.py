@@ -1,7 +1,9 @@
-"""A virtual PIV ID card in the vsmartcard ``vpcd`` reader of pcscd.
+"""Virtual ID cards in the vsmartcard ``vpcd`` reader of pcscd.
 
-The card is a :class:`~cardbridge.emulator.piv_card.PivApplet` with keys and certificates
-from the development PKI (the same synthetic citizen as the SoftHSM2 token). It connects
+:class:`VirtualCard` runs any :class:`~cardbridge.emulator.iso7816.Applet` (with its ATR):
+the PIV card (:class:`VirtualPivCard`, a :class:`~cardbridge.emulator.piv_card.PivApplet`
+with keys and certificates from the development PKI, the same synthetic citizen as the
+SoftHSM2 token) and the national ID cards (``cardbridge.emulator.kinds``). It connects
 to vpcd as a client on 127.0.0.1 (port 35963 for reader ``Virtual PCD 00 00``, 35964 for
 ``Virtual PCD 00 01``); it listens on nothing. The vpcd protocol: frames of a 2-byte
 big-endian length and a payload; a 1-byte payload is a control (0 power off, 1 power on,
@@ -10,10 +12,18 @@ closing the socket removes the card.
 
 Removing and inserting while it runs:
 
-- Python: :meth:`VirtualPivCard.remove` and :meth:`VirtualPivCard.insert`.
+- Python: :meth:`VirtualCard.remove` and :meth:`VirtualCard.insert`.
 - A running ``cardbridge dev card``: ``SIGUSR1`` removes the card, ``SIGUSR2`` inserts it
   (``kill -USR1 PID``); the PID is in ``FOLDER/virtual-card-READER/card.pid``, and
   :func:`signal_card` sends them by reader number.
+
+Faults (Python): :meth:`VirtualCard.pull_when` (pulled when a command arrives),
+:meth:`VirtualCard.remove_after` (pulled after N more APDUs), :attr:`VirtualCard.delay`
+(every answer that much later: a slow card), :meth:`VirtualCard.reset_when` (the card loses
+its volatile state — selection, PIN status, security environment — before a command, as
+after a reset by another program; pcscd does not know of it, so a driver sees the card's
+own status words then, not SCARD_W_RESET_CARD, which only another PC/SC client's
+SCARD_RESET_CARD gives).
 
 When pcscd stops, the card waits and connects again when pcscd is back.
 Keys are kept in ``FOLDER/virtual-card-READER`` (mode 0700), so a restart gives the same
@@ -30,7 +40,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -38,6 +48,8 @@ from types import FrameType
 from cryptography.hazmat.primitives import serialization
 
 from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, PrivateKey, generate_key
+from cardbridge.emulator.iso7816 import SECRET_INS, Applet
+from cardbridge.emulator.kinds import PinDefault, card_kind, pins_with_defaults
 from cardbridge.emulator.piv_card import ATR, PivApplet, PivCardData
 from cardbridge.errors import ConfigError, InvalidInputError
 from cardbridge.model import Purpose
@@ -139,31 +151,31 @@ class ApduRecord:
         return self.command[1]
 
 
-class VirtualPivCard:
-    """A virtual PIV card connected to vpcd from a background thread.
+class VirtualCard:
+    """A virtual card (any :class:`Applet`) connected to vpcd from a background thread.
 
     ``start()`` inserts it; ``remove()``/``insert()`` pull and push it while it runs;
     ``stop()`` removes it and ends the thread. ``apdu_count`` counts command APDUs and
-    ``records`` keeps them (VERIFY data dropped) until ``reset_count()``.
+    ``records`` keeps them (VERIFY, CHANGE REFERENCE DATA and RESET RETRY COUNTER data
+    dropped) until ``reset_count()``.
     """
 
     def __init__(
         self,
-        data: PivCardData,
+        applet: Applet,
         *,
-        pin: str = DEFAULT_PIN,
         reader: int = 0,
         host: str = VPCD_HOST,
         port: int | None = None,
-        atr: bytes = ATR,
+        atr: bytes | None = None,
     ) -> None:
         if reader not in (0, 1) and port is None:
             raise InvalidInputError("reader is 0 or 1")
-        self.applet = PivApplet(data, pin)
+        self.applet = applet
         self.applet.on_apdu = self._record
         self.reader = reader
         self.reader_name = READER_NAMES[reader] if reader in (0, 1) else f"vpcd:{port}"
-        self.atr = atr
+        self.atr = atr if atr is not None else applet.atr
         self._address = (host, port if port is not None else VPCD_PORTS[reader])
         self._want_inserted = threading.Event()
         self._stopping = threading.Event()
@@ -176,6 +188,9 @@ class VirtualPivCard:
         self.records: list[ApduRecord] = []
         self.on_change: Callable[[str], None] | None = None
         self.pull_on_ins: int | None = None
+        self.pull_after: int | None = None  # APDUs left before the card is pulled
+        self.reset_on_ins: int | None = None
+        self.delay = 0.0  # seconds before each answer
 
     # -- public -------------------------------------------------------------------
     @property
@@ -190,7 +205,7 @@ class VirtualPivCard:
         with self._lock:
             self.records.clear()
 
-    def start(self, *, inserted: bool = True) -> VirtualPivCard:
+    def start(self, *, inserted: bool = True) -> VirtualCard:
         if inserted:
             self._want_inserted.set()
         self._thread = threading.Thread(target=self._run, name=f"virtual-card-{self.reader}", daemon=True)
@@ -213,13 +228,23 @@ class VirtualPivCard:
         before it answers (a card yanked mid-operation). Insert it again with insert()."""
         self.pull_on_ins = ins
 
+    def remove_after(self, count: int) -> None:
+        """Pull the card out when ``count`` more commands have been answered (the next
+        one finds no card)."""
+        self.pull_after = count
+
+    def reset_when(self, ins: int) -> None:
+        """Reset the card's volatile state once, just before the next command with
+        instruction ``ins`` (see the module's docstring)."""
+        self.reset_on_ins = ins
+
     def stop(self) -> None:
         self._stopping.set()
         self.remove(wait=None)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> VirtualPivCard:
+    def __enter__(self) -> VirtualCard:
         return self if self._thread else self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -227,7 +252,7 @@ class VirtualPivCard:
 
     # -- internals ------------------------------------------------------------------
     def _record(self, command: bytes, response: bytes) -> None:
-        kept = command[:4] if command[1:2] == b"\x20" else command  # never keep a PIN
+        kept = command[:4] if command[1] in SECRET_INS else command  # never keep a PIN
         with self._lock:
             self.records.append(ApduRecord(kept, int.from_bytes(response[-2:], "big")))
 
@@ -291,13 +316,38 @@ class VirtualPivCard:
                 elif control == CTRL_ATR:
                     sock.sendall(len(self.atr).to_bytes(2, "big") + self.atr)
                 continue
-            if self.pull_on_ins is not None and payload[1] == self.pull_on_ins:
-                self.pull_on_ins = None
+            if (self.pull_on_ins is not None and payload[1] == self.pull_on_ins) or self.pull_after == 0:
+                self.pull_on_ins = self.pull_after = None
                 self._want_inserted.clear()
                 self._notify("pulled mid-operation")
                 return
+            if self.reset_on_ins is not None and payload[1] == self.reset_on_ins:
+                self.reset_on_ins = None
+                self.applet.reset()
+            if self.delay:
+                self._stopping.wait(self.delay)
             response = self.applet.process(payload)
+            if self.pull_after is not None:
+                self.pull_after -= 1
             sock.sendall(len(response).to_bytes(2, "big") + response)
+
+
+class VirtualPivCard(VirtualCard):
+    """The virtual PIV card: a :class:`PivApplet` with ``data`` and ``pin``."""
+
+    applet: PivApplet
+
+    def __init__(
+        self,
+        data: PivCardData,
+        *,
+        pin: str = DEFAULT_PIN,
+        reader: int = 0,
+        host: str = VPCD_HOST,
+        port: int | None = None,
+        atr: bytes = ATR,
+    ) -> None:
+        super().__init__(PivApplet(data, pin), reader=reader, host=host, port=port, atr=atr)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -314,25 +364,46 @@ def pid_file(folder: Path, reader: int) -> Path:
     return card_folder(folder, reader) / "card.pid"
 
 
+class _PivKind:
+    """``cardbridge dev card --kind piv``: the virtual PIV card."""
+
+    name = "piv"
+    title = "PIV card (cardbridge virtual)"
+    pins = (PinDefault("pin", "PIN", DEFAULT_PIN),)
+    keys = ("ec-p256", "ec-p384", "rsa-2048")
+
+    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+        pin = pins.get("pin", DEFAULT_PIN)
+        if not (6 <= len(pin) <= 8 and pin.isdigit()):
+            raise InvalidInputError("A PIV PIN has 6 to 8 digits.")
+        data = load_or_create_card(folder, key=key or self.keys[0], reader=reader)
+        return VirtualPivCard(data, pin=pin, reader=reader)
+
+
+PIV_KIND = _PivKind()
+
+
 def run_virtual_card(
     folder: Path,
     *,
-    key: str = "ec-p256",
+    kind: str = "piv",
+    key: str | None = None,
     reader: int = 0,
-    pin: str = DEFAULT_PIN,
-    on_ready: Callable[[VirtualPivCard], None] | None = None,
+    pins: Mapping[str, str | None] | None = None,
+    on_ready: Callable[[VirtualCard], None] | None = None,
     on_change: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
-    """``cardbridge dev card``: run the card in the foreground until SIGINT/SIGTERM (or ``stop``).
+    """``cardbridge dev card``: run a card of ``kind`` in the foreground until SIGINT/SIGTERM
+    (or ``stop``). ``pins``: by option name (``pin``, ``pin2``, ``puk``); defaults else.
 
     SIGUSR1 removes the card, SIGUSR2 inserts it. Call from the main thread (signals).
-    ``on_ready`` gets the card once it runs (the CLI prints the reader, PIN and PID file).
+    ``on_ready`` gets the card once it runs (the CLI prints the reader, PINs and PID file).
     """
-    if not (6 <= len(pin) <= 8 and pin.isdigit()):
-        raise InvalidInputError("A PIV PIN has 6 to 8 digits.")
-    data = load_or_create_card(folder, key=key, reader=reader)
-    card = VirtualPivCard(data, pin=pin, reader=reader)
+    chosen = card_kind(kind)
+    if key is not None and key not in chosen.keys:
+        raise InvalidInputError(f"A {kind} card has no {key} key; choose one of {', '.join(chosen.keys)}.")
+    card = chosen.create(folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}))
     card.on_change = on_change
     done = stop or threading.Event()
     pidf = pid_file(folder, reader)

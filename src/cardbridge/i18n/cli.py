@@ -137,9 +137,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cli.list.reader_empty": {"nb": "ingen kort", "nn": "inkje kort", "en": "no card"},
     # cardbridge dev card
     "cli.card.ready": {
-        "nb": "Virtuelt PIV-kort i leseren «{reader}» (nøkkel {kind}, PIN-kode {pin}).",
-        "nn": "Virtuelt PIV-kort i lesaren «{reader}» (nøkkel {kind}, PIN-kode {pin}).",
-        "en": "Virtual PIV card in reader '{reader}' (key {kind}, PIN {pin}).",
+        "nb": "Virtuelt kort ({title}) i leseren «{reader}» (nøkkel {kind}, {pin}).",
+        "nn": "Virtuelt kort ({title}) i lesaren «{reader}» (nøkkel {kind}, {pin}).",
+        "en": "Virtual card ({title}) in reader '{reader}' (key {kind}, {pin}).",
     },
     "cli.card.control": {
         "nb": "Ta ut: kill -USR1 $(cat {pidfile})   Sett inn: kill -USR2 $(cat {pidfile})   Stopp: Ctrl-C",

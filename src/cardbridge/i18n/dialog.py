@@ -38,6 +38,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "Skriv inn PIN-koden for signering (PIN2) om du godtek.",
         "en": "Enter your signing PIN (PIN2) if you agree.",
     },
+    "dialog.pin.named.authentication": {
+        "nb": "Skriv inn {name} for innlogging hvis du godtar.",
+        "nn": "Skriv inn {name} for innlogging om du godtek.",
+        "en": "Enter your {name} to log in if you agree.",
+    },
+    "dialog.pin.named.signing": {
+        "nb": "Skriv inn {name} for signering hvis du godtar.",
+        "nn": "Skriv inn {name} for signering om du godtek.",
+        "en": "Enter your {name} to sign if you agree.",
+    },
+    "dialog.prompt.named": {"nb": "{name}:", "nn": "{name}:", "en": "{name}:"},
     "dialog.pinpad": {
         "nb": "Trykk OK, og skriv så inn PIN-koden på tastaturet på kortleseren.",
         "nn": "Trykk OK, og skriv så inn PIN-koden på tastaturet på kortlesaren.",

@@ -316,8 +316,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     from cardbridge.logsetup import setup_logging
     from cardbridge.model import HASH_LENGTHS
     from cardbridge.pinentry import PinentrySource
-    from cardbridge.pkcs11.discovery import resolve_modules
-    from cardbridge.service import CardService, open_backends
+    from cardbridge.service import open_service
 
     def decode(name: str) -> bytes:
         try:
@@ -339,10 +338,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             raise InvalidInputError(f"sign: hashFunction must be one of {', '.join(HASH_LENGTHS)}.")
         digest, certificate = decode("hash"), decode("certificate")
     lang = request_language(arguments.get("lang"), config.lang)
-    modules = resolve_modules(None, config_modules=config.pkcs11_modules)
-    service = CardService(
-        open_backends(modules), user_timeout=config.user_timeout, allow_http_localhost=config.allow_http_localhost
-    )
+    service = open_service(config)  # the built-in PC/SC drivers and the PKCS#11 modules
     pins = PinentrySource(pinentry_program)
     try:
         if command == "authenticate":

@@ -20,7 +20,7 @@ from typing import Any
 
 from cardbridge.errors import CardbridgeError, ServiceNotRunningError
 from cardbridge.pcsc.atr import CardIdentity, identify
-from cardbridge.pcsc.backend import ReaderInfo, _reader_info
+from cardbridge.pcsc.readers import ReaderInfo
 from cardbridge.pcsc.scard import (
     E_CANCELLED,
     E_NO_READERS_AVAILABLE,
@@ -127,7 +127,7 @@ class CardMonitor:
         """The last known readers and cards (no I/O). ServiceNotRunningError if pcscd is down."""
         if self._service_up is False:
             raise ServiceNotRunningError("The PC/SC service (pcscd) is not running.")
-        return [_reader_info(s) for s in self._states.values()]
+        return [ReaderInfo.from_status(s) for s in self._states.values()]
 
     def __enter__(self) -> CardMonitor:
         return self.start()

@@ -73,6 +73,9 @@ def dialog_for(request: PinRequest) -> Dialog:
     ]
     if request.status.protected_path:
         lines.append(i18n.text("dialog.pinpad", lang))
+    elif request.status.name:  # the PIN as the card and its country call it
+        key = "dialog.pin.named.signing" if signing else "dialog.pin.named.authentication"
+        lines.append(i18n.text(key, lang, name=request.status.name))
     else:
         lines.append(i18n.text("dialog.pin.signing" if signing else "dialog.pin.authentication", lang))
     tries = _tries(request)
@@ -97,7 +100,11 @@ def dialog_for(request: PinRequest) -> Dialog:
     return Dialog(
         title=i18n.text("dialog.title.signing" if signing else "dialog.title.authentication", lang),
         description="\n".join(lines),
-        prompt=i18n.text("dialog.prompt", lang),
+        prompt=(
+            i18n.text("dialog.prompt.named", lang, name=request.status.name)
+            if request.status.name
+            else i18n.text("dialog.prompt", lang)
+        ),
         error=error,
         ok=i18n.text("dialog.ok.signing" if signing else "dialog.ok", lang),
         cancel=i18n.text("dialog.cancel", lang),

@@ -1,0 +1,70 @@
+"""The kinds of virtual card ``cardbridge dev card --kind`` runs, by name.
+
+Each kind is a :class:`CardKind`: how to make its card (keys and certificates made once in
+the card's folder, from the development PKI) with the PINs given, and which PINs it has
+(names and defaults). :data:`KINDS` maps the name to ``module:attribute`` (imported only
+when asked for); ``None`` marks a kind that is announced but not built yet.
+
+To add a kind: a module with a ``CardKind`` object, and its line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from cardbridge.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cardbridge.emulator.virtual_card import VirtualCard
+
+KINDS: dict[str, str | None] = {
+    "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
+    "esteid": None,
+    "fineid": None,
+    "belpic": None,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PinDefault:
+    """One of a kind's PINs: its option name (``pin``, ``pin2``, ``puk``), what the card
+    calls it, and the development default."""
+
+    option: str
+    name: str
+    default: str
+
+
+class CardKind(Protocol):
+    """How to make one kind of virtual card."""
+
+    name: str
+    title: str  # "Estonian ID card (IDEMIA, 2018)"
+    pins: tuple[PinDefault, ...]
+    keys: tuple[str, ...]  # the --key choices; the first is the default
+
+    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+        """The card (not started), its keys and certificates made once in ``folder``."""
+        ...
+
+
+def card_kind(name: str) -> CardKind:
+    """The kind ``name``; InvalidInputError for an unknown kind or one not built yet."""
+    if name not in KINDS:
+        raise InvalidInputError(f"Unknown card kind {name!r}; choose one of {', '.join(KINDS)}.")
+    target = KINDS[name]
+    if target is None:
+        built = ", ".join(k for k, v in KINDS.items() if v is not None)
+        raise InvalidInputError(f"The {name} virtual card is not built yet; available now: {built}.")
+    module_name, _, attribute = target.partition(":")
+    kind: CardKind = getattr(importlib.import_module(module_name), attribute)
+    return kind
+
+
+def pins_with_defaults(kind: CardKind, given: Mapping[str, str | None]) -> dict[str, str]:
+    """The kind's PINs: the ones given, else the defaults."""
+    return {p.option: given.get(p.option) or p.default for p in kind.pins}

@@ -1,0 +1,401 @@
+"""A shared base for ISO 7816-4 file-system cards (the national ID cards).
+
+:class:`FileSystemSession` is the card commands such cards share (SELECT by DF name, path
+or file identifier, READ BINARY of a whole EF, VERIFY and its tries-left form, MSE SET,
+PSO COMPUTE DIGITAL SIGNATURE, INTERNAL AUTHENTICATE), over an
+:class:`~cardbridge.pcsc.apdu.ApduTransport` and nothing else.
+
+:class:`FileSystemToken` is a :class:`~cardbridge.pcsc.cardtoken.CardToken` described by
+data: the application's AID (:attr:`FileSystemToken.aid`, confirmed by SELECT), and one
+:class:`KeySpec` per key (its certificate's file, its PIN as a :class:`PinSpec`, the MSE SET
+template and the signing command). A national driver is then a subclass with those class
+attributes and, where its card differs, an override of one hook (:meth:`~FileSystemToken.enter`,
+:meth:`~FileSystemToken.read_serial`, :meth:`~FileSystemToken.pin_state`,
+:meth:`~FileSystemToken.compute_signature`, :meth:`~FileSystemToken.logout`).
+
+Log out: after a VERIFY the token logs out with the card's own command (by default SELECT of
+the application again, which ends its security status), not with SCARD_RESET_CARD, so the
+card is not reset under other programs. If that fails the card is reset on disconnect.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cardbridge.errors import (
+    CardbridgeError,
+    CardError,
+    InvalidInputError,
+    NoCertificateError,
+    PinBlockedError,
+    PinInvalidLengthError,
+    UnsupportedCardError,
+    UnsupportedKeyError,
+)
+from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
+from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
+from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
+from cardbridge.pcsc.piv import check_verify, ecdsa_der_to_raw, parse_tlv
+
+log = logging.getLogger(__name__)
+
+INS_SELECT = 0xA4
+INS_READ_BINARY = 0xB0
+INS_VERIFY = 0x20
+INS_CHANGE_REFERENCE_DATA = 0x24
+INS_RESET_RETRY_COUNTER = 0x2C
+INS_MSE = 0x22
+INS_PSO = 0x2A
+INS_INTERNAL_AUTHENTICATE = 0x88
+INS_GET_DATA = 0xCB
+
+P1_SELECT_MF_DF_EF = 0x00
+P1_SELECT_CHILD_DF = 0x01
+P1_SELECT_DF_NAME = 0x04
+P1_SELECT_PATH_FROM_MF = 0x08
+P1_SELECT_PATH_FROM_DF = 0x09
+P2_FCP = 0x04
+P2_FCI = 0x00
+P2_NO_DATA = 0x0C
+MSE_SET_COMPUTE = 0x41  # P1 of MSE SET for computation (sign, authenticate)
+CRT_AT = 0xA4  # authentication template
+CRT_DST = 0xB6  # digital signature template
+PSO_CDS_P1P2 = (0x9E, 0x9A)
+
+MAX_EF_SIZE = 0x4000
+_NOT_APPLICATION = (SW.FILE_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED, SW.INS_NOT_SUPPORTED, SW.CLA_NOT_SUPPORTED)
+
+
+class SignCommand(enum.Enum):
+    """How the card is asked to sign once the key is set with MSE SET."""
+
+    INTERNAL_AUTHENTICATE = "internal-authenticate"
+    PSO_CDS = "pso-cds"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something is: an application (SELECT by DF name) and/or a path of FIDs
+    (from the MF when there is no AID, else from the application)."""
+
+    aid: bytes = b""
+    path: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class PinSpec:
+    """A PIN as the card keeps it."""
+
+    reference: int
+    name: str  # what the card and its country call it: "PIN1", "PIN2", "PIN-koodi", …
+    min_length: int
+    max_length: int
+    location: Location = Location()  # where to be before VERIFY
+    pad_length: int = 0  # pad to this many bytes (0: sent as typed)
+    pad_byte: int = 0xFF
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """One key, its certificate and its PIN."""
+
+    purpose: Purpose
+    label: str
+    key_id: bytes  # CertificateInfo.key_id of its certificate
+    key_reference: int
+    certificate: Location  # the EF with the certificate
+    pin: PinSpec
+    location: Location  # where to be for MSE SET and the signing command
+    sign_command: SignCommand
+    mse_template: int = CRT_AT  # P2 of MSE SET
+    mse_data: bytes = b""  # the CRT's data (algorithm 80…, key 84…); empty: no MSE SET
+    digest_length: int = 0  # left-pad the digest to this many bytes (0: as it is)
+    le: int = 0  # Le of the signing command (0: everything)
+
+
+@dataclass(frozen=True, slots=True)
+class PinState:
+    """What the card says about a PIN without spending a try."""
+
+    retries_left: int | None
+    blocked: bool
+    verified: bool = False
+
+
+class FileSystemSession:
+    """ISO 7816-4 commands over one transport (inside one transaction)."""
+
+    def __init__(self, transport: ApduTransport, *, cla: int = 0x00) -> None:
+        self.transport = transport
+        self.cla = cla
+
+    def send(self, ins: int, p1: int, p2: int, data: bytes = b"", le: int | None = 0) -> Response:
+        return self.transport.send(self.cla, ins, p1, p2, data, le)
+
+    # -- SELECT ----------------------------------------------------------------------------
+    def select_aid(self, aid: bytes, *, p2: int = P2_NO_DATA) -> bytes:
+        """SELECT by DF name; UnsupportedCardError when the card has no such application."""
+        response = self.send(INS_SELECT, P1_SELECT_DF_NAME, p2, aid, None if p2 == P2_NO_DATA else 0)
+        if response.sw in _NOT_APPLICATION:
+            raise UnsupportedCardError(f"The card has no application {aid.hex().upper()}.", sw=f"{response.sw:04X}")
+        return response.check()
+
+    def select_mf(self) -> None:
+        self.send(INS_SELECT, P1_SELECT_MF_DF_EF, P2_NO_DATA, b"", None).check()
+
+    def select_path(self, path: bytes, *, from_mf: bool = True, fcp: bool = False) -> bytes:
+        """SELECT by path (FIDs without the MF's 3F00) from the MF or the current DF;
+        returns the FCP when ``fcp``. NoCertificateError-free: ApduError(6A82) when absent."""
+        p1 = P1_SELECT_PATH_FROM_MF if from_mf else P1_SELECT_PATH_FROM_DF
+        return self.send(INS_SELECT, p1, P2_FCP if fcp else P2_NO_DATA, path, 0 if fcp else None).check()
+
+    def select_fid(self, fid: bytes, *, fcp: bool = False) -> bytes:
+        return self.send(INS_SELECT, P1_SELECT_MF_DF_EF, P2_FCP if fcp else P2_NO_DATA, fid, 0 if fcp else None).check()
+
+    def enter(self, location: Location) -> None:
+        """Go to ``location``: its application, then its path (DFs)."""
+        if location.aid:
+            self.select_aid(location.aid)
+        if location.path:
+            self.select_path(location.path, from_mf=not location.aid)
+
+    # -- READ BINARY -----------------------------------------------------------------------
+    def read_binary(self, offset: int, length: int) -> Response:
+        if not 0 <= offset <= 0x7FFF:
+            raise InvalidInputError("READ BINARY offset out of range")
+        return self.send(INS_READ_BINARY, offset >> 8, offset & 0xFF, b"", length)
+
+    def read_ef(self, size: int | None = None, *, chunk: int = 0xFF) -> bytes:
+        """The whole selected EF: ``size`` bytes (from its FCP) or until the card has no more."""
+        data = bytearray()
+        limit = min(size if size is not None else MAX_EF_SIZE, MAX_EF_SIZE)
+        while len(data) < limit:
+            want = min(chunk, limit - len(data))
+            response = self.read_binary(len(data), want)
+            if response.sw in (0x6B00, 0x6282) and size is None:  # past the end / end reached early
+                data += response.data
+                break
+            part = response.check()
+            data += part
+            if not part or (size is None and len(part) < want):
+                break
+        return bytes(data)
+
+    def read_file(self, location: Location, *, chunk: int = 0xFF) -> bytes:
+        """SELECT the EF at ``location`` (asking for its FCP) and read all of it."""
+        if location.aid:
+            self.select_aid(location.aid)
+        fcp = self.select_path(location.path, from_mf=not location.aid, fcp=True) if location.path else b""
+        return self.read_ef(fcp_size(fcp), chunk=chunk)
+
+    # -- PINs ------------------------------------------------------------------------------
+    def pin_state(self, reference: int) -> PinState:
+        """VERIFY without data: the tries left, spending none (63Cx, 9000, 6983)."""
+        response = self.send(INS_VERIFY, 0x00, reference, b"", None)
+        if response.sw == SW.OK:
+            return PinState(None, False, True)
+        if response.sw1 == 0x63 and response.sw & 0xF0 == 0xC0:
+            tries = response.sw & 0x0F
+            return PinState(tries, tries == 0)
+        if response.sw == SW.AUTH_METHOD_BLOCKED:
+            return PinState(0, True)
+        raise ApduError(response.sw, f"The card answered {response.sw:04X} to a PIN status query.")
+
+    def verify(self, pin: PinSpec, value: bytearray) -> None:
+        """VERIFY ``value`` (checked against the PIN's length rules, padded as the card
+        keeps it). Sent once, never retried; the padded copy is wiped."""
+        if not pin.min_length <= len(value) <= pin.max_length:
+            raise PinInvalidLengthError(
+                f"The {pin.name} must have {pin.min_length} to {pin.max_length} digits.",
+                minLength=pin.min_length,
+                maxLength=pin.max_length,
+            )
+        data = bytearray(value)
+        if pin.pad_length > len(data):
+            data += bytes([pin.pad_byte]) * (pin.pad_length - len(data))
+        try:
+            response = self.send(INS_VERIFY, 0x00, pin.reference, bytes(data), None)
+        finally:
+            data[:] = b"\x00" * len(data)
+        check_verify(response)
+
+    # -- security environment and signing ------------------------------------------------
+    def mse_set(self, template: int, data: bytes) -> None:
+        response = self.send(INS_MSE, MSE_SET_COMPUTE, template, data, None)
+        if response.sw in (SW.REFERENCE_NOT_FOUND, SW.INCORRECT_P1P2, SW.WRONG_DATA):
+            raise UnsupportedKeyError("The card has no such key or algorithm.", sw=f"{response.sw:04X}")
+        response.check()
+
+    def compute(self, command: SignCommand, data: bytes, le: int = 0) -> bytes:
+        if command is SignCommand.PSO_CDS:
+            response = self.send(INS_PSO, *PSO_CDS_P1P2, data, le)
+        else:
+            response = self.send(INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, data, le)
+        if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
+            raise CardError("The card wants the PIN again before it signs.", sw=f"{response.sw:04X}")
+        if response.sw == SW.AUTH_METHOD_BLOCKED:
+            raise PinBlockedError("The PIN is blocked.", retries_left=0)
+        return response.check()
+
+
+def fcp_size(fcp: bytes) -> int | None:
+    """The file size in an FCP template (tag 62: 80 = data bytes, else 81), if any."""
+    try:
+        items = parse_tlv(fcp)
+        if len(items) != 1 or items[0][0] not in (0x62, 0x6F):
+            return None
+        inner = dict(parse_tlv(items[0][1]))
+    except CardError:
+        return None
+    value = inner.get(0x80) or inner.get(0x81)
+    return int.from_bytes(value, "big") if value else None
+
+
+def der_length(data: bytes) -> int | None:
+    """The length of the DER SEQUENCE at the start of ``data`` (a certificate EF is often
+    longer than its certificate, padded with 00 or FF)."""
+    if len(data) < 2 or data[0] != 0x30:
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 3 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
+
+
+def signature_to_raw(signature: bytes, field_bytes: int) -> bytes:
+    """A card's ECDSA signature as raw ``r || s``: kept when it is already that long, else
+    parsed as DER."""
+    if len(signature) == 2 * field_bytes:
+        return signature
+    return ecdsa_der_to_raw(signature, field_bytes)
+
+
+class FileSystemToken(CardToken):
+    """A card with an ISO 7816-4 file system, described by :attr:`aid` and :attr:`keys`."""
+
+    aid: ClassVar[bytes] = b""
+    keys: ClassVar[tuple[KeySpec, ...]] = ()
+    read_chunk: ClassVar[int] = 0xFF  # READ BINARY size
+
+    # -- model.Token -----------------------------------------------------------------------
+    def pin_status(self, certificate: CertificateInfo) -> PinStatus:
+        pin = self.key_for(certificate).pin
+
+        def step(transport: ApduTransport) -> PinStatus:
+            fs = self.session(transport)
+            state = self.pin_state(fs, pin)
+            return PinStatus(
+                retries_left=state.retries_left,
+                final_try=state.retries_left == 1,
+                blocked=state.blocked,
+                min_length=pin.min_length,
+                max_length=pin.max_length,
+                name=pin.name,
+            )
+
+        return self.transact(step)
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        if certificate.key_type == "EC":
+            hash_function = {"secp256r1": "SHA-256", "secp384r1": "SHA-384", "secp521r1": "SHA-512"}.get(
+                certificate.curve or ""
+            )
+            return (SignatureAlgorithm("ECC", hash_function, "NONE"),) if hash_function else ()
+        return ()
+
+    def sign_digest(
+        self,
+        certificate: CertificateInfo,
+        pin: bytearray | None,
+        digest: bytes,
+        algorithm: SignatureAlgorithm,
+    ) -> bytes:
+        key = self.key_for(certificate)
+        if pin is None:
+            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
+        if algorithm not in self.supported_algorithms(certificate):
+            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
+        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
+            raise InvalidInputError("The digest length does not match the hash function.")
+        reset = [False]
+
+        def step(transport: ApduTransport) -> bytes:
+            fs = self.session(transport)
+            self.enter(fs, key.pin.location)
+            fs.verify(key.pin, pin)
+            try:
+                if key.location != key.pin.location:
+                    self.enter(fs, key.location)
+                return self.compute_signature(fs, key, digest, certificate)
+            finally:
+                try:
+                    self.logout(fs, key)
+                except CardbridgeError:
+                    log.info("The card did not log out; it is reset on disconnect")
+                    reset[0] = True
+
+        return self.transact(step, reset=lambda: reset[0])
+
+    # -- hooks a driver may override -----------------------------------------------------
+    def session(self, transport: ApduTransport) -> FileSystemSession:
+        return FileSystemSession(transport)
+
+    def enter(self, fs: FileSystemSession, location: Location) -> None:
+        fs.enter(location)
+
+    def read_serial(self, transport: ApduTransport) -> str:
+        """SELECT the application (the card's confirmation); no serial by default."""
+        self.session(transport).select_aid(self.aid)
+        return ""
+
+    def read_certificates(self, transport: ApduTransport) -> list[CertificateInfo]:
+        fs = self.session(transport)
+        out: list[CertificateInfo] = []
+        for key in self.keys:
+            try:
+                raw = fs.read_file(key.certificate, chunk=self.read_chunk)
+            except ApduError as exc:
+                if exc.sw == SW.FILE_NOT_FOUND:
+                    continue
+                raise
+            size = der_length(raw)
+            if size is None or size > len(raw):
+                log.warning("The %s certificate file holds no certificate", key.label)
+                continue
+            der = raw[:size]
+            cert = parse_or_warn(der, key.key_id, key.label)
+            if cert is not None:
+                out.append(cert)
+        return out
+
+    def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
+        self.enter(fs, pin.location)
+        return fs.pin_state(pin.reference)
+
+    def compute_signature(
+        self, fs: FileSystemSession, key: KeySpec, digest: bytes, certificate: CertificateInfo
+    ) -> bytes:
+        if key.mse_data:
+            fs.mse_set(key.mse_template, key.mse_data)
+        data = digest.rjust(key.digest_length, b"\x00") if key.digest_length else digest
+        signature = fs.compute(key.sign_command, data, key.le)
+        field_bytes = (certificate.key_size + 7) // 8
+        return signature_to_raw(signature, field_bytes)
+
+    def logout(self, fs: FileSystemSession, key: KeySpec) -> None:
+        """End the PIN's security status: SELECT the application again."""
+        fs.select_aid(key.pin.location.aid or self.aid)
+
+    # -- helpers -------------------------------------------------------------------------
+    def key_for(self, certificate: CertificateInfo) -> KeySpec:
+        for key in self.keys:
+            if key.key_id == certificate.key_id:
+                return key
+        raise NoCertificateError("The certificate is not from this card.")

@@ -1,0 +1,124 @@
+"""The PIV token: the built-in PIV driver behind the :class:`cardbridge.model.Token` interface.
+
+A call that verified the PIN ends with the PIV logout (VERIFY with P1=FF, SP 800-73-4) in
+the same transaction, and the card is left as it is: a reset (SCARD_RESET_CARD) would also
+reset it for every other program that uses it. Certificates are cached by card identity
+(ATR and CHUID), so a warm authenticate is SELECT, VERIFY, GENERAL AUTHENTICATE and the
+logout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from cardbridge.errors import CardbridgeError, CardError, InvalidInputError, NoCertificateError, UnsupportedKeyError
+from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, SignatureAlgorithm
+from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
+from cardbridge.pcsc.piv import (
+    KEY_LABELS,
+    PIN_MAX,
+    PIN_MIN,
+    Algorithm,
+    KeyRef,
+    PivSession,
+    ecdsa_der_to_raw,
+    pkcs1_v15_block,
+)
+
+_CERT_KEYS = (KeyRef.AUTHENTICATION, KeyRef.SIGNATURE)
+
+
+class PivToken(CardToken):
+    """A PIV card in one reader (a :class:`model.Token`)."""
+
+    driver = "piv"
+
+    def pin_status(self, certificate: CertificateInfo) -> PinStatus:
+        def step(transport: ApduTransport) -> PinStatus:
+            state = PivSession(transport).pin_state()
+            return PinStatus(
+                retries_left=state.retries_left,
+                final_try=state.retries_left == 1,
+                blocked=state.blocked,
+                min_length=PIN_MIN,
+                max_length=PIN_MAX,
+            )
+
+        return self.transact(step)
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        if certificate.key_type == "EC" and certificate.curve == "secp256r1":
+            return (SignatureAlgorithm("ECC", "SHA-256", "NONE"),)
+        if certificate.key_type == "EC" and certificate.curve == "secp384r1":
+            return (SignatureAlgorithm("ECC", "SHA-384", "NONE"),)
+        if certificate.key_type == "RSA" and certificate.key_size == 2048:
+            return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))
+        return ()
+
+    def sign_digest(
+        self,
+        certificate: CertificateInfo,
+        pin: bytearray | None,
+        digest: bytes,
+        algorithm: SignatureAlgorithm,
+    ) -> bytes:
+        key = _key_ref(certificate)
+        if pin is None:
+            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
+        if algorithm not in self.supported_algorithms(certificate):
+            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
+        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
+            raise InvalidInputError("The digest length does not match the hash function.")
+        if certificate.key_type == "RSA":
+            alg = Algorithm.RSA_2048
+            challenge = pkcs1_v15_block(digest, algorithm.hash_function, 256)
+        else:
+            alg = Algorithm.ECC_P256 if certificate.curve == "secp256r1" else Algorithm.ECC_P384
+            challenge = digest
+        field_bytes = 32 if alg == Algorithm.ECC_P256 else 48
+
+        def step(transport: ApduTransport) -> bytes:
+            piv = PivSession(transport)
+            try:
+                piv.verify_pin(pin)
+                signature = piv.general_authenticate(key, alg, challenge)
+            finally:
+                _log_out(piv)
+            if alg == Algorithm.RSA_2048:
+                if len(signature) != 256:
+                    raise CardError("The card's RSA signature has the wrong length.")
+                return signature
+            return ecdsa_der_to_raw(signature, field_bytes)
+
+        return self.transact(step)
+
+    # -- CardToken ---------------------------------------------------------------------
+    def read_serial(self, transport: ApduTransport) -> str:
+        chuid = PivSession(transport).read_chuid()
+        return chuid.serial if chuid else ""
+
+    def read_certificates(self, transport: ApduTransport) -> list[CertificateInfo]:
+        piv = PivSession(transport, select=False)
+        certs: list[CertificateInfo] = []
+        for ref in _CERT_KEYS:
+            der = piv.read_certificate(ref)
+            if der is None:
+                continue
+            cert = parse_or_warn(der, bytes([ref]), KEY_LABELS[ref])
+            if cert is not None:
+                certs.append(cert)
+        return certs
+
+
+def _log_out(piv: PivSession) -> None:
+    """End the PIN's security status; a card that is gone has nothing to log out."""
+    with contextlib.suppress(CardbridgeError):
+        piv.reset_security_status()
+
+
+def _key_ref(certificate: CertificateInfo) -> KeyRef:
+    if len(certificate.key_id) == 1 and certificate.key_id[0] in (KeyRef.AUTHENTICATION, KeyRef.SIGNATURE):
+        return KeyRef(certificate.key_id[0])
+    raise NoCertificateError("The certificate is not from this PIV card.")
