@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -59,6 +60,13 @@ def is_valid_fodselsnummer(number: str) -> bool:
     if len(number) != 11 or not number.isdigit():
         return False
     return _check_digit(number[:9], _W1) == int(number[9]) and _check_digit(number[:10], _W2) == int(number[10])
+
+
+class Person(Protocol):
+    """Whoever a development certificate is issued to: their subject name (each country
+    puts its own fields there; see ``Citizen`` and the national cards' emulators)."""
+
+    def name(self) -> x509.Name: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +191,7 @@ class DevCA:
     def issue(
         self,
         public_key: PublicKey,
-        citizen: Citizen,
+        citizen: Person,
         purpose: Purpose,
         *,
         not_before: dt.datetime | None = None,

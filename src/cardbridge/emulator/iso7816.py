@@ -29,8 +29,9 @@ Choices the standard leaves open, made here (a card subclass may change them):
 - SELECT by DF name ends the security status of every PIN (``select_resets_security``);
   so does a reset or power-off.
 - Selecting by FID looks in the current DF, then its parent, then the MF.
-- READ BINARY past the end: ``6B00``; fewer bytes than a non-maximal Le asked for: the
-  bytes and ``6282``; Le 00 (maximal) gets what there is with ``9000``.
+- READ BINARY past the end: ``6B00``; at the end: ``6282`` (``read_at_end_sw``); fewer
+  bytes than a non-maximal Le asked for: the bytes and ``6282``; Le 00 (maximal) gets what
+  there is with ``9000``.
 - A VERIFY whose data is not the padded length: ``6700``; a PIN outside its length rules:
   ``6A80``; neither spends a try. A wrong PIN: ``63Cx`` with the tries left (``63C0`` on
   the try that blocks it), ``6983`` afterwards.
@@ -314,6 +315,7 @@ class Iso7816Card(Applet):
 
     select_resets_security = True
     t0 = False
+    read_at_end_sw = SW_END_OF_FILE  # READ BINARY at offset == size
 
     def __init__(self, atr: bytes) -> None:
         super().__init__()
@@ -494,6 +496,8 @@ class Iso7816Card(Applet):
             return sw(SW_COMMAND_NOT_ALLOWED)
         if offset > len(ef.data):
             return sw(SW_WRONG_OFFSET)
+        if offset == len(ef.data):
+            return sw(self.read_at_end_sw)
         want = apdu.le if apdu.le is not None else 256
         part = ef.data[offset : offset + want]
         if len(part) < want and not apdu.le_is_max:

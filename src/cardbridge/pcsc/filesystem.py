@@ -113,7 +113,7 @@ class KeySpec:
     sign_command: SignCommand
     mse_template: int = CRT_AT  # P2 of MSE SET
     mse_data: bytes = b""  # the CRT's data (algorithm 80…, key 84…); empty: no MSE SET
-    digest_length: int = 0  # left-pad the digest to this many bytes (0: as it is)
+    digest_length: int = 0  # the digest cut or left-padded to this many bytes (0: as it is)
     le: int = 0  # Le of the signing command (0: everything)
 
 
@@ -384,7 +384,8 @@ class FileSystemToken(CardToken):
     ) -> bytes:
         if key.mse_data:
             fs.mse_set(key.mse_template, key.mse_data)
-        data = digest.rjust(key.digest_length, b"\x00") if key.digest_length else digest
+        # ECDSA uses the hash's leftmost bits: a longer hash is cut, a shorter one left-padded.
+        data = digest[: key.digest_length].rjust(key.digest_length, b"\x00") if key.digest_length else digest
         signature = fs.compute(key.sign_command, data, key.le)
         field_bytes = (certificate.key_size + 7) // 8
         return signature_to_raw(signature, field_bytes)
