@@ -201,13 +201,13 @@ def _nonce() -> str:
 @pytest.mark.softhsm
 @pytest.mark.parametrize("lang", LANGS)
 async def test_service_dialogs_in_each_language(softhsm, pinentry: ScriptedPinentry, lang: str) -> None:  # type: ignore[no-untyped-def]
-    from cardbridge.errors import PinIncorrectError as Incorrect
+    from cardbridge.errors import UserCancelledError
     from cardbridge.service import CardService, Selection, open_backends
 
     service = CardService(open_backends([softhsm.module]), user_timeout=10)
     try:
         pinentry.respond("9999", "CANCEL")
-        with pytest.raises(Incorrect):
+        with pytest.raises(UserCancelledError):
             await service.authenticate(
                 ORIGIN, _nonce(), PinentrySource(pinentry.program), lang=lang, selection=Selection(token_label="p256")
             )
