@@ -20,6 +20,10 @@ TOOLS = Path(__file__).parent / "tools"
 
 _LOG_DIR = pytest.StashKey[str]()
 
+# The machine's system config (/etc/cardbridge/config.toml, e.g. from an installed package)
+# never reaches the tests: tests that want one point CARDBRIDGE_SYSTEM_CONFIG at their own.
+os.environ["CARDBRIDGE_SYSTEM_CONFIG"] = str(Path(__file__).parent / "no-system-config.toml")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Commands run by the tests log to a folder of the test run's own, never the user's;
@@ -28,6 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     folder = tempfile.mkdtemp(prefix="cardbridge-test-logs-")
     os.environ["CARDBRIDGE_LOG_DIR"] = folder
+    # The person's answers about websites (origins.json) too: never the user's own.
+    os.environ.setdefault("CARDBRIDGE_STATE_DIR", os.path.join(folder, "state"))
     config.stash[_LOG_DIR] = folder
 
 

@@ -211,3 +211,94 @@ def test_config_show_refuses_a_bad_or_unsafe_file(tmp_path: Path) -> None:
     file.chmod(0o646)
     result = _cli("config", "show", env={"CARDBRIDGE_CONFIG": str(file)})
     assert result.returncode == 8 and f"chmod go-w {file}" in result.stderr
+
+
+# -- the system's file and the user's -----------------------------------------------------
+
+
+def _file(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_the_users_file_overrides_the_systems_and_origins_add_up(tmp_path: Path) -> None:
+    system = _write(
+        tmp_path / "etc" / "config.toml",
+        'origin_policy = "allow-list"\nport = 24500\nallowed_origins = ["https://admin.example.no"]\n'
+        'denied_origins = ["https://phish.example"]\n',
+    )
+    user = _write(
+        tmp_path / "home" / "config.toml",
+        'port = 24600\nallowed_origins = ["https://mine.example.no"]\ndenied_origins = ["https://ads.example"]\n',
+    )
+    config = load_config(user, system_path=system)
+    assert config.origin_policy == "allow-list" and config.port == 24600
+    assert config.allowed_origins == ("https://admin.example.no", "https://mine.example.no")
+    assert config.denied_origins == ("https://phish.example", "https://ads.example")
+    assert config.sources["origin_policy"] == "system"
+    assert config.sources["port"] == "user"
+    assert config.sources["allowed_origins"] == "system+user"
+    assert config.sources["lang"] == "default"
+
+
+def test_a_locked_system_setting_wins_over_the_users_file(tmp_path: Path) -> None:
+    system = _write(
+        tmp_path / "etc" / "config.toml",
+        'origin_policy = "allow-list"\nallowed_origins = ["https://admin.example.no"]\n'
+        'denied_origins = ["https://phish.example"]\n'
+        'locked = ["origin_policy", "allowed_origins", "denied_origins"]\n',
+    )
+    user = _write(
+        tmp_path / "home" / "config.toml",
+        'origin_policy = "ask"\nallowed_origins = ["https://mine.example.no"]\ndenied_origins = ["https://ads.example"]\n',
+    )
+    config = load_config(user, system_path=system)
+    assert config.origin_policy == "allow-list" and config.sources["origin_policy"] == "system"
+    assert config.allowed_origins == ("https://admin.example.no",)
+    # Refusing more sites is always the user's right.
+    assert config.denied_origins == ("https://phish.example", "https://ads.example")
+
+
+def test_only_the_system_file_may_lock(tmp_path: Path) -> None:
+    user = _file(tmp_path / "home" / "config.toml", 'locked = ["port"]\n')
+    with pytest.raises(ConfigError, match="system's file only"):
+        load_config(user, system_path=tmp_path / "none.toml")
+    system = _file(tmp_path / "etc" / "config.toml", 'locked = ["no_such_setting"]\n')
+    with pytest.raises(ConfigError, match="no_such_setting"):
+        load_config(tmp_path / "none.toml", system_path=system)
+
+
+def test_the_default_policy_is_ask_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "none.toml", system_path=tmp_path / "none2.toml").origin_policy == "ask"
+    user = _file(tmp_path / "home" / "config.toml", 'origin_policy = "maybe"\n')
+    with pytest.raises(ConfigError, match="origin_policy"):
+        load_config(user, system_path=tmp_path / "none.toml")
+
+
+def test_config_show_says_where_each_setting_came_from(tmp_path: Path) -> None:
+
+    system = _file(tmp_path / "etc" / "config.toml", 'port = 24500\nlocked = ["port"]\n')
+    user = _file(tmp_path / "home" / "config.toml", 'port = 24600\nlang = "en"\n')
+    env = {**os.environ, "CARDBRIDGE_CONFIG": str(user), "CARDBRIDGE_SYSTEM_CONFIG": str(system)}
+    result = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "config", "show", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    shown = json.loads(result.stdout)
+    assert shown["settings"]["port"] == 24500 and shown["sources"]["port"] == "system"
+    assert shown["sources"]["lang"] == "user" and shown["systemPath"] == str(system)
+    text = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "--lang", "en", "config", "show"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "port = 24500  # from the system file" in text and 'lang = "en"  # from your file' in text

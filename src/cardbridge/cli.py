@@ -242,6 +242,16 @@ def _add_config_parser(commands: Any) -> None:
     actions.add_parser("path", help="print the config file's path (it may not exist yet)")
     p_show = actions.add_parser("show", help="check the config file and print the settings in use")
     p_show.add_argument("--json", action="store_true", help="print JSON")
+    p_origins = commands.add_parser(
+        "origins",
+        help="the websites you allowed to use your ID card",
+        description="Under origin_policy = ask, cardbridge asks the first time a website wants the card and "
+        "remembers your Allow. list shows them, forget takes one back (the site is asked about again), "
+        "allow adds one without a question.",
+    )
+    p_origins.add_argument("action", nargs="?", choices=("list", "forget", "allow"), default="list")
+    p_origins.add_argument("origin", nargs="?", help="the website's origin, e.g. https://login.example.no")
+    p_origins.add_argument("--json", action="store_true", help="print JSON")
 
 
 # Commands that work with cards or serve: they also log to the rotating log file.
@@ -476,6 +486,56 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _origins(args: argparse.Namespace) -> int:
+    from cardbridge.authtoken import check_origin
+    from cardbridge.config import load_config
+    from cardbridge.errors import InvalidInputError
+    from cardbridge.origins import OriginStore
+
+    store = OriginStore()
+    if args.action == "list":
+        if args.origin is not None:
+            raise InvalidInputError("origins list takes no origin.")
+        config = load_config()
+        remembered = store.allowed()
+        if args.json:
+            _print_json(
+                {
+                    "policy": config.origin_policy,
+                    "allowed": [r.to_dict() for r in remembered],
+                    "configAllowed": list(config.allowed_origins),
+                    "configDenied": list(config.denied_origins),
+                }
+            )
+            return 0
+        print(_say(args, f"cli.origins.policy.{config.origin_policy}"))
+        for origin in config.allowed_origins:
+            print(f"  {origin}  # {_say(args, 'cli.origins.by_config')}")
+        for entry in remembered:
+            print(f"  {entry.origin}  # {_say(args, 'cli.origins.by_you', at=entry.allowed_at)}")
+        for origin in config.denied_origins:
+            print(f"  {origin}  # {_say(args, 'cli.origins.denied')}")
+        if not (config.allowed_origins or remembered):
+            print(_say(args, "cli.origins.none"))
+        return 0
+    if args.origin is None:
+        raise InvalidInputError(f"origins {args.action} needs the website's origin, e.g. https://login.example.no")
+    given = args.origin
+    if given.count("/") == 3 and given.endswith("/"):  # an address copied from the browser: https://host/
+        given = given[:-1]
+    origin = check_origin(given, allow_http_localhost=True)
+    if args.action == "allow":
+        store.allow(origin)
+        done = True
+    else:
+        done = store.forget(origin)
+    if args.json:
+        _print_json({"origin": origin, "action": args.action, "changed": done})
+    else:
+        print(_say(args, f"cli.origins.{args.action}{'' if done else '_none'}", origin=origin))
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from cardbridge.config import config_path, load_config
 
@@ -486,15 +546,27 @@ def _config(args: argparse.Namespace) -> int:
     config = load_config(path)  # checked: a bad or unsafe file is a CONFIG_ERROR
     settings = config.to_dict()
     settings.pop("path", None)
+    system = settings.pop("system_path", None)
     if args.json:
-        _print_json({"path": str(path), "exists": path.exists(), "settings": settings})
+        _print_json(
+            {
+                "path": str(path),
+                "exists": path.exists(),
+                "systemPath": system,
+                "systemExists": config.system_path is not None and config.system_path.exists(),
+                "settings": settings,
+                "sources": dict(config.sources),
+            }
+        )
         return 0
     print(_say(args, "cli.config.file", path=path))
     if not path.exists():
         print(_say(args, "cli.config.missing"))
+    print(_say(args, "cli.config.system_file", path=system))
     for name, value in settings.items():
         shown = _say(args, "cli.config.unset") if value is None else json.dumps(value, ensure_ascii=False)
-        print(f"{name} = {shown}")
+        source = config.sources.get(name, "default")
+        print(f"{name} = {shown}  # {_say(args, 'cli.config.source.' + source.replace('+', '_'))}")
     return 0
 
 
@@ -787,6 +859,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_demo(args))
         if args.command == "config":
             return _config(args)
+        if args.command == "origins":
+            return _origins(args)
         if args.command == "doctor":
             return _doctor(args)
         if args.command == "install-service":

@@ -69,6 +69,52 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "(the file does not exist; these are the defaults)",
     },
     "cli.config.unset": {"nb": "(ikke satt)", "nn": "(ikkje sett)", "en": "(not set)"},
+    "cli.origins.policy.ask": {
+        "nb": "Nye nettsteder: du blir spurt første gang. Tillatte nettsteder:",
+        "nn": "Nye nettstader: du blir spurd første gong. Tillatne nettstader:",
+        "en": "New websites: you are asked the first time. Allowed websites:",
+    },
+    "cli.origins.policy.allow-list": {
+        "nb": "Bare nettstedene på listen kan bruke ID-kortet:",
+        "nn": "Berre nettstadene på lista kan bruke ID-kortet:",
+        "en": "Only the websites on the list may use the ID card:",
+    },
+    "cli.origins.by_config": {"nb": "i innstillingene", "nn": "i innstillingane", "en": "in the settings"},
+    "cli.origins.by_you": {"nb": "tillatt av deg {at}", "nn": "tillate av deg {at}", "en": "allowed by you {at}"},
+    "cli.origins.denied": {"nb": "nektet", "nn": "nekta", "en": "refused"},
+    "cli.origins.none": {
+        "nb": "  (ingen ennå)",
+        "nn": "  (ingen enno)",
+        "en": "  (none yet)",
+    },
+    "cli.origins.allow": {
+        "nb": "{origin} kan nå bruke ID-kortet (du blir fortsatt bedt om PIN-koden).",
+        "nn": "{origin} kan no bruke ID-kortet (du blir framleis beden om PIN-koden).",
+        "en": "{origin} may now use the ID card (you are still asked for the PIN).",
+    },
+    "cli.origins.forget": {
+        "nb": "Glemt: {origin}. Du blir spurt igjen neste gang nettstedet vil bruke kortet.",
+        "nn": "Gløymt: {origin}. Du blir spurd igjen neste gong nettstaden vil bruke kortet.",
+        "en": "Forgotten: {origin}. You will be asked again the next time it wants the card.",
+    },
+    "cli.origins.forget_none": {
+        "nb": "Du hadde ikke svart for {origin}; ingenting å glemme.",
+        "nn": "Du hadde ikkje svart for {origin}; ingenting å gløyme.",
+        "en": "You had not answered for {origin}; nothing to forget.",
+    },
+    "cli.config.system_file": {
+        "nb": "Systemets innstillingsfil: {path}",
+        "nn": "Systemet si innstillingsfil: {path}",
+        "en": "System config file: {path}",
+    },
+    "cli.config.source.default": {"nb": "standard", "nn": "standard", "en": "default"},
+    "cli.config.source.system": {"nb": "fra systemets fil", "nn": "frå systemet si fil", "en": "from the system file"},
+    "cli.config.source.user": {"nb": "fra din fil", "nn": "frå fila di", "en": "from your file"},
+    "cli.config.source.system_user": {
+        "nb": "fra begge filene",
+        "nn": "frå begge filene",
+        "en": "from both files",
+    },
     # cardbridge install-service
     "cli.service.unit": {
         "nb": "Bakgrunnstjenesten er installert: {path}",

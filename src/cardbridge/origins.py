@@ -1,0 +1,152 @@
+"""Which websites may use the ID card: the policy and the person's own answers.
+
+The decision for an origin (already checked and serialized by ``authtoken.check_origin``):
+
+1. on ``denied_origins`` (the system's or the user's config): refused;
+2. on ``allowed_origins``: allowed;
+3. ``origin_policy = "allow-list"``: refused (only listed sites pass);
+4. ``origin_policy = "ask"`` (the default): allowed when the person allowed it before
+   (remembered in the per-user state file); refused for a while (:data:`REFUSAL_PAUSE`)
+   after the person refused it, so a site cannot raise dialog after dialog; otherwise the
+   person is asked, once.
+
+The state file is ``origins.json`` in the user's state folder
+(``~/.local/state/cardbridge`` on Linux; ``$CARDBRIDGE_STATE_DIR`` overrides), mode 0600.
+Several bridge processes (the native host runs once per request) may use it at once: every
+change is made under an exclusive ``flock`` and written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import enum
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from cardbridge.config import APP, Config
+from cardbridge.errors import ConfigError
+
+ENV_STATE_DIR = "CARDBRIDGE_STATE_DIR"
+REFUSAL_PAUSE = 30.0  # seconds a refused site cannot ask again
+_MAX_ENTRIES = 1000  # the file stays small whatever sites do
+
+
+class Decision(enum.StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    ASK = "ask"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(ENV_STATE_DIR) or platformdirs.user_state_dir(APP))
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A site the person allowed, and when."""
+
+    origin: str
+    allowed_at: str  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, str]:
+        return {"origin": self.origin, "allowedAt": self.allowed_at}
+
+
+class OriginStore:
+    """The person's answers: allowed sites (kept) and recent refusals (for the pause)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / "origins.json"
+
+    # -- reading --------------------------------------------------------------------------
+    def allowed(self) -> list[Remembered]:
+        data = self._read()
+        return [Remembered(o, str(at)) for o, at in sorted(data["allowed"].items())]
+
+    def is_allowed(self, origin: str) -> bool:
+        return origin in self._read()["allowed"]
+
+    def refused_recently(self, origin: str, now: float | None = None) -> bool:
+        at = self._read()["refused"].get(origin)
+        current = time.time() if now is None else now
+        return isinstance(at, int | float) and 0 <= current - at < REFUSAL_PAUSE
+
+    # -- changing -------------------------------------------------------------------------
+    def allow(self, origin: str) -> None:
+        with self._changing() as data:
+            data["refused"].pop(origin, None)
+            data["allowed"][origin] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+    def forget(self, origin: str) -> bool:
+        """Forget the person's answer for ``origin``; True if there was one."""
+        with self._changing() as data:
+            had = data["allowed"].pop(origin, None) is not None
+            had = data["refused"].pop(origin, None) is not None or had
+        return had
+
+    def refuse(self, origin: str, now: float | None = None) -> None:
+        with self._changing() as data:
+            current = time.time() if now is None else now
+            data["refused"] = {o: at for o, at in data["refused"].items() if current - at < REFUSAL_PAUSE}
+            data["refused"][origin] = current
+
+    # -- the file ---------------------------------------------------------------------------
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            raw = {}
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: the list of allowed websites cannot be read: {exc}") from exc
+        allowed = raw.get("allowed") if isinstance(raw, dict) else None
+        refused = raw.get("refused") if isinstance(raw, dict) else None
+        return {
+            "allowed": {str(k): str(v) for k, v in allowed.items()} if isinstance(allowed, dict) else {},
+            "refused": {str(k): v for k, v in refused.items() if isinstance(v, int | float)}
+            if isinstance(refused, dict)
+            else {},
+        }
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = self._read()
+            yield data
+            if len(data["allowed"]) > _MAX_ENTRIES or len(data["refused"]) > _MAX_ENTRIES:
+                raise ConfigError(f"{self.path}: more than {_MAX_ENTRIES} websites; forget some first.")
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(out, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+        finally:
+            os.close(fd)
+
+
+def decide(origin: str, config: Config, store: OriginStore | None = None, now: float | None = None) -> Decision:
+    """The decision for ``origin`` (see the module)."""
+    if origin in config.denied_origins:
+        return Decision.DENY
+    if origin in config.allowed_origins:
+        return Decision.ALLOW
+    if config.origin_policy != "ask":
+        return Decision.DENY
+    store = store or OriginStore()
+    if store.is_allowed(origin):
+        return Decision.ALLOW
+    if store.refused_recently(origin, now):
+        return Decision.DENY
+    return Decision.ASK
