@@ -278,9 +278,18 @@ class CardService:
             work.add_done_callback(lambda _: then())
         future = asyncio.wrap_future(work)
         limit = self.card_timeout if timeout is None else timeout
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result of a call
+        # that ended just as its caller was cancelled, and the login went on after the cancel.
+        # The shield keeps the worker's future: the call runs to its end on its thread anyway.
+        deadline = asyncio.timeout(limit)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), limit)
-        except TimeoutError as exc:
+            async with deadline:
+                return await asyncio.shield(future)
+        except BaseException as exc:
+            if not future.done():  # nobody waits for the call any more: its outcome goes nowhere
+                future.add_done_callback(_forget)
+            if not isinstance(exc, TimeoutError) or not deadline.expired():
+                raise
             self._hung.add(key)
             future.add_done_callback(lambda _: self._hung.discard(key))
             log.warning("%s did not answer within %.0f s", getattr(executor_owner, "name", "a card"), limit)
@@ -491,9 +500,13 @@ class CardService:
                 timeout=remaining,
             )
             dialogs += 1
+            deadline_cm = asyncio.timeout_at(deadline)
             try:
-                pin = await asyncio.wait_for(pin_source.get_pin(request), remaining)
+                async with deadline_cm:  # not wait_for: see _run
+                    pin = await pin_source.get_pin(request)
             except TimeoutError as exc:
+                if not deadline_cm.expired():
+                    raise
                 raise UserTimeoutError("No PIN was given in time.") from exc
             except UserCancelledError as cancelled:
                 last = refusal if isinstance(previous, PinRepeatedError) else previous
@@ -547,6 +560,12 @@ class CardService:
                     wipe(pin)
 
 
+def _forget(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a call nobody waits for (so asyncio does not report it)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _matching(certificates: Sequence[CertificateInfo], purpose: Purpose, selection: Selection) -> list[CertificateInfo]:
     wanted = selection.certificate_sha256.lower() if selection.certificate_sha256 else None
     return [c for c in certificates if c.purpose is purpose and (wanted is None or c.sha256 == wanted)]
@@ -590,15 +609,22 @@ def _algorithms_and_pin(token: Token, certificate: CertificateInfo) -> tuple[Seq
 @contextlib.asynccontextmanager
 async def _prepared(pin_source: PinSource) -> AsyncIterator[None]:
     """Let the PIN source get ready while the card is looked up (a pinentry program starts,
-    showing nothing yet); end whatever it started when the operation ends."""
+    showing nothing yet); end whatever it started when the operation ends. What it starts
+    is a task of a group that ends with the operation, also when the operation is cancelled."""
     if not isinstance(pin_source, PreparedPinSource):
         yield
         return
-    pin_source.prepare()
-    try:
-        yield
-    finally:
-        await pin_source.aclose()
+    failure: Exception | None = None
+    async with asyncio.TaskGroup() as group:
+        pin_source.prepare(group)
+        try:
+            yield
+        except Exception as exc:  # the operation's own error: raised as it is, not in a group
+            failure = exc
+        finally:
+            await pin_source.aclose()
+    if failure is not None:
+        raise failure
 
 
 def open_backends(modules: Sequence[str], *, pcsc: bool = False, reader: str | None = None) -> list[Backend]:

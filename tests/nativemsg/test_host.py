@@ -345,10 +345,14 @@ def test_wrong_pin_then_cancel(start_host: Any, card_env: dict[str, str], pinent
 
 
 @pytest.mark.softhsm
+@pytest.mark.parametrize("wrapped", [False, True], ids=["pinentry", "wrapper-script"])
 def test_browser_closing_stdin_cancels_the_dialog(
-    start_host: Any, card_env: dict[str, str], pinentry: ScriptedPinentry
+    start_host: Any, card_env: dict[str, str], pinentry: ScriptedPinentry, wrapped: bool
 ) -> None:
+    # Also with a pinentry wrapper script that does not exec: the dialog is its child.
     pinentry.respond("HANG")  # a person who has not answered yet
+    if wrapped:
+        card_env = {**card_env, "CARDBRIDGE_PINENTRY": pinentry.wrapper()}
     host = start_host(env=card_env)
     host.read()
     host.send({"command": "authenticate", "arguments": {"challengeNonce": nonce(), "origin": ORIGIN}})

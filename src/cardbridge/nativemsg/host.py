@@ -52,7 +52,6 @@ COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "sign": (frozenset({"hash", "hashFunction", "certificate", "origin"}), frozenset({"lang"})),
     "quit": (frozenset(), frozenset()),
 }
-CANCEL_GRACE = 3.0  # seconds a cancelled command gets to close its dialog and sessions
 
 
 class Refused(Exception):
@@ -260,32 +259,40 @@ def run_command(command: str, arguments: dict[str, str]) -> dict[str, Any]:
 
 
 async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
+    """Run the command in this task; when stdin closes, cancel it and raise BrowserGone.
+
+    The cancel goes straight to the command's own task (no second task that could outlive
+    it): the dialog closes, no card call starts after it, and the cancel unwinds through the
+    service's cleanup before this returns.
+    """
     import asyncio
     import contextlib
     import threading
 
     loop = asyncio.get_running_loop()
-    closed = asyncio.Event()
+    work = asyncio.current_task()
+    assert work is not None
+    gone = False
+
+    def browser_gone() -> None:  # on the loop
+        nonlocal gone
+        gone = True
+        work.cancel()
 
     def watch_stdin() -> None:
         read = _stdin_reader()
         while read(65536):
             pass  # the Web eID protocol sends nothing more; whatever comes is dropped
         with contextlib.suppress(RuntimeError):  # the loop has already finished
-            loop.call_soon_threadsafe(closed.set)
+            loop.call_soon_threadsafe(browser_gone)
 
     threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    work = asyncio.create_task(perform(command, arguments))
-    gone = asyncio.create_task(closed.wait())
-    await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    if closed.is_set():
-        work.cancel()
-        await asyncio.wait({work}, timeout=CANCEL_GRACE)
-        if work.done() and not work.cancelled():
-            work.exception()  # retrieved, so it is not reported; nothing is sent
-        raise BrowserGone
-    gone.cancel()
-    return work.result()
+    try:
+        return await perform(command, arguments)
+    except asyncio.CancelledError:
+        if gone:
+            raise BrowserGone from None
+        raise
 
 
 def check_allowed_origin(origin: str, config: Config) -> None:

@@ -8,7 +8,6 @@ raises UserCancelledError or UserTimeoutError when the person does not give a PI
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -114,10 +113,11 @@ def dialog_for(request: PinRequest) -> Dialog:
 
 @runtime_checkable
 class PreparedPinSource(PinSource, Protocol):
-    """A source that can get ready ahead of the first dialog (the service calls ``prepare``
-    once the operation starts, and ``aclose`` when it ends)."""
+    """A source that can get ready ahead of the first dialog: the service calls ``prepare``
+    once the operation starts, with a task group that the operation owns, and ``aclose``
+    when it ends (before the group closes)."""
 
-    def prepare(self) -> None: ...
+    def prepare(self, group: asyncio.TaskGroup) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -131,27 +131,52 @@ class PinentrySource:
 
     def __init__(self, program: str) -> None:
         self.program = program
-        self._started: asyncio.Task[Pinentry] | None = None
+        self._started: asyncio.Task[Pinentry | CardbridgeError] | None = None
 
-    def prepare(self) -> None:
-        """Start the program now, ahead of the first dialog."""
+    def prepare(self, group: asyncio.TaskGroup) -> None:
+        """Start the program now, ahead of the first dialog, as a task of ``group``."""
         if self._started is None:
-            self._started = asyncio.ensure_future(Pinentry(self.program).start())
+            self._started = group.create_task(self._start())
+
+    async def _start(self) -> Pinentry | CardbridgeError:
+        # A failure to start is the dialog's failure, told when a dialog is asked for; as a
+        # task's exception it would cancel the card lookup that runs beside it.
+        try:
+            return await Pinentry(self.program).start()
+        except CardbridgeError as exc:
+            return exc
 
     async def aclose(self) -> None:
-        """End a program that ``prepare`` started and no dialog used."""
+        """End a program that ``prepare`` started and no dialog used. A cancel while it
+        waits is not swallowed; the program is closed on that path too."""
         started, self._started = self._started, None
         if started is None:
             return
-        if not started.done():
-            started.cancel()
-        with contextlib.suppress(asyncio.CancelledError, CardbridgeError):
-            await (await started).close(kill=True)
+        try:
+            if not started.done():
+                started.cancel()  # a start cancelled midway ends its own program
+                await asyncio.wait({started})
+        finally:
+            if started.done() and not started.cancelled():
+                outcome = started.result()
+                if isinstance(outcome, Pinentry):
+                    await outcome.close(kill=True)
+
+    async def _take(self) -> Pinentry:
+        """The program ``prepare`` started, else a new one. A cancel while it starts leaves
+        it to ``aclose``."""
+        started = self._started
+        if started is None:
+            return Pinentry(self.program)
+        outcome = await asyncio.shield(started)
+        self._started = None
+        if isinstance(outcome, CardbridgeError):
+            raise outcome
+        return outcome
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         dialog = dialog_for(request)
-        started, self._started = self._started, None
-        pinentry = await started if started is not None else Pinentry(self.program)
+        pinentry = await self._take()
         async with pinentry:
             if request.status.protected_path:
                 await pinentry.confirm(dialog)
