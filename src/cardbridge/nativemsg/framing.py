@@ -11,6 +11,7 @@ Only the standard library, and only cheap modules: the host imports this at star
 from __future__ import annotations
 
 import json
+import math
 import struct
 
 TYPE_CHECKING = False
@@ -48,6 +49,13 @@ def _no_constants(name: str) -> object:
     raise FrameError(f"The message is not valid JSON ({name} is not a JSON number).")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: as the literal Infinity, which JSON has not
+        raise FrameError("The message is not valid JSON (a number out of range).")
+    return value
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -64,7 +72,9 @@ def parse_message(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise FrameError("The message is not valid UTF-8.") from None
     try:
-        value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        value = json.loads(
+            text, parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys
+        )
     except (ValueError, RecursionError) as exc:
         if isinstance(exc, FrameError):
             raise
