@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean deb deb-deps
+.PHONY: test demo deps venv lint clean deb deb-deps fuzz
 
 # The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
 DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-LINT_PATHS := src tests $(wildcard bench)
+LINT_PATHS := src tests $(wildcard bench) $(wildcard fuzz)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -55,6 +55,24 @@ test: deps venv
 
 demo: deps venv
 	$(VENV)/bin/cardbridge demo
+
+# Fuzzing (atheris, libFuzzer): every fuzz/fuzz_*.py for FUZZ_SECONDS seconds each, seeded
+# from fuzz/seeds/NAME/; inputs that add coverage go to fuzz/corpus/NAME/ and a crash, a
+# failed property or an input slower than FUZZ_TIMEOUT seconds to fuzz/artifacts/ (both
+# ignored by git). Installs atheris (the fuzz extra) into the venv when it is missing.
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 20
+
+fuzz: venv
+	@$(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q -e '.[fuzz]'
+	@status=0; for harness in fuzz/fuzz_*.py; do \
+		name=$$(basename $$harness .py); name=$${name#fuzz_}; \
+		mkdir -p fuzz/corpus/$$name fuzz/artifacts; \
+		seeds=""; if [ -d fuzz/seeds/$$name ]; then seeds=fuzz/seeds/$$name; fi; \
+		echo "== $$harness: $(FUZZ_SECONDS) s"; \
+		$(PY) $$harness -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
+			-artifact_prefix=fuzz/artifacts/$$name- fuzz/corpus/$$name $$seeds || status=1; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
