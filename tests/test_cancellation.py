@@ -31,7 +31,7 @@ import pytest
 
 from cardbridge.pinentry import PinentrySource, PinRequest
 from cardbridge.service import CardService, Selection, open_backends
-from tests.conftest import ScriptedPinentry, alive
+from tests.conftest import ScriptedPinentry, ended
 from tests.softhsm import SoftHsm
 from tests.test_service import ORIGIN, nonce
 
@@ -174,7 +174,7 @@ def _check_run(probe: Probe, pinentry: ScriptedPinentry, run: int) -> None:
     assert probe.calls_after == [], f"run {run}: card calls after the cancel: {probe}"
     shown = pinentry.dialogs()
     assert len(shown) <= probe.dialogs_before, f"run {run}: the pinentry showed more dialogs than were asked for"
-    assert [d["pid"] for d in shown if alive(d["pid"])] == [], f"run {run}: a dialog is still open"
+    assert all(ended(d["pid"]) for d in shown), f"run {run}: a dialog is still open"
 
 
 def _no_asyncio_errors(caplog: pytest.LogCaptureFixture) -> None:

@@ -19,7 +19,7 @@ from cardbridge.errors import (
 from cardbridge.model import Purpose
 from cardbridge.pinentry import PinentrySource
 from cardbridge.service import CardService, Selection, open_backends
-from tests.conftest import ScriptedPinentry, alive
+from tests.conftest import ScriptedPinentry, ended
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
 
@@ -205,7 +205,10 @@ async def test_sign_with_the_signing_key(service: CardService, pinentry: Scripte
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-    cert, algorithms = await service.signing_certificate(ORIGIN, selection=Selection(token_label="p256"))
+    pinentry.respond("OK")  # the person agrees to share the certificate
+    cert, algorithms = await service.signing_certificate(
+        ORIGIN, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+    )
     assert cert.purpose is Purpose.SIGNING
     assert {a.hash_function for a in algorithms} >= {"SHA-256", "SHA-384"}
     pinentry.respond("1234")
@@ -513,7 +516,7 @@ async def test_a_wrapper_dialog_is_ended_on_cancel_and_timeout_and_the_bridge_is
                 await service.authenticate(ORIGIN, nonce(), PinentrySource(wrapper), selection=p256)
         assert not service.busy
         service.user_timeout = 30
-        assert [pid for pid in pinentry.pids() if alive(pid)] == []
+        assert all(ended(pid) for pid in pinentry.pids())
         pinentry.respond("1234")
         challenge = nonce()
         token = await service.authenticate(ORIGIN, challenge, PinentrySource(wrapper), selection=p256)
@@ -543,3 +546,54 @@ async def test_open_service_puts_the_pcsc_drivers_before_the_modules(tmp_path, m
         assert "pcsc" not in [b.name for b in only.backends]
     finally:
         await only.aclose()
+
+
+# -- the signing certificate goes to a page only after the person agreed ---------------------
+
+
+async def test_signing_certificate_only_after_the_person_agrees(
+    service: CardService, softhsm: SoftHsm, pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("OK")
+    cert, _ = await service.signing_certificate(
+        ORIGIN, PinentrySource(pinentry.program), lang="en", selection=Selection(token_label="p256")
+    )
+    assert cert.purpose is Purpose.SIGNING
+    (dialog,) = pinentry.dialogs()
+    verbs = [verb for verb, _ in dialog["commands"]]
+    assert "CONFIRM" in verbs and "GETPIN" not in verbs, "a question, no PIN"
+    (desc,) = pinentry.texts("SETDESC")
+    assert ORIGIN in desc and softhsm.citizen.common_name in desc and "national identity number" in desc
+    assert desc.index(ORIGIN) < desc.index(softhsm.citizen.common_name)
+    assert pinentry.texts("SETTITLE") == ["Share your certificate"]
+    assert pinentry.texts("SETOK") == ["Share"]
+
+
+async def test_signing_certificate_cancelled_is_user_cancelled_and_gives_nothing(
+    service: CardService, pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("CANCEL")
+    with pytest.raises(UserCancelledError):
+        await service.signing_certificate(
+            ORIGIN, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+        )
+    assert len(pinentry.dialogs()) == 1
+    assert not service.busy
+
+
+async def test_signing_certificate_unanswered_is_user_timeout(softhsm: SoftHsm, pinentry: ScriptedPinentry) -> None:
+    service = CardService(open_backends([softhsm.module]), user_timeout=1)
+    pinentry.respond("HANG")
+    try:
+        with pytest.raises(UserTimeoutError):
+            await asyncio.wait_for(
+                service.signing_certificate(
+                    ORIGIN, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
+                ),
+                10,
+            )
+        assert not service.busy
+        assert all(ended(pid) for pid in pinentry.pids())
+    finally:
+        pinentry.kill_leftovers()
+        await service.aclose()

@@ -50,7 +50,7 @@ from cardbridge.model import (
     TokenInfo,
     TokenListing,
 )
-from cardbridge.pinentry import PinRequest, PinSource, PreparedPinSource, wipe
+from cardbridge.pinentry import ConsentRequest, ConsentSource, PinRequest, PinSource, PreparedPinSource, wipe
 
 if TYPE_CHECKING:
     from cardbridge.config import Config
@@ -410,12 +410,20 @@ class CardService:
             return AuthToken(certificate.der, algorithm.jws, signature)
 
     async def signing_certificate(
-        self, origin: str, *, selection: Selection | None = None
+        self,
+        origin: str,
+        consent: ConsentSource,
+        *,
+        lang: str = "nb",
+        selection: Selection | None = None,
     ) -> tuple[CertificateInfo, list[SignatureAlgorithm]]:
-        """The signing (nonRepudiation) certificate and the algorithms its key supports."""
+        """The signing (nonRepudiation) certificate and the algorithms its key supports,
+        once the person agreed to share it with ``origin``: the certificate names them (name
+        and national identity number), so ``consent`` shows a dialog that names the origin
+        and the holder first. Cancel gives USER_CANCELLED and no certificate."""
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         self._begin()
-        async with self._operation:
+        async with self._operation, _prepared(consent):
             candidate = await self._choose(Purpose.SIGNING, selection or Selection())
             if candidate.ready is not None:
                 supported = candidate.ready[0]
@@ -423,6 +431,18 @@ class CardService:
                 supported = await self._run(
                     candidate.token, candidate.token.supported_algorithms, candidate.certificate
                 )
+            request = ConsentRequest(
+                origin=origin, holder=candidate.certificate.holder_name, lang=lang, timeout=self.user_timeout
+            )
+            deadline = asyncio.timeout(self.user_timeout)
+            try:
+                async with deadline:
+                    await consent.confirm(request)
+            except TimeoutError as exc:
+                if not deadline.expired():
+                    raise
+                raise UserTimeoutError("The person did not answer in time.") from exc
+            log.info("the signing certificate %s went to %s", candidate.certificate.sha256[:16], origin)
             return candidate.certificate, list(supported)
 
     async def sign(
@@ -607,7 +627,7 @@ def _algorithms_and_pin(token: Token, certificate: CertificateInfo) -> tuple[Seq
 
 
 @contextlib.asynccontextmanager
-async def _prepared(pin_source: PinSource) -> AsyncIterator[None]:
+async def _prepared(pin_source: object) -> AsyncIterator[None]:
     """Let the PIN source get ready while the card is looked up (a pinentry program starts,
     showing nothing yet); end whatever it started when the operation ends. What it starts
     is a task of a group that ends with the operation, also when the operation is cancelled."""

@@ -373,12 +373,18 @@ def test_browser_closing_stdin_cancels_the_dialog(
 def test_signing_certificate_and_sign(
     start_host: Any, card_env: dict[str, str], card: Card, pinentry: ScriptedPinentry
 ) -> None:
+    pinentry.respond("OK")  # the person agrees to share the certificate
     host = start_host(env=card_env)
     host.read()
-    host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN}})
+    host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN, "lang": "nn"}})
     answer = host.read()
     host.finish()
     assert set(answer) == {"certificate", "supportedSignatureAlgorithms"}
+    (consent,) = pinentry.dialogs()
+    assert "CONFIRM" in [verb for verb, _ in consent["commands"]]
+    assert pinentry.texts("SETTITLE") == ["Del sertifikatet ditt"]
+    (consent_text,) = pinentry.texts("SETDESC")
+    assert ORIGIN in consent_text and card.holder in consent_text
     assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-384", "paddingScheme": "NONE"} in answer[
         "supportedSignatureAlgorithms"
     ]
@@ -414,6 +420,26 @@ def test_signing_certificate_and_sign(
     key.verify(der, digest, ec.ECDSA(Prehashed(hashes.SHA384())))
     (description,) = pinentry.texts("SETDESC")
     assert ORIGIN in description
+
+
+@pytest.mark.softhsm
+def test_signing_certificate_cancelled_gives_no_certificate(
+    start_host: Any, card_env: dict[str, str], card: Card, pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("CANCEL")
+    host = start_host(env=card_env)
+    host.read()
+    host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN, "lang": "en"}})
+    answer = host.read()
+    host.finish()
+    assert set(answer) == {"error"}
+    assert (answer["error"]["code"], answer["error"]["cardbridgeCode"]) == (
+        "ERR_WEBEID_USER_CANCELLED",
+        "USER_CANCELLED",
+    )
+    assert card.holder not in json.dumps(answer)
+    (description,) = pinentry.texts("SETDESC")
+    assert ORIGIN in description and card.holder in description
 
 
 @pytest.mark.softhsm

@@ -8,7 +8,7 @@ from cardbridge.errors import PinentryError, PinIncorrectError, UserCancelledErr
 from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry import PinentrySource, PinRequest, StreamPinSource, dialog_for
 from cardbridge.pinentry.assuan import Pinentry, escape, unescape_into
-from tests.conftest import ScriptedPinentry, alive, parent_of
+from tests.conftest import ScriptedPinentry, ended, parent_of
 
 
 def test_escape_round_trip() -> None:
@@ -127,7 +127,7 @@ async def test_a_wrapper_that_does_not_exec_is_ended_with_its_child(pinentry: Sc
         async with asyncio.timeout(5):  # before the fix: waits for the grandchild's pipes (an hour)
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert not alive(dialog) and not alive(wrapper)
+        assert ended(dialog) and ended(wrapper)
     finally:
         pinentry.kill_leftovers()
 
@@ -139,7 +139,7 @@ async def test_a_wrapper_dialog_that_times_out_is_ended_with_its_child(pinentry:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(_within(1, source.get_pin(_request())), 5)  # before the fix: never ends
         (dialog,) = pinentry.pids()
-        assert not alive(dialog)
+        assert ended(dialog)
     finally:
         pinentry.kill_leftovers()
 
@@ -148,4 +148,4 @@ async def test_a_wrapper_dialog_answers_and_leaves_nothing(pinentry: ScriptedPin
     pinentry.respond("1234")
     assert await PinentrySource(pinentry.wrapper()).get_pin(_request()) == bytearray(b"1234")
     (dialog,) = pinentry.pids()
-    assert not alive(dialog)
+    assert ended(dialog)

@@ -228,3 +228,34 @@ async def test_a_card_that_names_its_pin_gets_that_name_in_the_dialog(pinentry: 
     assert "PIN2" in told["SETDESC"][0]
     assert EXPECTED[lang]["sign_pin"] not in told["SETDESC"][0]
     assert told["SETPROMPT"] == ["PIN2:"]
+
+
+CONSENT = {
+    "nb": ("Del sertifikatet ditt", "ber om sertifikatet ditt for signering", "navnet ditt og fødselsnummeret", "Del"),
+    "nn": ("Del sertifikatet ditt", "ber om sertifikatet ditt for signering", "namnet ditt og fødselsnummeret", "Del"),
+    "en": (
+        "Share your certificate",
+        "asks for your signing certificate",
+        "your name and your national identity number",
+        "Share",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_consent_to_share_the_signing_certificate(pinentry: ScriptedPinentry, lang: str) -> None:
+    from cardbridge.pinentry import ConsentRequest
+
+    title, asking, shares, ok = CONSENT[lang]
+    pinentry.respond("OK")
+    await PinentrySource(pinentry.program).confirm(ConsentRequest(origin=ORIGIN, holder=HOLDER, lang=lang))
+    (dialog,) = pinentry.dialogs()
+    told: dict[str, list[str]] = {}
+    for verb, argument in dialog["commands"]:
+        told.setdefault(verb, []).append(argument)
+    assert told["SETTITLE"] == [title] and told["SETOK"] == [ok] and "CONFIRM" in told and "GETPIN" not in told
+    (desc,) = told["SETDESC"]
+    lines = [line.strip() for line in desc.splitlines()]
+    assert ORIGIN in lines and lines.index(ORIGIN) <= 2, "the origin at the top, on a line of its own"
+    assert asking in desc and f"{HOLDER}" in desc and shares in desc
+    assert desc.index(ORIGIN) < desc.index(HOLDER)

@@ -257,7 +257,7 @@ async def test_client_status_over_http(page: Any, portal: Portal, bridge: Any, b
 async def test_client_gets_the_signing_certificate_and_signs_over_http(
     page: Any, portal: Portal, bridge: Any, bridge_port: int, pinentry: ScriptedPinentry, softhsm: SoftHsm
 ) -> None:
-    pinentry.respond(softhsm.pin)
+    pinentry.respond("OK", softhsm.pin)  # agree to share the certificate, then the signing PIN
     await page.goto(portal.origin + "/")
     outcome = await page.evaluate(
         """async (port) => {
@@ -285,7 +285,7 @@ async def test_client_gets_the_signing_certificate_and_signs_over_http(
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     public_key.verify(encode_dss_signature(r, s), bytes([7]) * 48, ec.ECDSA(Prehashed(hashes.SHA384())))
     assert outcome["refused"] == "INVALID_ARGUMENT"  # a hash of the wrong length, refused before any dialog
-    assert pinentry.texts("SETTITLE") == ["Sign with your ID card"]
+    assert pinentry.texts("SETTITLE") == ["Share your certificate", "Sign with your ID card"]
 
 
 # A stand-in for the extension's content script, speaking the agreed window.postMessage

@@ -414,13 +414,16 @@ async def test_unexpected_error_is_500_without_a_trace(make_client: MakeClient) 
 
 
 async def test_signing_certificate_and_sign(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("OK")  # the person agrees to share the certificate
     response = await client.post("/v1/signing-certificate", json={"lang": "en"}, headers=origin_headers())
     assert response.status == 200, await response.text()
     body = await check(response, "/v1/signing-certificate")
     assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-256", "paddingScheme": "NONE"} in body[
         "supportedSignatureAlgorithms"
     ]
-    assert pinentry.dialogs() == [], "reading the certificate needs no PIN"
+    (consent,) = pinentry.dialogs()
+    assert [verb for verb, _ in consent["commands"] if verb in ("CONFIRM", "GETPIN")] == ["CONFIRM"], "no PIN"
+    assert ORIGIN in pinentry.texts("SETDESC")[0]
     der = base64.b64decode(body["certificate"])
     cert = x509.load_der_x509_certificate(der)
     assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
@@ -455,6 +458,19 @@ async def test_signing_certificate_and_sign(client: TestClient[Any, Any], pinent
     )
     (desc,) = pinentry.texts("SETDESC")
     assert ORIGIN in desc and "sign" in desc.lower()
+
+
+async def test_signing_certificate_only_when_the_person_agrees(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry, softhsm: SoftHsm
+) -> None:
+    pinentry.respond("CANCEL")
+    response = await client.post("/v1/signing-certificate", json={"lang": "nb"}, headers=origin_headers())
+    body = await problem_of(response, "/v1/signing-certificate", 403, "USER_CANCELLED")
+    text = json.dumps(body, ensure_ascii=False)
+    assert softhsm.citizen.fodselsnummer not in text and softhsm.citizen.surname not in text and "MII" not in text
+    (desc,) = pinentry.texts("SETDESC")
+    assert ORIGIN in desc and softhsm.citizen.common_name in desc and "fødselsnummeret" in desc
+    assert pinentry.texts("SETTITLE") == ["Del sertifikatet ditt"]
 
 
 async def test_sign_with_an_unknown_certificate(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:

@@ -103,4 +103,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "PIN-koden må ha {min} til {max} teikn.",
         "en": "The PIN must have {min} to {max} characters.",
     },
+    # Before a web page gets the signing certificate (it names the person).
+    "dialog.consent.title": {
+        "nb": "Del sertifikatet ditt",
+        "nn": "Del sertifikatet ditt",
+        "en": "Share your certificate",
+    },
+    "dialog.consent.asking": {
+        "nb": "Nettstedet\n\n    {origin}\n\nber om sertifikatet ditt for signering.",
+        "nn": "Nettstaden\n\n    {origin}\n\nber om sertifikatet ditt for signering.",
+        "en": "The website\n\n    {origin}\n\nasks for your signing certificate.",
+    },
+    "dialog.consent.shares": {
+        "nb": "Nettstedet får se navnet ditt og fødselsnummeret ditt. Trykk Del hvis du godtar.",
+        "nn": "Nettstaden får sjå namnet ditt og fødselsnummeret ditt. Trykk Del om du godtek.",
+        "en": "The website will see your name and your national identity number. Press Share if you agree.",
+    },
+    "dialog.consent.ok": {"nb": "Del", "nn": "Del", "en": "Share"},
 }

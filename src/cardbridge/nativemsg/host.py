@@ -8,7 +8,8 @@ The protocol is the one the Web eID extension speaks to its native app:
 2. It reads one request ``{"command": ..., "arguments": {...}}``:
 
    - ``authenticate`` ``{challengeNonce, origin, lang?}`` → the auth token;
-   - ``get-signing-certificate`` ``{origin, lang?}`` → ``{certificate, supportedSignatureAlgorithms}``;
+   - ``get-signing-certificate`` ``{origin, lang?}`` → ``{certificate, supportedSignatureAlgorithms}``,
+     once the person agreed in a dialog that names the origin and the certificate holder;
    - ``sign`` ``{hash, hashFunction, certificate, origin, lang?}`` → ``{signature, signatureAlgorithm}``;
    - ``quit`` ``{}`` → ``{}``.
 
@@ -352,7 +353,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             token = await service.authenticate(origin, arguments["challengeNonce"], pins, lang=lang)
             return token.to_dict()
         if command == "get-signing-certificate":
-            info, algorithms = await service.signing_certificate(origin)
+            info, algorithms = await service.signing_certificate(origin, pins, lang=lang)  # after a dialog
             return {
                 "certificate": b64(info.der),
                 "supportedSignatureAlgorithms": [a.to_webeid() for a in algorithms],

@@ -23,6 +23,8 @@ from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry.assuan import Dialog, Pinentry, wipe
 
 __all__ = [
+    "ConsentRequest",
+    "ConsentSource",
     "Dialog",
     "FixedPinSource",
     "PinRequest",
@@ -30,6 +32,7 @@ __all__ = [
     "PinentrySource",
     "PreparedPinSource",
     "StreamPinSource",
+    "consent_dialog_for",
     "dialog_for",
     "wipe",
 ]
@@ -46,6 +49,24 @@ class PinRequest:
     lang: str = i18n.DEFAULT_LANGUAGE
     error: CardbridgeError | None = None  # the previous attempt's failure
     timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """Before a web page gets the signing certificate: who asks, and whose certificate it is."""
+
+    origin: str
+    holder: str
+    lang: str = i18n.DEFAULT_LANGUAGE
+    timeout: float | None = None
+
+
+@runtime_checkable
+class ConsentSource(Protocol):
+    async def confirm(self, request: ConsentRequest) -> None:
+        """Return when the person agrees; raise UserCancelledError (Cancel) or
+        UserTimeoutError (no answer) otherwise."""
+        ...
 
 
 class PinSource(Protocol):
@@ -106,6 +127,25 @@ def dialog_for(request: PinRequest) -> Dialog:
         ),
         error=error,
         ok=i18n.text("dialog.ok.signing" if signing else "dialog.ok", lang),
+        cancel=i18n.text("dialog.cancel", lang),
+        timeout=request.timeout,
+    )
+
+
+def consent_dialog_for(request: ConsentRequest) -> Dialog:
+    """The texts of the dialog that asks before the signing certificate goes to a page."""
+    lang = request.lang
+    lines = [
+        i18n.text("dialog.consent.asking", lang, origin=request.origin),
+        "",
+        i18n.text("dialog.certificate", lang, holder=request.holder),
+        "",
+        i18n.text("dialog.consent.shares", lang),
+    ]
+    return Dialog(
+        title=i18n.text("dialog.consent.title", lang),
+        description="\n".join(lines),
+        ok=i18n.text("dialog.consent.ok", lang),
         cancel=i18n.text("dialog.cancel", lang),
         timeout=request.timeout,
     )
@@ -173,6 +213,13 @@ class PinentrySource:
         if isinstance(outcome, CardbridgeError):
             raise outcome
         return outcome
+
+    async def confirm(self, request: ConsentRequest) -> None:
+        """Ask with OK and Cancel (pinentry's CONFIRM); returns when the person agrees."""
+        dialog = consent_dialog_for(request)
+        pinentry = await self._take()
+        async with pinentry:
+            await pinentry.confirm(dialog)
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         dialog = dialog_for(request)

@@ -26,6 +26,7 @@ from cardbridge.errors import (
 )
 from cardbridge.i18n import request_language
 from cardbridge.model import HASH_LENGTHS
+from cardbridge.pinentry import ConsentSource, PinentrySource
 from cardbridge.server.settings import LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
 
@@ -168,9 +169,12 @@ async def authenticate(request: web.Request) -> web.Response:
 @routes.post("/v1/signing-certificate")
 async def signing_certificate(request: web.Request) -> web.Response:
     body = await read_json(request, frozenset(), frozenset({"lang", "origin"}))
-    _lang(request, body)  # no dialog here, but a bad tag is still bad input
+    settings = request.app[SETTINGS]
+    source = settings.new_pin_source()
+    # The certificate names the person: it goes to the page only after they agree in a dialog.
+    consent = source if isinstance(source, ConsentSource) else PinentrySource(settings.pinentry_program)
     certificate, algorithms = await request.app[SERVICE].signing_certificate(
-        request[ORIGIN], selection=_selection(request)
+        request[ORIGIN], consent, lang=_lang(request, body), selection=_selection(request)
     )
     return web.json_response(
         {"certificate": b64(certificate.der), "supportedSignatureAlgorithms": [a.to_webeid() for a in algorithms]}

@@ -18,7 +18,7 @@ const PROBE_TIMEOUT = 2000; // ms for the no-cors probe after a failed request
 
 const DEFAULT_TIMEOUTS = Object.freeze({
   authenticate: 130000, // the bridge gives the person 120 s for the PIN
-  "get-signing-certificate": 30000,
+  "get-signing-certificate": 130000, // the person is asked before the certificate goes to the page
   sign: 130000,
   status: 5000,
 });
