@@ -783,16 +783,23 @@ def _add_native_host_parsers(commands: Any) -> None:
 
 
 def _native_host(argv: Sequence[str]) -> int:
-    import os
-
     from cardbridge.nativemsg import host
 
-    status = host.main(argv)
-    if host.stuck_threads():
-        # A card call that cannot be interrupted still runs and the browser has gone: leave without it.
-        sys.stderr.flush()
+    return host.main(argv)  # main() ends the card work before the process leaves
+
+
+def _end_card_work(status: int) -> None:
+    """Every command leaves through here: the PKCS#11 layer is shut down (the module call in
+    progress waited for, sessions closed, modules finalized: ``cardbridge.pkcs11.shutdown``).
+    A module call that still runs after that bounded wait (a module that hangs) would keep
+    the interpreter from exiting: then leave without it."""
+    from cardbridge import pkcs11
+
+    if not pkcs11.shutdown():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         os._exit(status)
-    return status
 
 
 def _install_native_host(args: argparse.Namespace) -> int:
@@ -837,6 +844,15 @@ def _use_pidfd_child_watcher() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    status = 1
+    try:
+        status = _main(argv)
+        return status
+    finally:
+        _end_card_work(status)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["native-host"] and not {"-h", "--help"} & set(arguments):
         return _native_host(arguments[1:])  # before the parser: the browser waits for the handshake

@@ -372,26 +372,20 @@ def main(argv: Sequence[str]) -> int:
     return 0 if serve(argv) is None else 1
 
 
-def stuck_threads() -> bool:
-    """True when a thread that is not a daemon still runs (a card call that cannot be
-    interrupted): the process must then leave without waiting for it."""
-    if "threading" not in sys.modules:
-        return False
-    import threading
-
-    main = threading.main_thread()
-    return any(t.is_alive() and not t.daemon and t is not main for t in threading.enumerate())
-
-
 def launch() -> None:
     """The process entry point of the launcher and ``python -m cardbridge.nativemsg``: serve
     ``sys.argv[1:]`` and end the process (as ``cli.main`` does for ``cardbridge native-host``).
 
-    It ends with ``os._exit``: nothing is left to finalise (frames go out unbuffered, card
-    sessions are closed), a card call that cannot be interrupted is left behind when the
-    browser has gone, and the browser is spared the interpreter's teardown.
+    It leaves only after the PKCS#11 layer's shutdown (``cardbridge.pkcs11.shutdown``: never
+    while a module call is in flight — SoftHSM2 lost a token's ``token.object`` when the
+    process left inside C_Login — but not waiting forever for a module that hangs), with
+    ``os._exit``: frames go out unbuffered, so nothing else is left to finalise, and the
+    browser is spared the interpreter's teardown.
     """
+    from cardbridge import pkcs11
+
     status = main(sys.argv[1:])
+    pkcs11.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:  # noqa: SIM105 - contextlib is not imported at start-up
             stream.flush()

@@ -4,8 +4,9 @@ python-pkcs11 logs in with a ``str`` PIN (which cannot be wiped), leaks the sess
 C_Login fails, and does not expose ``ulMinPinLen``/``ulMaxPinLen``. This module reaches the
 same, already initialised module through its own ``C_GetFunctionList`` and calls
 ``C_GetTokenInfo``, ``C_Login`` (from a wipeable ``bytearray``, no copy) and ``C_Logout``
-on the session handle that python-pkcs11 opened. ``dlopen`` of a loaded library returns the
-same handle, so both see one module state. Only Unix ABIs (natural alignment) are handled.
+on the session handle that python-pkcs11 opened, and ``C_CloseAllSessions`` at shutdown.
+``dlopen`` of a loaded library returns the same handle, so both see one module state.
+Only Unix ABIs (natural alignment) are handled.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ CKF_USER_PIN_LOCKED = 0x00040000
 
 # Positions of the functions in CK_FUNCTION_LIST (after the CK_VERSION).
 _GET_TOKEN_INFO = 6
+_CLOSE_ALL_SESSIONS = 14
 _LOGIN = 18
 _LOGOUT = 19
 _FUNCTIONS = 68
@@ -66,6 +68,7 @@ class _FunctionList(ctypes.Structure):
 _GetTokenInfo = ctypes.CFUNCTYPE(CK_RV, CK_ULONG, ctypes.POINTER(_TokenInfo))
 _Login = ctypes.CFUNCTYPE(CK_RV, CK_ULONG, CK_ULONG, ctypes.c_void_p, CK_ULONG)
 _Logout = ctypes.CFUNCTYPE(CK_RV, CK_ULONG)
+_CloseAllSessions = ctypes.CFUNCTYPE(CK_RV, CK_ULONG)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +105,7 @@ class Cryptoki:
         self._get_token_info = _GetTokenInfo(getattr(functions, f"f{_GET_TOKEN_INFO}"))
         self._login = _Login(getattr(functions, f"f{_LOGIN}"))
         self._logout = _Logout(getattr(functions, f"f{_LOGOUT}"))
+        self._close_all_sessions = _CloseAllSessions(getattr(functions, f"f{_CLOSE_ALL_SESSIONS}"))
 
     def token_state(self, slot_id: int) -> TokenState:
         info = _TokenInfo()
@@ -115,9 +119,13 @@ class Cryptoki:
         if pin is None or len(pin) == 0:
             rv = self._login(session, CKU_USER, None, 0)
         else:
+            # The module reads the caller's buffer itself (no copy); the export ends with
+            # this call, so the caller can wipe the buffer as soon as it returns.
             buffer = (ctypes.c_ubyte * len(pin)).from_buffer(pin)
-            rv = self._login(session, CKU_USER, ctypes.addressof(buffer), len(pin))
-            del buffer
+            try:
+                rv = self._login(session, CKU_USER, ctypes.addressof(buffer), len(pin))
+            finally:
+                del buffer
         if rv != 0:
             raise CryptokiError("C_Login", rv)
 
@@ -125,3 +133,9 @@ class Cryptoki:
         rv = self._logout(session)
         if rv != 0:
             raise CryptokiError("C_Logout", rv)
+
+    def close_all_sessions(self, slot_id: int) -> None:
+        """C_CloseAllSessions: closing a token's last session also logs its user out."""
+        rv = self._close_all_sessions(slot_id)
+        if rv != 0:
+            raise CryptokiError("C_CloseAllSessions", rv)

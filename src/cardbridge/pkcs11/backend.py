@@ -3,16 +3,26 @@
 All calls into one module run on that module's single worker thread (python-pkcs11 is not
 safe to call from several threads at once): :class:`ModuleBackend` owns the thread, and its
 methods and its tokens' methods must be called on it (the service does that).
+
+Shutting down (:meth:`ModuleBackend.close`, and :func:`shutdown` for every backend of the
+process, which each entry point calls before the process ends): calls not yet started are
+cancelled; the call in progress is waited for, up to ``SHUTDOWN_WAIT`` seconds (a module
+writes its token files inside C_Login: SoftHSM2 truncated ``token.object`` to nothing when
+its process left in the middle); then the sessions are closed, which logs the user out,
+and the module is finalized.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pkcs11.mechanisms import MGF
 
@@ -27,6 +37,7 @@ from cardbridge.errors import (
     PinIncorrectError,
     PinInvalidLengthError,
     UnsupportedKeyError,
+    UserCancelledError,
 )
 from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
 from cardbridge.pkcs11 import _cryptoki as ck
@@ -35,6 +46,28 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 
 log = logging.getLogger(__name__)
 TRACE = 5  # below DEBUG: PKCS#11 traffic
+SHUTDOWN_WAIT = 5.0  # seconds a shutdown waits for the module call in progress (a C_Login takes < 1 s)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Every ModuleBackend of the process, for shutdown(). Several backends may load one module:
+# it is finalized when the last of them closes, and a lock per module orders loading it
+# against finalizing it. _lifecycle guards these sets, never a module call.
+_backends: weakref.WeakSet[ModuleBackend] = weakref.WeakSet()
+_closing: set[ModuleBackend] = set()  # closing, with a call in progress or the clean-up to run
+_module_locks: dict[str, threading.Lock] = {}
+_lifecycle = threading.RLock()  # re-entered when a done callback runs at once
+
+
+def _closed(backend: ModuleBackend) -> None:
+    with _lifecycle:
+        _closing.discard(backend)
+
+
+def _module_lock(path: str) -> threading.Lock:
+    with _lifecycle:
+        return _module_locks.setdefault(path, threading.Lock())
+
 
 _DIGEST_INFO_PREFIX = {
     "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
@@ -56,16 +89,48 @@ def digest_info(hash_function: str, digest: bytes) -> bytes:
     return _DIGEST_INFO_PREFIX[hash_function] + digest
 
 
+class _Worker(ThreadPoolExecutor):
+    """A module's one worker thread. It remembers the calls that have not started, so that a
+    shutdown can cancel them and queue its clean-up right behind the call in progress."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(max_workers=1, thread_name_prefix=name)
+        self._waiting: set[Future[Any]] = set()
+        self._waiting_lock = threading.Lock()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._waiting_lock:
+            self._waiting.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._waiting_lock:
+            self._waiting.discard(future)
+
+    def cancel_waiting(self) -> int:
+        """Cancel the calls that have not started (the one in progress runs on); how many."""
+        with self._waiting_lock:
+            waiting = list(self._waiting)
+        return sum(future.cancel() for future in waiting)
+
+
 class ModuleBackend:
     """One PKCS#11 module, loaded and called on one worker thread."""
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"pkcs11-{os.path.basename(path)}")
+        self._executor = _Worker(f"pkcs11-{os.path.basename(path)}")
         self._lib: Any = None
         self._raw: ck.Cryptoki | None = None
+        self._slots: set[int] = set()  # slots whose tokens were listed: closed at shutdown
+        self._closed: Future[None] | None = None
+        self._released = False  # done with the module (closing, after its last call)
         # Parsed certificates per card (see Pkcs11Token.certificates); worker thread only.
         self.certificate_cache: dict[tuple[Any, ...], tuple[CertificateInfo, ...]] = {}
+        with _lifecycle:
+            _backends.add(self)
 
     @property
     def name(self) -> str:
@@ -75,10 +140,16 @@ class ModuleBackend:
     def executor(self) -> Executor:
         return self._executor
 
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`close` has begun: a call in progress starts nothing new."""
+        return self._closed is not None
+
     def _load(self) -> tuple[Any, ck.Cryptoki]:
         if self._lib is None or self._raw is None:
             try:
-                self._lib = pkcs11.lib(self._path)
+                with _module_lock(self._path):  # not while another backend finalizes the module
+                    self._lib = pkcs11.lib(self._path)  # (initialized again after a finalize)
                 self._raw = ck.Cryptoki(self._path)
             except (pkcs11.PKCS11Error, ck.CryptokiError, OSError) as exc:
                 raise ModuleError(f"The PKCS#11 module {self._path} cannot be loaded: {exc}") from exc
@@ -105,6 +176,7 @@ class ModuleBackend:
                 token = slot.get_token()
                 if not token.flags & TokenFlag.TOKEN_INITIALIZED:
                     continue
+                self._slots.add(int(slot.slot_id))
                 found.append(Pkcs11Token(self, raw, slot, token))
         except pkcs11.PKCS11Error as exc:
             raise convert(exc, "listing the tokens") from exc
@@ -112,7 +184,81 @@ class ModuleBackend:
         return found
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Shut the module down: cancel the calls that have not started, wait up to
+        ``SHUTDOWN_WAIT`` seconds for the one in progress, then close the sessions (which
+        logs the user out) and finalize the module, unless another backend of this process
+        still uses it. Idempotent; from any thread but the worker's. A call that is still
+        running at the deadline (a module that hangs) is left to the worker; :func:`shutdown`
+        tells the process so."""
+        self.wait_closed(SHUTDOWN_WAIT)
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Begin closing (see :meth:`close`) and wait up to ``timeout`` seconds; True when
+        it is done, False when a module call still runs."""
+        closed = self._begin_close()
+        try:
+            closed.result(timeout)
+        except TimeoutError:
+            log.warning("%s: a call still runs after %.1f s; not waiting for it any longer", self._path, timeout)
+            return False
+        except Exception as exc:  # the clean-up itself failed: nothing is left to wait for
+            log.warning("%s: closing failed: %s", self._path, exc)
+        return True
+
+    def _begin_close(self) -> Future[None]:
+        with _lifecycle:
+            if self._closed is None:
+                _backends.discard(self)
+                _closing.add(self)
+                cancelled = self._executor.cancel_waiting()
+                if cancelled:
+                    log.debug("%s: %d queued calls cancelled at shutdown", self._path, cancelled)
+                self._closed = self._executor.submit(self._finish)  # runs after the call in progress
+                self._closed.add_done_callback(lambda _: _closed(self))
+                self._executor.shutdown(wait=False)
+            return self._closed
+
+    def _finish(self) -> None:
+        """On the worker, after its last call: close the sessions, finalize the module."""
+        if self._lib is None or self._raw is None:
+            self._released = True
+            return  # never loaded
+        with _module_lock(self._path):
+            with _lifecycle:
+                self._released = True
+                users = (b for b in (*_backends, *_closing) if b is not self and b._path == self._path)
+                if any(not b._released for b in users):
+                    return  # another backend of this process still uses the module: it finalizes it
+            for slot_id in sorted(self._slots):
+                try:
+                    self._raw.close_all_sessions(slot_id)
+                except ck.CryptokiError as exc:  # no session, or the token is gone
+                    log.debug("C_CloseAllSessions(%d) failed: CKR 0x%08X", slot_id, exc.rv)
+            try:
+                self._lib.finalize()
+            except pkcs11.PKCS11Error as exc:
+                log.debug("C_Finalize failed: %s", type(exc).__name__)
+        log.log(TRACE, "C_Finalize(%s)", self._path)
+
+
+def shutdown(timeout: float = SHUTDOWN_WAIT) -> bool:
+    """Close every :class:`ModuleBackend` of this process (see :meth:`ModuleBackend.close`),
+    and wait for those already closing, at most ``timeout`` seconds in all. The one shutdown
+    routine of the PKCS#11 layer: each entry point calls it before its process ends, and
+    leaves only after it — with ``os._exit`` when it returns False (a module call that hangs
+    would keep the interpreter from exiting).
+
+    True when no module call is left running.
+    """
+    with _lifecycle:
+        backends = [*_backends, *_closing]
+    for backend in backends:
+        backend._begin_close()
+    deadline = time.monotonic() + timeout
+    done = True
+    for backend in backends:
+        done = backend.wait_closed(max(0.0, deadline - time.monotonic())) and done
+    return done
 
 
 class Pkcs11Token:
@@ -266,6 +412,8 @@ class Pkcs11Token:
                 raise self._pin_error(error) from exc
             log.log(TRACE, "C_Login(CKU_USER, <redacted>) on %s: CKR_OK", self._info.label)
             try:
+                if self._backend.closing:  # shut down during C_Login: log out, sign nothing
+                    raise UserCancelledError("The bridge is shutting down; nothing was signed.")
                 try:
                     key = self._private_key(session, certificate)
                 except KeyNotFoundError:

@@ -1,0 +1,164 @@
+"""Shutting a module down: never while a call is in flight; then sessions closed and the
+module finalized (``ModuleBackend.close`` and ``shutdown``), against SoftHSM2."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import pkcs11
+from cardbridge.errors import UserCancelledError
+from cardbridge.model import Purpose, SignatureAlgorithm
+from cardbridge.pkcs11 import _cryptoki
+from cardbridge.pkcs11 import backend as backend_module
+from cardbridge.pkcs11.backend import ModuleBackend, Pkcs11Token
+from tests.softhsm import SoftHsm
+
+pytestmark = pytest.mark.softhsm
+ES256 = SignatureAlgorithm.from_jws("ES256")
+
+
+class SlowLogin:
+    """A spy around the real C_Login that holds it open until released: a real card takes
+    50-500 ms to check a PIN (SoftHSM2 a few milliseconds, too short to shut down inside
+    reliably). Records when the real call has returned."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entered, self.release, self.returned = threading.Event(), threading.Event(), threading.Event()
+        login = _cryptoki.Cryptoki.login
+
+        def slow(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+            self.entered.set()
+            self.release.wait(30)
+            try:
+                login(raw, session, pin)
+            finally:
+                self.returned.set()
+
+        monkeypatch.setattr(_cryptoki.Cryptoki, "login", slow)
+
+
+@pytest.fixture
+def alone(softhsm: SoftHsm) -> Iterator[str]:
+    """The module's path, with no other backend of this process using it (so that closing
+    the test's backend finalizes it)."""
+    gc.collect()
+    others = [b for b in backend_module._backends if b.name == softhsm.module]
+    assert others == [], "another test left a ModuleBackend open"
+    yield softhsm.module
+    assert backend_module.shutdown(10)
+
+
+def _p256(backend: ModuleBackend) -> tuple[Pkcs11Token, Any]:
+    (token,) = [t for t in backend.executor.submit(backend.tokens).result() if t.info.label == "p256"]
+    certificates = backend.executor.submit(token.certificates).result()
+    return token, next(c for c in certificates if c.purpose is Purpose.AUTHENTICATION)
+
+
+def test_close_waits_for_the_call_in_progress_then_closes_sessions_and_finalizes(
+    alone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed_slots: list[int] = []
+    close_all = _cryptoki.Cryptoki.close_all_sessions
+
+    def spy(raw: _cryptoki.Cryptoki, slot_id: int) -> None:
+        closed_slots.append(slot_id)
+        close_all(raw, slot_id)
+
+    monkeypatch.setattr(_cryptoki.Cryptoki, "close_all_sessions", spy)
+    logouts: list[int] = []
+    logout = _cryptoki.Cryptoki.logout
+
+    def logout_spy(raw: _cryptoki.Cryptoki, session: int) -> None:
+        logouts.append(session)
+        logout(raw, session)
+
+    monkeypatch.setattr(_cryptoki.Cryptoki, "logout", logout_spy)
+    backend = ModuleBackend(alone)
+    token, certificate = _p256(backend)
+    slow = SlowLogin(monkeypatch)
+    pin = bytearray(b"1234")
+    in_progress = backend.executor.submit(token.sign_digest, certificate, pin, b"\x01" * 32, ES256)
+    assert slow.entered.wait(20)
+    queued = backend.executor.submit(backend.tokens)
+    closer = threading.Thread(target=backend.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive(), "close returned while C_Login was still running"
+    slow.release.set()
+    closer.join(20)
+    assert not closer.is_alive()
+    assert slow.returned.is_set()
+    # The login in progress ended, then logged out without signing: the bridge was closing.
+    assert isinstance(in_progress.exception(0), UserCancelledError)
+    assert len(logouts) == 1
+    assert queued.cancelled(), "a call that had not started was cancelled"
+    assert token.info.slot in closed_slots
+    assert pkcs11._loaded[alone].initialized is False, "C_Finalize"
+    backend.close()  # idempotent
+    # The module loads again for the next user, and the token is whole.
+    again = ModuleBackend(alone)
+    token, certificate = _p256(again)
+    signed = again.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x02" * 32, ES256)
+    assert len(signed.result()) == 64
+    again.close()
+
+
+def test_a_module_used_by_another_backend_is_not_finalized_under_it(alone: str) -> None:
+    first, second = ModuleBackend(alone), ModuleBackend(alone)
+    _p256(first)
+    _p256(second)
+    first.close()
+    assert pkcs11._loaded[alone].initialized is True
+    token, certificate = _p256(second)
+    assert second.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x03" * 32, ES256).result()
+    second.close()
+    assert pkcs11._loaded[alone].initialized is False
+
+
+def test_shutdown_gives_up_on_a_call_that_outlasts_the_wait_and_says_so(
+    alone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = ModuleBackend(alone)
+    token, certificate = _p256(backend)
+    slow = SlowLogin(monkeypatch)
+    in_progress = backend.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x04" * 32, ES256)
+    assert slow.entered.wait(20)
+    assert backend_module.shutdown(0.2) is False, "a call still runs: the process must leave without it"
+    assert backend.wait_closed(0.1) is False
+    slow.release.set()
+    assert backend_module.shutdown(20) is True  # waits for the backend already closing
+    assert isinstance(in_progress.exception(0), UserCancelledError)
+    assert pkcs11._loaded[alone].initialized is False
+
+
+def test_shutdown_of_a_process_that_never_loaded_a_module() -> None:
+    from cardbridge import pkcs11 as layer
+
+    gc.collect()
+    unused = ModuleBackend("/nonexistent/module.so")  # never loaded: nothing to finalize
+    assert layer.shutdown() is True
+    unused.close()
+
+
+def test_the_module_is_not_finalized_while_another_backends_call_runs(
+    alone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy, idle = ModuleBackend(alone), ModuleBackend(alone)
+    token, certificate = _p256(busy)
+    _p256(idle)
+    slow = SlowLogin(monkeypatch)
+    closing = threading.Thread(target=busy.close)
+    in_progress = busy.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x05" * 32, ES256)
+    assert slow.entered.wait(20)
+    closing.start()  # busy is closing, its C_Login still runs
+    idle.close()  # the other backend is done with the module, but busy is not
+    assert pkcs11._loaded[alone].initialized is True
+    slow.release.set()
+    closing.join(20)
+    assert isinstance(in_progress.exception(0), UserCancelledError)
+    assert pkcs11._loaded[alone].initialized is False
