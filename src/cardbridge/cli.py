@@ -234,6 +234,14 @@ def _add_serve_parser(commands: Any) -> None:
         "--user-timeout", type=_seconds, metavar="SECONDS", help="how long a PIN dialog waits (default 120)"
     )
     p_serve.add_argument("--no-pcsc", action="store_true", help="do not watch PC/SC readers for /v1/events")
+    p_serve.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=10.0,
+        help="how long a client may take to send a request's head, and its body; an idle connection "
+        "closes after as long (default 10)",
+    )
 
 
 def _add_config_parser(commands: Any) -> None:
@@ -461,14 +469,11 @@ async def _serve(args: argparse.Namespace) -> int:
         pinentry_program=pinentry_program,
         token_label=args.token,
         lang=config.lang,
+        request_timeout=args.request_timeout,
     )
     monitor = None if args.no_pcsc else _card_monitor()
     if monitor is not None:
         service.watch(monitor)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
 
     def ready(urls: list[str]) -> None:
         print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)
@@ -478,7 +483,7 @@ async def _serve(args: argparse.Namespace) -> int:
             print(_say(args, "cli.serve.no_origins", path=config.path or config_path()), file=sys.stderr, flush=True)
 
     try:
-        await run_server(service, settings, stop=stop, on_ready=ready)
+        await run_server(service, settings, stop_signals=(signal.SIGINT, signal.SIGTERM), on_ready=ready)
     finally:
         await service.aclose()
         if monitor is not None:

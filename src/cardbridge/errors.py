@@ -60,6 +60,8 @@ class Code(enum.StrEnum):
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    BRIDGE_STOPPING = "BRIDGE_STOPPING"
     # The portal: auth token validation (cardbridge.portal).
     TOKEN_INVALID = "TOKEN_INVALID"
     TOKEN_MALFORMED = "TOKEN_MALFORMED"
@@ -319,6 +321,18 @@ class UnsupportedMediaTypeError(InvalidInputError):
     """The HTTP request body is not ``application/json``."""
 
     code = Code.UNSUPPORTED_MEDIA_TYPE
+
+
+class RequestTimeoutError(InvalidInputError):
+    """The HTTP request body did not arrive in time; the connection is closed."""
+
+    code = Code.REQUEST_TIMEOUT
+
+
+class BridgeStoppingError(CardbridgeError):
+    """The bridge is stopping (SIGTERM, SIGINT): what was under way was cancelled, unsigned."""
+
+    code = Code.BRIDGE_STOPPING
 
 
 class InternalError(CardbridgeError):

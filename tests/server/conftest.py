@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
 import secrets
 import select
 import signal
@@ -136,15 +137,28 @@ class Served:
         return self.proc.returncode
 
 
-def start_serve(*args: str, env: dict[str, str], timeout: float = 30.0) -> Served:
-    """``python -m cardbridge serve --port 0 ARGS``; waits for its "listening on" line."""
+def start_serve(
+    *args: str, env: dict[str, str], timeout: float = 30.0, nofile: int | None = None, stderr: Path | None = None
+) -> Served:
+    """``python -m cardbridge serve --port 0 ARGS``; waits for its "listening on" line.
+    ``nofile``: the process's soft descriptor limit (RLIMIT_NOFILE); ``stderr``: a file for
+    its standard error (else a pipe)."""
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    err_file = None if stderr is None else stderr.open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cardbridge", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if err_file is None else err_file,
         text=True,
         env=env,
+        preexec_fn=limit if nofile is not None else None,
     )
+    if err_file is not None:
+        err_file.close()  # the child has its own copy
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     line = ""
@@ -153,7 +167,7 @@ def start_serve(*args: str, env: dict[str, str], timeout: float = 30.0) -> Serve
         if proc.poll() is not None or not ready:
             proc.kill()
             _, err = proc.communicate(timeout=5)
-            raise AssertionError(f"serve did not start: {err}")
+            raise AssertionError(f"serve did not start: {err or (stderr.read_text() if stderr else '')}")
         line = proc.stdout.readline()
     port = int(line.split("http://127.0.0.1:")[1].split(",")[0].split()[0])
     return Served(proc, port, line)
@@ -163,8 +177,8 @@ def start_serve(*args: str, env: dict[str, str], timeout: float = 30.0) -> Serve
 def serve() -> Iterator[Callable[..., Served]]:
     started: list[Served] = []
 
-    def _start(*args: str, env: dict[str, str]) -> Served:
-        served = start_serve(*args, env=env)
+    def _start(*args: str, env: dict[str, str], nofile: int | None = None, stderr: Path | None = None) -> Served:
+        served = start_serve(*args, env=env, nofile=nofile, stderr=stderr)
         started.append(served)
         return served
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import json
 import threading
@@ -12,7 +13,8 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,7 +23,7 @@ from multidict import CIMultiDict
 
 from cardbridge.errors import PinIncorrectError
 from cardbridge.pinentry import PinRequest
-from cardbridge.server import ServerSettings, create_app
+from cardbridge.server import ServerSettings, create_app, make_runner
 from cardbridge.server.problems import problem
 from cardbridge.service import CardService, open_backends
 from tests.conftest import ScriptedPinentry
@@ -42,6 +44,17 @@ async def service(softhsm: SoftHsm) -> AsyncIterator[CardService]:
     await svc.aclose()
 
 
+class BridgeTestServer(TestServer):
+    """aiohttp's test server with the bridge's own runner (its limits and connection handler)."""
+
+    def __init__(self, app: web.Application, settings: ServerSettings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return make_runner(self.app, self.settings)
+
+
 @pytest.fixture
 def make_client(aiohttp_client: Any, service: CardService) -> MakeClient:
     async def make(**overrides: Any) -> TestClient[web.Request, web.Application]:
@@ -53,8 +66,9 @@ def make_client(aiohttp_client: Any, service: CardService) -> MakeClient:
             "pinentry_program": ScriptedPinentry.program,
             **overrides,
         }
+        settings = ServerSettings(**options)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(
-            create_app(service, ServerSettings(**options)), server_kwargs={"port": port}
+            BridgeTestServer(create_app(service, settings), settings, port=port)
         )
         return client
 
@@ -276,6 +290,15 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ),
     ("/v1/authenticate", '{"challengeNonce": NaN}', "INVALID_ARGUMENT"),
     ("/v1/authenticate", "[" * 5000 + "]" * 5000, "INVALID_ARGUMENT"),
+    # Hostile JSON: a 5,000-digit number (Python refuses over 4,300 with a bare ValueError),
+    # numbers that overflow, -Infinity, deep but small nesting, text after the value.
+    ("/v1/authenticate", '{"challengeNonce": ' + "9" * 5000 + "}", "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '{"challengeNonce": "' + "A" * 44 + '", "lang": [' + "1" * 4301 + "]}", "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '{"challengeNonce": 1e999}', "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '{"challengeNonce": -Infinity}', "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '{"a": ' * 40 + "1" + "}" * 40, "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '{"challengeNonce": "' + "A" * 44 + '"} {}', "INVALID_ARGUMENT"),
+    ("/v1/authenticate", '\ufeff{"challengeNonce": "' + "A" * 44 + '"}', "INVALID_ARGUMENT"),
     ("/v1/signing-certificate", {"unknown": "x"}, "INVALID_ARGUMENT"),
     (
         "/v1/sign",
@@ -302,7 +325,9 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("path", "body", "code"), BAD_BODIES)
+@pytest.mark.parametrize(
+    ("path", "body", "code"), BAD_BODIES, ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(BAD_BODIES)]
+)
 async def test_bad_input_is_400_and_opens_no_dialog(
     client: TestClient[Any, Any], pinentry: ScriptedPinentry, path: str, body: Any, code: str
 ) -> None:
@@ -321,6 +346,29 @@ def test_the_openapi_document_states_the_one_lang_rule() -> None:
     schemas = openapi_document()["components"]["schemas"]
     patterns = {s["properties"]["lang"]["pattern"] for s in schemas.values() if "lang" in s.get("properties", {})}
     assert patterns == {f"^{LANGUAGE_TAG_PATTERN}$"}
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("gzip", b"this is not gzip"),
+        ("gzip", gzip.compress(json.dumps({"challengeNonce": "A" * 44}).encode())),
+        ("deflate", b"\x00\x01\x02"),
+        ("br", b"\xff" * 10),
+        ("identity, gzip", b"{}"),
+    ],
+)
+async def test_a_compressed_body_is_refused_unread(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry, encoding: str, data: bytes
+) -> None:
+    pinentry.respond("1234")
+    response = await client.post(
+        "/v1/authenticate",
+        data=data,
+        headers={**origin_headers(), "Content-Type": "application/json", "Content-Encoding": encoding},
+    )
+    await problem_of(response, "/v1/authenticate", 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert pinentry.dialogs() == []
 
 
 async def test_body_origin_must_be_the_header_origin(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
@@ -489,16 +537,29 @@ async def test_sign_with_an_unknown_certificate(client: TestClient[Any, Any], pi
 
 
 async def test_status_has_no_personal_data(
-    client: TestClient[Any, Any], softhsm: SoftHsm, pinentry: ScriptedPinentry
+    make_client: MakeClient, softhsm: SoftHsm, pinentry: ScriptedPinentry
 ) -> None:
+    other = "https://other.example.no"
+    client = await make_client(allowed_origins=frozenset({ORIGIN, other}))
     response = await client.get("/v1/status", headers=origin_headers())
     status = await check(response, "/v1/status", "GET")
-    assert {t["label"] for t in status["tokens"]} >= set(softhsm.labels)
-    assert all(t["cardPresent"] for t in status["tokens"])
+    tokens = status["tokens"]
+    assert len(tokens) >= len(softhsm.labels) and all(t["cardPresent"] for t in tokens)
     assert status["busy"] is False and status["pcsc"]["watched"] is False
+    # A token's label (on many cards the holder's name) and serial never reach a web origin.
+    assert all("label" not in t and "serial" not in t for t in tokens)
+    values = {v for t in tokens for v in t.values() if isinstance(v, str)}
+    assert not values & set(softhsm.labels)
     text = await response.text()
     for personal in (softhsm.citizen.common_name, softhsm.citizen.id_code, "MII", "BEGIN CERTIFICATE"):
         assert personal not in text
+    # An opaque id per token: stable for the origin, different for another origin.
+    ids = [t["id"] for t in tokens]
+    assert len(set(ids)) == len(ids)
+    again = await (await client.get("/v1/status", headers=origin_headers())).json()
+    assert [t["id"] for t in again["tokens"]] == ids
+    elsewhere = await (await client.get("/v1/status", headers=origin_headers(other))).json()
+    assert not {t["id"] for t in elsewhere["tokens"]} & set(ids)
     assert pinentry.dialogs() == []
 
 
@@ -587,10 +648,10 @@ class FakeMonitor:
 
         return [Reader()]
 
-    def emit(self, kind: str) -> None:
+    def emit(self, kind: str, **extra: Any) -> None:
         class Event:
             def to_dict(self) -> dict[str, Any]:
-                return {"type": kind, "reader": "Virtual PCD 00 00"}
+                return {"type": kind, "reader": "Virtual PCD 00 00", **extra}
 
         self.present = kind == "card-inserted"
         thread = threading.Thread(target=lambda: [cb(Event()) for cb in list(self.callbacks)])
@@ -617,8 +678,17 @@ async def test_events_status_first_then_card_events(make_client: MakeClient, ser
     )
     status = await (await client.get("/v1/status", headers=origin_headers())).json()
     assert status["readers"] == [{"name": "Virtual PCD 00 00", "cardPresent": True}]
-    monitor.emit("card-removed")
-    assert (await next_event(response.content))[0] == "card-removed"
+    # A card event names the kind of card, never its ATR (some carry a chip serial) or module.
+    card = {"atr": "3B 8E 80 01 12 34", "name": "PIV card", "driver": "piv", "module": "/x.so", "known": True}
+    monitor.emit("card-removed", card=card, label="NORDMANN,KARI")
+    assert await next_event(response.content) == (
+        "card-removed",
+        {
+            "type": "card-removed",
+            "reader": "Virtual PCD 00 00",
+            "card": {"name": "PIV card", "driver": "piv", "known": True},
+        },
+    )
     response.close()
     service.unwatch()
     assert monitor.callbacks == []

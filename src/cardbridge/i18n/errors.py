@@ -254,6 +254,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         },
         _RELOAD,
     ),
+    "error.REQUEST_TIMEOUT": _then(
+        {
+            "nb": "Forespørselen kom ikke fram i tide.",
+            "nn": "Førespurnaden kom ikkje fram i tide.",
+            "en": "The request did not arrive in time.",
+        },
+        _RELOAD,
+    ),
+    "error.BRIDGE_STOPPING": {
+        "nb": "cardbridge ble avsluttet. Ingenting ble signert. Start cardbridge og prøv igjen.",
+        "nn": "cardbridge vart avslutta. Ingenting vart signert. Start cardbridge og prøv igjen.",
+        "en": "cardbridge was stopped. Nothing was signed. Start cardbridge and try again.",
+    },
     # The portal: auth token validation (shown on the login page).
     "error.TOKEN_INVALID": _then(
         {

@@ -11,8 +11,9 @@ Only the standard library, and only cheap modules: the host imports this at star
 from __future__ import annotations
 
 import json
-import math
 import struct
+
+from cardbridge import strictjson
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,26 +46,6 @@ def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _no_constants(name: str) -> object:
-    raise FrameError(f"The message is not valid JSON ({name} is not a JSON number).")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999: as the literal Infinity, which JSON has not
-        raise FrameError("The message is not valid JSON (a number out of range).")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise FrameError(f"The message is not valid JSON (the key {key!r} appears twice).")
-        out[key] = value
-    return out
-
-
 def parse_message(body: bytes) -> dict[str, Any]:
     """The JSON object in ``body``; FrameError for invalid UTF-8, invalid JSON or a non-object."""
     try:
@@ -72,13 +53,9 @@ def parse_message(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise FrameError("The message is not valid UTF-8.") from None
     try:
-        value = json.loads(
-            text, parse_constant=_no_constants, parse_float=_finite_float, object_pairs_hook=_unique_keys
-        )
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, FrameError):
-            raise
-        raise FrameError("The message is not valid JSON.") from None
+        value = strictjson.loads(text)
+    except strictjson.StrictJsonError as exc:
+        raise FrameError(f"The message is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise FrameError("The message must be a JSON object.")
     return value

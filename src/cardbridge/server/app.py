@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cardbridge import __version__
+from cardbridge.errors import BridgeStoppingError
 from cardbridge.server.guards import add_cors_headers, guard_middleware
-from cardbridge.server.problems import problem_middleware
+from cardbridge.server.problems import Handler, problem_middleware
 from cardbridge.server.routes import STOPPING_EVENT, routes
-from cardbridge.server.settings import OPENAPI, SERVICE, SETTINGS, STOPPING, ServerSettings
+from cardbridge.server.settings import ID_KEY, OPENAPI, OPERATIONS, SERVICE, SETTINGS, STOPPING, ServerSettings
 from cardbridge.service import CardService
 
 
@@ -29,26 +31,79 @@ def openapi_document(port: int | None = None) -> dict[str, Any]:
 
 
 async def _event_streams(app: web.Application) -> AsyncIterator[None]:
-    """Lifetime of the event streams (see ``_end_event_streams``)."""
+    """Lifetime of the event streams and card operations (see ``begin_stopping``)."""
     app[STOPPING] = asyncio.Event()
+    app[OPERATIONS] = {}
     yield
     app[STOPPING].set()
 
 
-async def _end_event_streams(app: web.Application) -> None:
-    """``on_shutdown``, before the server waits for handlers: each open event stream gets
-    ``server-stopping`` and ends, so shutdown does not wait for them."""
+def begin_stopping(app: web.Application) -> set[asyncio.Future[Any]]:
+    """The bridge is stopping: each open event stream gets ``server-stopping`` and ends;
+    each card operation under way is cancelled now (its dialog closes, nothing is signed)
+    and answered BRIDGE_STOPPING at once, without waiting for its clean-up; a new one is
+    refused. Returns the cancelled operations' tasks (to wait for their clean-up).
+    Synchronous: a signal handler calls it."""
+    if STOPPING not in app or app[STOPPING].is_set():
+        return set()
     app[STOPPING].set()
     app[SERVICE].publish({"type": STOPPING_EVENT})
+    operations: dict[asyncio.Future[Any], asyncio.Future[None]] = app[OPERATIONS]
+    for work, stopped in operations.items():
+        work.cancel()
+        if not stopped.done():
+            stopped.set_result(None)
+    return set(operations)
+
+
+async def _end_event_streams(app: web.Application) -> None:
+    """``on_shutdown``, before the server waits for handlers (see ``begin_stopping``)."""
+    begin_stopping(app)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an answer dropped at the stop: its error is not "never retrieved"
+
+
+@web.middleware
+async def stopping_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Card operations (every POST) run as a task of their own, so that a stop can answer
+    them BRIDGE_STOPPING at once while the task closes its dialog. An answer that was
+    ready only after the stop is dropped: no token leaves the bridge after the signal. A
+    client that goes away cancels the operation, as before."""
+    if request.method != hdrs.METH_POST:
+        return await handler(request)
+    app = request.app
+    stopping = BridgeStoppingError("The bridge is stopping; nothing was signed.")
+    if app[STOPPING].is_set():
+        raise stopping
+    loop = asyncio.get_running_loop()
+    work: asyncio.Future[web.StreamResponse] = asyncio.ensure_future(handler(request))
+    stopped: asyncio.Future[None] = loop.create_future()
+    operations: dict[asyncio.Future[Any], asyncio.Future[None]] = app[OPERATIONS]
+    operations[work] = stopped
+    work.add_done_callback(lambda done: operations.pop(done, None))
+    work.add_done_callback(_retrieve)
+    try:
+        await asyncio.wait((work, stopped), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the client went away (aiohttp cancels its handler)
+        work.cancel()
+        raise
+    if stopped.done() or app[STOPPING].is_set():
+        work.cancel()
+        raise stopping
+    return work.result()
 
 
 def create_app(service: CardService, settings: ServerSettings) -> web.Application:
     """The HTTP API over ``service``. The caller owns ``service`` (and closes it)."""
     app = web.Application(
-        middlewares=[problem_middleware, guard_middleware],
+        middlewares=[problem_middleware, guard_middleware, stopping_middleware],
         client_max_size=settings.max_body,
     )
     app[SERVICE] = service
+    app[ID_KEY] = secrets.token_bytes(32)
     app[SETTINGS] = settings
     app[OPENAPI] = openapi_document(settings.port)
     app.cleanup_ctx.append(_event_streams)

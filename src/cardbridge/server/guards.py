@@ -68,12 +68,18 @@ def preflight(request: web.Request) -> web.Response:
 
 
 def check_body_headers(request: web.Request) -> None:
-    """A POST body must be JSON and announce a size within the limit (it is also read with one)."""
+    """A POST body must be uncompressed UTF-8 JSON and announce a size within the limit (it
+    is also read with one)."""
     if request.content_type != "application/json":
         raise UnsupportedMediaTypeError("The request body must be application/json.")
     charset = request.charset
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise UnsupportedMediaTypeError("The request body must be UTF-8 JSON.")
+    # No browser compresses a request body; a compressed one is refused unread (no
+    # decompression of anything a client sends).
+    encodings = ",".join(request.headers.getall(hdrs.CONTENT_ENCODING, []))
+    if any(e.strip().lower() not in ("", "identity") for e in encodings.split(",")):
+        raise UnsupportedMediaTypeError("The request body must not be compressed (Content-Encoding).")
     length = request.content_length
     limit = request.app[SETTINGS].max_body
     if length is not None and length > limit:

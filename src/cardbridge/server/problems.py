@@ -44,15 +44,18 @@ HTTP_STATUS: dict[Code, int] = {
         (Code.NOT_FOUND, Code.NO_TOKEN, Code.NO_CERTIFICATE, Code.KEY_NOT_FOUND, Code.NO_CARD, Code.NO_READERS), 404
     ),
     Code.METHOD_NOT_ALLOWED: 405,
-    Code.USER_TIMEOUT: 408,
+    **dict.fromkeys((Code.USER_TIMEOUT, Code.REQUEST_TIMEOUT), 408),
     **dict.fromkeys((Code.BUSY, Code.CARD_BUSY, Code.AMBIGUOUS_CERTIFICATE, Code.CARD_REMOVED, Code.CARD_RESET), 409),
     Code.REQUEST_TOO_LARGE: 413,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
     **dict.fromkeys((Code.PIN_INVALID_LENGTH, Code.UNSUPPORTED_KEY, Code.UNSUPPORTED_CARD), 422),
     **dict.fromkeys((Code.INTERNAL, Code.CONFIG_ERROR, Code.PORT_IN_USE), 500),
     **dict.fromkeys((Code.MODULE_ERROR, Code.PINENTRY_FAILED, Code.CARD_ERROR), 502),
-    **dict.fromkeys((Code.SERVICE_NOT_RUNNING, Code.MODULE_NOT_FOUND), 503),
+    **dict.fromkeys((Code.SERVICE_NOT_RUNNING, Code.MODULE_NOT_FOUND, Code.BRIDGE_STOPPING), 503),
 }
+
+# Errors after which the connection is closed: the body did not come, or the bridge stops.
+_CLOSE_AFTER = frozenset({Code.REQUEST_TIMEOUT, Code.BRIDGE_STOPPING})
 
 # Details that may leave the bridge; everything else in ``CardbridgeError.details`` stays in the log.
 _PUBLIC_DETAILS = frozenset({"minLength", "maxLength"})
@@ -116,7 +119,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except CardbridgeError as error:
         log.info("%s %s: %s: %s", request.method, request.path, error.code, error.message)
-        return problem(error, lang=_language(request))
+        response = problem(error, lang=_language(request))
+        if error.code in _CLOSE_AFTER:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -6,100 +6,76 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
+import hashlib
+import hmac
 import json
 import logging
-import re
 from typing import Any
 
 from aiohttp import web
 
 from cardbridge import __version__
-from cardbridge.authtoken import b64, check_nonce
+from cardbridge.authtoken import b64
 from cardbridge.errors import (
     CardbridgeError,
     InvalidInputError,
     ModuleError,
     OriginNotAllowedError,
+    RequestTimeoutError,
     RequestTooLargeError,
     ServiceNotRunningError,
 )
 from cardbridge.i18n import request_language
-from cardbridge.model import HASH_LENGTHS
+from cardbridge.model import TokenInfo
 from cardbridge.pinentry import ConsentSource, PinentrySource
-from cardbridge.server.settings import LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
+from cardbridge.server.decode import decode_authenticate, decode_sign, decode_signing_certificate
+from cardbridge.server.settings import ID_KEY, LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 STOPPING_EVENT = "server-stopping"
-_BASE64 = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
 
 
 # -- request bodies ----------------------------------------------------------------------
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidInputError(f"The field {key!r} appears more than once.")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise InvalidInputError(f"{name} is not JSON.")
-
-
-async def read_json(request: web.Request, required: frozenset[str], optional: frozenset[str]) -> dict[str, Any]:
-    """The body as a JSON object with exactly the ``required`` fields and some ``optional``
-    ones; read with the size limit even when no Content-Length was sent."""
-    limit = request.app[SETTINGS].max_body
+async def read_body(request: web.Request) -> bytes:
+    """The body, read with the size limit (even without a Content-Length) and within the
+    request deadline: a body that stops coming, or breaks (a bad chunk, a bad encoding),
+    is a 4xx problem and the connection is closed."""
+    settings = request.app[SETTINGS]
+    limit = settings.max_body
     data = bytearray()
-    while True:
-        chunk = await request.content.read(limit + 1 - len(data))
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > limit:
-            raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
     try:
-        body = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInputError("The request body is not valid JSON.") from exc
-    if not isinstance(body, dict):
-        raise InvalidInputError("The request body must be a JSON object.")
-    missing = sorted(required - body.keys())
-    if missing:
-        raise InvalidInputError(f"The field {missing[0]!r} is missing.")
-    unknown = sorted(body.keys() - required - optional)
-    if unknown:
-        raise InvalidInputError(f"Unknown field {unknown[0][:40]!r}.")
-    for key, value in body.items():
-        if not isinstance(value, str):
-            raise InvalidInputError(f"The field {key!r} must be a string.")
-    origin = body.get("origin")
+        async with asyncio.timeout(settings.request_timeout):
+            while True:
+                chunk = await request.content.read(limit + 1 - len(data))
+                if not chunk:
+                    break
+                data += chunk
+                if len(data) > limit:
+                    raise RequestTooLargeError(f"The request body is larger than {limit} bytes.")
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {settings.request_timeout:g} seconds."
+        ) from None
+    except web.RequestPayloadError as exc:  # a broken chunk or content encoding
+        raise InvalidInputError("The request body is malformed.") from exc
+    return bytes(data)
+
+
+def check_body_origin(request: web.Request, origin: str | None) -> None:
+    """A body may repeat the origin, but only the browser's (the Origin header)."""
     if origin is not None and origin != request[ORIGIN]:
         raise OriginNotAllowedError("The origin in the body differs from the browser's Origin header.")
-    return body
 
 
-def _lang(request: web.Request, body: dict[str, Any]) -> str:
-    resolved = request_language(body.get("lang"), request.app[SETTINGS].lang)
+def _lang(request: web.Request, lang: str | None) -> str:
+    resolved = request_language(lang, request.app[SETTINGS].lang)
     request[LANG] = resolved
     return resolved
-
-
-def _base64(body: dict[str, Any], key: str) -> bytes:
-    value: str = body[key]
-    if not _BASE64.match(value):
-        raise InvalidInputError(f"The field {key!r} must be standard base64 with padding.")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
-        raise InvalidInputError(f"The field {key!r} must be standard base64 with padding.") from exc
 
 
 def _selection(request: web.Request) -> Selection:
@@ -109,8 +85,19 @@ def _selection(request: web.Request) -> Selection:
 # -- endpoints ---------------------------------------------------------------------------
 
 
+def token_id(key: bytes, origin: str, token: TokenInfo) -> str:
+    """An opaque id for ``token`` as seen by ``origin``: the same card gives the same id to
+    the same origin while the bridge runs, and nothing that another origin (or a later run)
+    could match. HMAC-SHA-256 under a per-process random key, 96 bits, base64url."""
+    identity = "\0".join((token.backend, token.source, token.serial, token.label))
+    mac = hmac.new(key, f"{origin}\0{identity}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:12]).decode("ascii")
+
+
 async def status_body(request: web.Request) -> dict[str, Any]:
-    """Version, readers and tokens: names and presence only; no certificate, no person."""
+    """Version, readers and tokens for a web origin: reader names, presence and the kind of
+    card, never a token's label or serial (on many cards the label is the holder's name);
+    each token has an opaque per-origin ``id`` instead."""
     service = request.app[SERVICE]
     errors: list[CardbridgeError] = []
     try:
@@ -125,6 +112,7 @@ async def status_body(request: web.Request) -> dict[str, Any]:
     except TimeoutError:
         tokens = []
         errors.append(ModuleError("A PKCS#11 module did not answer in time."))
+    key, origin = request.app[ID_KEY], request.get(ORIGIN, "")
     return {
         "version": __version__,
         "busy": service.busy,
@@ -132,7 +120,7 @@ async def status_body(request: web.Request) -> dict[str, Any]:
         "readers": [{"name": r.name, "cardPresent": r.card_present} for r in readers or ()],
         "tokens": [
             {
-                "label": t.label,
+                "id": token_id(key, origin, t),
                 "backend": t.backend,
                 "manufacturer": t.manufacturer,
                 "model": t.model,
@@ -143,6 +131,22 @@ async def status_body(request: web.Request) -> dict[str, Any]:
         ],
         "errors": [{"code": str(e.code), "message": e.message} for e in errors],
     }
+
+
+_CARD_FIELDS = ("name", "driver", "known")
+
+
+def public_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A card or reader event as a web origin may see it: its type, the reader's name and
+    the kind of card (name, driver, known); nothing else (no ATR, no module path)."""
+    out: dict[str, Any] = {"type": str(event.get("type", "event"))}
+    reader = event.get("reader")
+    if isinstance(reader, str):
+        out["reader"] = reader
+    card = event.get("card")
+    if isinstance(card, dict):
+        out["card"] = {k: card[k] for k in _CARD_FIELDS if k in card}
+    return out
 
 
 @routes.get("/v1/status", allow_head=False)
@@ -157,24 +161,29 @@ async def openapi(request: web.Request) -> web.Response:
 
 @routes.post("/v1/authenticate")
 async def authenticate(request: web.Request) -> web.Response:
-    body = await read_json(request, frozenset({"challengeNonce"}), frozenset({"lang", "origin"}))
-    nonce = check_nonce(body["challengeNonce"])
+    body = decode_authenticate(await read_body(request))
+    check_body_origin(request, body.origin)
     service, settings = request.app[SERVICE], request.app[SETTINGS]
     token = await service.authenticate(
-        request[ORIGIN], nonce, settings.new_pin_source(), lang=_lang(request, body), selection=_selection(request)
+        request[ORIGIN],
+        body.challenge_nonce,
+        settings.new_pin_source(),
+        lang=_lang(request, body.lang),
+        selection=_selection(request),
     )
     return web.json_response(token.to_dict())
 
 
 @routes.post("/v1/signing-certificate")
 async def signing_certificate(request: web.Request) -> web.Response:
-    body = await read_json(request, frozenset(), frozenset({"lang", "origin"}))
+    body = decode_signing_certificate(await read_body(request))
+    check_body_origin(request, body.origin)
     settings = request.app[SETTINGS]
     source = settings.new_pin_source()
     # The certificate names the person: it goes to the page only after they agree in a dialog.
     consent = source if isinstance(source, ConsentSource) else PinentrySource(settings.pinentry_program)
     certificate, algorithms = await request.app[SERVICE].signing_certificate(
-        request[ORIGIN], consent, lang=_lang(request, body), selection=_selection(request)
+        request[ORIGIN], consent, lang=_lang(request, body.lang), selection=_selection(request)
     )
     return web.json_response(
         {"certificate": b64(certificate.der), "supportedSignatureAlgorithms": [a.to_webeid() for a in algorithms]}
@@ -183,17 +192,16 @@ async def signing_certificate(request: web.Request) -> web.Response:
 
 @routes.post("/v1/sign")
 async def sign(request: web.Request) -> web.Response:
-    body = await read_json(request, frozenset({"certificate", "hash", "hashFunction"}), frozenset({"lang", "origin"}))
-    hash_function = body["hashFunction"]
-    if hash_function not in HASH_LENGTHS:
-        raise InvalidInputError(f"hashFunction must be one of {', '.join(HASH_LENGTHS)}.")
-    certificate = _base64(body, "certificate")
-    digest = _base64(body, "hash")
-    if len(digest) != HASH_LENGTHS[hash_function]:
-        raise InvalidInputError(f"The hash does not have the length of {hash_function}.")
+    body = decode_sign(await read_body(request))
+    check_body_origin(request, body.origin)
     service, settings = request.app[SERVICE], request.app[SETTINGS]
     signature, algorithm = await service.sign(
-        request[ORIGIN], certificate, digest, hash_function, settings.new_pin_source(), lang=_lang(request, body)
+        request[ORIGIN],
+        body.certificate,
+        body.digest,
+        body.hash_function,
+        settings.new_pin_source(),
+        lang=_lang(request, body.lang),
     )
     return web.json_response({"signature": b64(signature), "signatureAlgorithm": algorithm.to_webeid()})
 
@@ -219,7 +227,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                await response.write(_sse(str(event.get("type", "event")), event))
+                public = public_event(event)
+                await response.write(_sse(public["type"], public))
                 if event.get("type") == STOPPING_EVENT:
                     break
         except ConnectionError:

@@ -13,7 +13,8 @@ from dataclasses import replace
 from aiohttp import web
 
 from cardbridge.errors import ConfigError, PortInUseError
-from cardbridge.server.app import create_app
+from cardbridge.server.app import begin_stopping, create_app
+from cardbridge.server.limits import ACCEPT_BACKLOG, BridgeRunner, connection_cap, quiet_accept_errors
 from cardbridge.server.settings import ServerSettings
 from cardbridge.service import CardService
 
@@ -31,7 +32,7 @@ def _listen(family: socket.AddressFamily, address: str, port: int) -> socket.soc
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address, port))
-        sock.listen(128)
+        sock.listen(ACCEPT_BACKLOG)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -82,28 +83,66 @@ def urls(sockets: Sequence[socket.socket]) -> list[str]:
     return out
 
 
+def make_runner(app: web.Application, settings: ServerSettings, *, shutdown_timeout: float = 0.5) -> BridgeRunner:
+    """The runner with the server's limits: the time limits of ``settings``, the connection
+    cap, no access log, compressed bodies left compressed (and refused), and a client that
+    goes away cancels its handler."""
+    return BridgeRunner(
+        app,
+        max_connections=settings.max_connections or connection_cap(),
+        handler_cancellation=True,
+        access_log=None,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=settings.request_timeout,
+        lingering_time=min(2.0, settings.request_timeout),
+        auto_decompress=False,
+    )
+
+
 async def run_server(
     service: CardService,
     settings: ServerSettings,
     *,
     stop: asyncio.Event | None = None,
+    stop_signals: Sequence[int] = (),
     on_ready: Callable[[list[str]], None] | None = None,
-    shutdown_timeout: float = 5.0,
+    shutdown_timeout: float = 0.5,
 ) -> None:
-    """Serve until ``stop`` is set (forever without one). Client disconnects cancel their
-    handler, so a dialog whose caller went away is closed and nothing is signed."""
+    """Serve until ``stop`` is set or one of ``stop_signals`` comes (forever without).
+
+    Client disconnects cancel their handler, so a dialog whose caller went away is closed
+    and nothing is signed. On a stop signal the card operations under way are cancelled at
+    once (in the signal's own loop turn, so no token leaves after it), answered
+    BRIDGE_STOPPING, and the server closes within about a second.
+    """
     sockets = bind_loopback(settings.port)
     port = sockets[0].getsockname()[1]
     app = create_app(service, replace(settings, port=port))
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = make_runner(app, settings, shutdown_timeout=shutdown_timeout)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        begin_stopping(app)
+        stop.set()
+
+    for signum in stop_signals:
+        loop.add_signal_handler(signum, on_signal)
     try:
-        await runner.setup()
-        for sock in sockets:
-            await web.SockSite(runner, sock).start()
-        if on_ready is not None:
-            on_ready(urls(sockets))
-        await (stop or asyncio.Event()).wait()
+        with quiet_accept_errors(loop):
+            await runner.setup()
+            for sock in sockets:
+                await web.SockSite(runner, sock, backlog=ACCEPT_BACKLOG).start()
+            log.info("listening on %s (at most %d connections)", ", ".join(urls(sockets)), runner.max_connections)
+            if on_ready is not None:
+                on_ready(urls(sockets))
+            await stop.wait()
+            cancelled = begin_stopping(app)
+            if cancelled:  # answered already; let each close its dialog before the service closes
+                await asyncio.wait(cancelled, timeout=shutdown_timeout)
     finally:
+        for signum in stop_signals:
+            loop.remove_signal_handler(signum)
         await runner.cleanup()
         for sock in sockets:
             sock.close()

@@ -30,6 +30,12 @@ class ServerSettings:
     max_body: int = MAX_BODY
     heartbeat: float = 15.0  # seconds between SSE keep-alive comments
     status_timeout: float = 3.0  # seconds a status waits for a module to list its tokens
+    # Seconds a client has to send a request's head (from the connection's start or the end
+    # of its last answer) and, once read, its body; an idle keep-alive connection closes
+    # after as long.
+    request_timeout: float = 10.0
+    # Open connections at most (more are closed at once); None: from RLIMIT_NOFILE.
+    max_connections: int | None = None
     # Where PINs come from; default: a pinentry dialog per operation. Never from a request.
     pin_source: Callable[[], PinSource] | None = field(default=None, compare=False)
 
@@ -45,6 +51,9 @@ SERVICE = web.AppKey("service", CardService)
 SETTINGS = web.AppKey("settings", ServerSettings)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 STOPPING = web.AppKey("stopping", asyncio.Event)
+# Card operations under way: each task, and the future that tells it the bridge stops.
+OPERATIONS = web.AppKey("operations", dict[asyncio.Future[Any], asyncio.Future[None]])
+ID_KEY = web.AppKey("id_key", bytes)  # per-process random key of the tokens' per-origin ids
 
 # The allowed origin a request came from (set by the guard once the Origin passed).
 ORIGIN = web.RequestKey("origin", str)
