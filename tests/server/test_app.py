@@ -371,6 +371,38 @@ async def test_a_compressed_body_is_refused_unread(
     assert pinentry.dialogs() == []
 
 
+async def raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    writer.close()
+    return answer
+
+
+async def test_no_100_continue_before_the_guards_pass(client: TestClient[Any, Any]) -> None:
+    head = (
+        "POST /v1/authenticate HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\n"
+        "Content-Type: application/json\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    port = client.port
+    refused = [
+        head.format(port=port, origin="https://evil.example", length=100),
+        head.format(port=port, origin=ORIGIN, length=10_000_000),
+        head.format(port=port, origin=ORIGIN, length=100).replace("application/json", "text/plain"),
+    ]
+    for data in refused:
+        answer = await raw(port, data.encode())
+        assert answer.split()[1] in (b"403", b"413", b"415"), answer
+    answer = await raw(port, head.format(port=port, origin=ORIGIN, length=100).encode())
+    assert answer.startswith(b"HTTP/1.1 100 Continue"), answer
+
+
+async def test_an_absolute_form_target_is_refused(client: TestClient[Any, Any]) -> None:
+    data = f"GET http://evil.example/v1/status HTTP/1.1\r\nHost: 127.0.0.1:{client.port}\r\nOrigin: {ORIGIN}\r\n\r\n"
+    answer = await raw(client.port, data.encode())
+    assert answer.startswith(b"HTTP/1.1 403 ") and b"application/problem+json" in answer, answer
+
+
 async def test_body_origin_must_be_the_header_origin(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
     pinentry.respond("1234")
     body = {"challengeNonce": nonce(), "origin": "https://other.example.no"}

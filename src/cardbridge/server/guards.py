@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from cardbridge.errors import (
+    CardbridgeError,
     HostNotAllowedError,
     MethodNotAllowedError,
     NotFoundError,
@@ -31,6 +32,8 @@ def check_host(request: web.Request) -> None:
     hosts = request.headers.getall(hdrs.HOST, [])
     if len(hosts) != 1 or hosts[0] not in request.app[SETTINGS].hosts():
         raise HostNotAllowedError("The Host header must name the bridge's loopback address and port.")
+    if not request.raw_path.startswith("/"):  # absolute-form: its authority would outrank Host
+        raise HostNotAllowedError("The request target must be a path, not a URL.")
 
 
 def check_origin_header(request: web.Request) -> str | None:
@@ -101,6 +104,23 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.method == hdrs.METH_POST:
         check_body_headers(request)
     return await handler(request)
+
+
+async def continue_if_allowed(request: web.Request) -> web.StreamResponse | None:
+    """The routes' ``Expect`` handler: ``100 Continue`` invites the body only when the
+    guards pass; otherwise (and for any other expectation) nothing is sent before the
+    answer, which the guards and handlers give as usual (never a bare 417)."""
+    if request.headers.get(hdrs.EXPECT, "").strip().lower() != "100-continue" or request.version < (1, 1):
+        return None
+    try:
+        check_host(request)
+        check_origin_header(request)
+        if request.method == hdrs.METH_POST:
+            check_body_headers(request)
+    except CardbridgeError:
+        return None
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
 
 
 async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -27,7 +27,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from cardbridge.errors import CardbridgeError, InternalError, InvalidInputError, RequestTooLargeError
-from cardbridge.server.problems import problem
+from cardbridge.server.problems import RateLimitedLog, problem
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ RESERVED_DESCRIPTORS = 64
 # kept free as well.
 ACCEPT_BACKLOG = 128
 MAX_CONNECTIONS = 1024  # a bridge for one person's browser never needs more
-LOG_INTERVAL = 10.0
 
 
 def connection_cap(limit: int | None = None) -> int:
@@ -51,29 +50,6 @@ def connection_cap(limit: int | None = None) -> int:
         limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     reserve = max(RESERVED_DESCRIPTORS, limit // 4) + 2 * ACCEPT_BACKLOG
     return max(8, min(MAX_CONNECTIONS, limit - reserve))
-
-
-class RateLimitedLog:
-    """One log line per ``interval`` at most; the lines left out are counted in the next."""
-
-    def __init__(self, logger: logging.Logger, level: int, interval: float = LOG_INTERVAL) -> None:
-        self._logger = logger
-        self._level = level
-        self._interval = interval
-        self._last = -interval
-        self._suppressed = 0
-
-    def __call__(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last < self._interval:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            message += " (and %d more like it in the last %.0f s)"
-            args = (*args, self._suppressed, now - self._last)
-        self._last = now
-        self._suppressed = 0
-        self._logger.log(self._level, message, *args)
 
 
 class _Refused(asyncio.Protocol):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -20,10 +21,12 @@ from aiohttp import hdrs, web
 from cardbridge.errors import (
     CardbridgeError,
     Code,
+    HostNotAllowedError,
     InternalError,
     InvalidInputError,
     MethodNotAllowedError,
     NotFoundError,
+    OriginNotAllowedError,
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -110,6 +113,35 @@ def _from_http_exception(exc: web.HTTPException) -> tuple[CardbridgeError, dict[
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LOG_INTERVAL = 10.0
+
+
+class RateLimitedLog:
+    """One log line per ``interval`` at most; the lines left out are counted in the next."""
+
+    def __init__(self, logger: logging.Logger, level: int, interval: float = LOG_INTERVAL) -> None:
+        self._logger = logger
+        self._level = level
+        self._interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, self._suppressed, now - self._last)
+        self._last = now
+        self._suppressed = 0
+        self._logger.log(self._level, message, *args)
+
+
+# A refused request (bad input, a foreign Host or Origin) is logged one line per interval:
+# a hostile client must not wash the log files away (they rotate at 1 MiB).
+_refusals = RateLimitedLog(log, logging.INFO)
 
 
 @web.middleware
@@ -118,7 +150,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except CardbridgeError as error:
-        log.info("%s %s: %s: %s", request.method, request.path, error.code, error.message)
+        refused = isinstance(error, InvalidInputError | HostNotAllowedError | OriginNotAllowedError)
+        (_refusals if refused else log.info)(
+            "%s %s: %s: %s", request.method, request.path[:100], error.code, error.message
+        )
         response = problem(error, lang=_language(request))
         if error.code in _CLOSE_AFTER:
             response.force_close()
@@ -127,7 +162,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         converted, headers = _from_http_exception(exc)
-        log.info("%s %s: %s", request.method, request.path, converted.code)
+        _refusals("%s %s: %s", request.method, request.path[:100], converted.code)
         return problem(converted, headers, lang=_language(request))
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)

@@ -29,6 +29,7 @@ from cardbridge.i18n import request_language
 from cardbridge.model import TokenInfo
 from cardbridge.pinentry import ConsentSource, PinentrySource
 from cardbridge.server.decode import decode_authenticate, decode_sign, decode_signing_certificate
+from cardbridge.server.guards import continue_if_allowed
 from cardbridge.server.settings import ID_KEY, LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
 
@@ -149,17 +150,17 @@ def public_event(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@routes.get("/v1/status", allow_head=False)
+@routes.get("/v1/status", allow_head=False, expect_handler=continue_if_allowed)
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await status_body(request))
 
 
-@routes.get("/v1/openapi.json", allow_head=False)
+@routes.get("/v1/openapi.json", allow_head=False, expect_handler=continue_if_allowed)
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
-@routes.post("/v1/authenticate")
+@routes.post("/v1/authenticate", expect_handler=continue_if_allowed)
 async def authenticate(request: web.Request) -> web.Response:
     body = decode_authenticate(await read_body(request))
     check_body_origin(request, body.origin)
@@ -174,7 +175,7 @@ async def authenticate(request: web.Request) -> web.Response:
     return web.json_response(token.to_dict())
 
 
-@routes.post("/v1/signing-certificate")
+@routes.post("/v1/signing-certificate", expect_handler=continue_if_allowed)
 async def signing_certificate(request: web.Request) -> web.Response:
     body = decode_signing_certificate(await read_body(request))
     check_body_origin(request, body.origin)
@@ -190,7 +191,7 @@ async def signing_certificate(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/v1/sign")
+@routes.post("/v1/sign", expect_handler=continue_if_allowed)
 async def sign(request: web.Request) -> web.Response:
     body = decode_sign(await read_body(request))
     check_body_origin(request, body.origin)
@@ -210,7 +211,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-@routes.get("/v1/events", allow_head=False)
+@routes.get("/v1/events", allow_head=False, expect_handler=continue_if_allowed)
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: ``status`` first (as GET /v1/status), then one event per reader
     or card change (``reader-added``, ``card-inserted``, …), and a comment now and then."""
