@@ -121,6 +121,37 @@ def test_connections_over_the_cap_are_closed_at_once_without_a_traceback(
     assert 1 <= err.count("refused a connection") <= 4, err[:2000]
 
 
+def test_running_out_of_descriptors_is_one_log_line_not_a_traceback_per_accept(
+    serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry, tmp_path: Path
+) -> None:
+    # So few descriptors that one accept burst runs out (the cap is its minimum, 8): the
+    # kernel's EMFILE reaches asyncio, which retries a second later.
+    stderr = tmp_path / "serve.err"
+    served = serve(
+        *serve_args(softhsm, "--request-timeout", "60"),
+        env=log_env(softhsm, pinentry, tmp_path / "logs"),
+        nofile=48,
+        stderr=stderr,
+    )
+    held = [socket.create_connection(("127.0.0.1", served.port), timeout=30) for _ in range(150)]
+    time.sleep(3)  # asyncio retries the accept every second
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 20
+    status = 0
+    while status != 200 and time.monotonic() < deadline:
+        try:
+            status, _, _ = request(served, "GET", "/v1/status", timeout=5)
+        except OSError:
+            time.sleep(0.2)
+    assert status == 200
+    assert served.stop() == 0
+    err = stderr.read_text()
+    assert "Traceback" not in err, err[:2000]
+    assert err.count("cannot accept connections") <= 2, err[:2000]
+    assert len(err) < 2000, err[:2000]
+
+
 def test_a_chunked_body_that_stops_or_breaks_gets_a_problem_and_a_close(
     serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry, tmp_path: Path
 ) -> None:
