@@ -1,10 +1,12 @@
 import asyncio
 import base64
+import hashlib
 import secrets
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from cardbridge.authtoken import authentication_digest
 from cardbridge.errors import (
     AmbiguousCertificateError,
     BusyError,
@@ -597,3 +599,67 @@ async def test_signing_certificate_unanswered_is_user_timeout(softhsm: SoftHsm, 
     finally:
         pinentry.kill_leftovers()
         await service.aclose()
+
+
+# -- a caller's hash is never signed with a key that is also a login key -----------------------
+
+
+@pytest.mark.parametrize("label", ["dual-use", "shared-key"])
+async def test_a_signing_key_that_also_logs_in_signs_no_callers_hash(
+    service: CardService, softhsm: SoftHsm, pinentry: ScriptedPinentry, label: str
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from cardbridge.errors import DualUseKeyError
+    from cardbridge.model import SignatureAlgorithm
+
+    pinentry.respond("OK", softhsm.pin)
+    cert, _ = await service.signing_certificate(
+        ORIGIN, PinentrySource(pinentry.program), selection=Selection(token_label=label)
+    )
+    assert cert.purpose is Purpose.SIGNING
+    # The hash of another site's login: H(H(origin) || H(nonce)).
+    other, challenge = "https://other.example.no", nonce()
+    algorithm = SignatureAlgorithm("ECC", "SHA-256", "NONE")
+    digest = authentication_digest(other, challenge, algorithm)
+    with pytest.raises(DualUseKeyError) as info:
+        await service.sign(ORIGIN, cert.der, digest, "SHA-256", PinentrySource(pinentry.program))
+    assert info.value.code == "DUAL_USE_KEY"
+    assert len(pinentry.dialogs()) == 1, "refused before the PIN dialog"
+    assert not service.busy
+    # Why: the validator's purpose check accepts this key for login — the signing certificate
+    # itself, or the authentication certificate of the same key.
+    from cryptography import x509
+
+    def spki(der: bytes) -> bytes:
+        return (
+            x509.load_der_x509_certificate(der)
+            .public_key()
+            .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+    (listing,) = [t for t in await service.list_tokens() if t.info.label == label]
+    login = [c for c in listing.certificates if spki(c.der) == spki(cert.der) and _login_purpose(c.der)]
+    assert [c.purpose for c in login] == [Purpose.SIGNING if label == "dual-use" else Purpose.AUTHENTICATION]
+
+
+def _login_purpose(der: bytes) -> bool:
+    from cardbridge.portal._certificate import check_purpose, parse_subject_certificate
+    from cardbridge.portal.errors import CertificatePurposeError
+
+    try:
+        check_purpose(parse_subject_certificate(der))
+    except CertificatePurposeError:
+        return False
+    return True
+
+
+async def test_an_ordinary_signing_key_still_signs(service: CardService, pinentry: ScriptedPinentry) -> None:
+    pinentry.respond("OK", "1234")
+    cert, _ = await service.signing_certificate(
+        ORIGIN, PinentrySource(pinentry.program), selection=Selection(token_label="p384")
+    )
+    signature, algorithm = await service.sign(
+        ORIGIN, cert.der, hashlib.sha256(b"doc").digest(), "SHA-256", PinentrySource(pinentry.program)
+    )
+    assert signature and algorithm.hash_function == "SHA-256"

@@ -9,6 +9,7 @@ never locks a citizen out. Verification (signatures, chains) is done elsewhere, 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
 from asn1crypto import x509 as asn1x509
 
@@ -54,18 +55,60 @@ def parse_certificate(der: bytes, *, key_id: bytes = b"", label: str = "") -> Ce
     return info
 
 
-def certificate_purpose(cert: asn1x509.Certificate) -> Purpose:
-    """``signing`` when keyUsage has nonRepudiation; ``authentication`` when it has
-    digitalSignature and extendedKeyUsage is absent or has clientAuth; else ``other``."""
+def login_purpose_problem(key_usage: Collection[str], extended_key_usage: Collection[str] | None) -> str | None:
+    """The one rule for what a login certificate is, used by both sides: None when a
+    certificate with ``key_usage`` and ``extended_key_usage`` (asn1crypto's names; None when
+    the extension is absent) is accepted for login, else why not. keyUsage must have
+    digitalSignature; extendedKeyUsage must be absent or have clientAuth.
+
+    The token validator (``cardbridge.portal``) accepts a login only with such a
+    certificate, and the bridge never signs a caller's hash with the key of one: that
+    signature would be a login token for any site."""
+    if "digital_signature" not in key_usage:
+        return "The certificate's keyUsage does not allow digitalSignature."
+    if extended_key_usage is not None and "client_auth" not in extended_key_usage:
+        return "The certificate's extendedKeyUsage does not allow clientAuth."
+    return None
+
+
+def _usages(cert: asn1x509.Certificate) -> tuple[frozenset[str], frozenset[str] | None]:
     key_usage = cert.key_usage_value
-    usages = set(key_usage.native) if key_usage is not None else set()
+    eku = cert.extended_key_usage_value
+    return (
+        frozenset(key_usage.native) if key_usage is not None else frozenset(),
+        frozenset(eku.native) if eku is not None else None,
+    )
+
+
+def certificate_purpose(cert: asn1x509.Certificate) -> Purpose:
+    """``signing`` when keyUsage has nonRepudiation (even when the certificate is also
+    accepted for login: see :func:`allows_login`); ``authentication`` when it passes
+    :func:`login_purpose_problem`; else ``other``."""
+    usages, eku = _usages(cert)
     if "non_repudiation" in usages:
         return Purpose.SIGNING
-    if "digital_signature" in usages:
-        eku = cert.extended_key_usage_value
-        if eku is None or "client_auth" in eku.native:
-            return Purpose.AUTHENTICATION
+    if login_purpose_problem(usages, eku) is None:
+        return Purpose.AUTHENTICATION
     return Purpose.OTHER
+
+
+def allows_login(der: bytes) -> bool:
+    """A validator accepts a login made with this certificate's key
+    (:func:`login_purpose_problem`). A certificate that cannot be parsed counts as one:
+    refusing is the safe side."""
+    try:
+        usages, eku = _usages(asn1x509.Certificate.load(der))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return True
+    return login_purpose_problem(usages, eku) is None
+
+
+def public_key_of(der: bytes) -> bytes:
+    """The DER SubjectPublicKeyInfo of a certificate (two certificates of one key share it)."""
+    try:
+        return bytes(asn1x509.Certificate.load(der).public_key.dump())
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InvalidInputError(f"The certificate cannot be parsed: {exc}") from exc
 
 
 _SHORT_NAMES = {

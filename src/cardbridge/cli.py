@@ -7,7 +7,7 @@ Exit codes (stable):
     2  usage error (bad flags)
     3  invalid input: INVALID_ORIGIN, INVALID_NONCE, INVALID_ARGUMENT
     4  nothing to use: NO_TOKEN, NO_CERTIFICATE, AMBIGUOUS_CERTIFICATE, KEY_NOT_FOUND,
-       UNSUPPORTED_KEY, NO_CARD, NO_READERS, UNSUPPORTED_CARD
+       UNSUPPORTED_KEY, DUAL_USE_KEY, NO_CARD, NO_READERS, UNSUPPORTED_CARD
     5  PIN: PIN_INCORRECT, PIN_BLOCKED, PIN_INVALID_LENGTH
     6  the person: USER_CANCELLED, USER_TIMEOUT
     7  card, reader, module: CARD_REMOVED, CARD_BUSY, CARD_RESET, CARD_ERROR,
@@ -40,6 +40,7 @@ EXIT_CODES: dict[Code, int] = {
             Code.AMBIGUOUS_CERTIFICATE,
             Code.KEY_NOT_FOUND,
             Code.UNSUPPORTED_KEY,
+            Code.DUAL_USE_KEY,
             Code.NO_CARD,
             Code.NO_READERS,
             Code.UNSUPPORTED_CARD,

@@ -28,6 +28,7 @@ class Code(enum.StrEnum):
     AMBIGUOUS_CERTIFICATE = "AMBIGUOUS_CERTIFICATE"
     KEY_NOT_FOUND = "KEY_NOT_FOUND"
     UNSUPPORTED_KEY = "UNSUPPORTED_KEY"
+    DUAL_USE_KEY = "DUAL_USE_KEY"
     # The PIN.
     PIN_INCORRECT = "PIN_INCORRECT"
     PIN_BLOCKED = "PIN_BLOCKED"
@@ -159,6 +160,14 @@ class UnsupportedKeyError(CardbridgeError):
     """A key type or size that cardbridge does not sign with."""
 
     code = Code.UNSUPPORTED_KEY
+
+
+class DualUseKeyError(CardbridgeError):
+    """The signing key's certificate (or another certificate of the same key) is also
+    accepted for login: a signature over a caller's hash could be a login token for another
+    site, so the bridge does not sign with it."""
+
+    code = Code.DUAL_USE_KEY
 
 
 class PinError(CardbridgeError):

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cardbridge.authtoken import AuthToken, authentication_digest, check_nonce, check_origin
+from cardbridge.certs import allows_login, public_key_of
 from cardbridge.errors import (
     AmbiguousCertificateError,
     BusyError,
     CardbridgeError,
+    DualUseKeyError,
     InvalidInputError,
     ModuleError,
     NoCertificateError,
@@ -455,7 +457,11 @@ class CardService:
         *,
         lang: str = "nb",
     ) -> tuple[bytes, SignatureAlgorithm]:
-        """Sign a document hash with the signing key of ``certificate_der`` (signing PIN)."""
+        """Sign a document hash with the signing key of ``certificate_der`` (signing PIN).
+
+        A caller chooses the hash, so a key that a validator accepts for login is never used:
+        its signature over ``H(H(origin) || H(nonce))`` would log in at any site
+        (DUAL_USE_KEY, before any dialog)."""
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         if HASH_LENGTHS.get(hash_function) != len(digest):
             raise InvalidInputError(f"The hash does not have the length of {hash_function}.")
@@ -464,6 +470,7 @@ class CardService:
             wanted = hashlib.sha256(certificate_der).hexdigest()
             candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
             token, certificate = candidate.token, candidate.certificate
+            await self._refuse_login_key(token, certificate)
             supported, status = await self._ready(candidate)
             matching = [a for a in supported if a.hash_function == hash_function]
             if not matching:
@@ -473,6 +480,22 @@ class CardService:
                 token, certificate, digest, algorithm, pin_source, origin, PinKind.SIGNING, lang, status
             )
             return signature, algorithm
+
+    async def _refuse_login_key(self, token: Token, certificate: CertificateInfo) -> None:
+        """DUAL_USE_KEY when ``certificate``, or another certificate on ``token`` with the
+        same key, passes the login purpose check (``certs.login_purpose_problem``, the
+        validator's rule): a signing certificate with nonRepudiation that also has
+        digitalSignature and clientAuth, or a signing certificate for the login key."""
+        dual = allows_login(certificate.der)
+        if not dual:
+            key = public_key_of(certificate.der)
+            others = await self._run(token, token.certificates)
+            dual = any(allows_login(c.der) and public_key_of(c.der) == key for c in others if c.der != certificate.der)
+        if dual:
+            log.warning("refused to sign with %s: its key is also accepted for login", certificate.sha256[:16])
+            raise DualUseKeyError(
+                "The card's signing key is also accepted for login, so cardbridge does not sign a hash with it."
+            )
 
     async def _sign_with_pin(
         self,

@@ -553,6 +553,29 @@ async def test_signing_certificate_only_when_the_person_agrees(
     assert pinentry.texts("SETTITLE") == ["Del sertifikatet ditt"]
 
 
+async def test_sign_refuses_a_key_that_is_also_a_login_key(
+    make_client: MakeClient, pinentry: ScriptedPinentry, service: CardService
+) -> None:
+    # The dual-use certificate: nonRepudiation with digitalSignature and clientAuth.
+    (listing,) = [t for t in await service.list_tokens() if t.info.label == "dual-use"]
+    (cert,) = [c for c in listing.certificates if c.purpose.value == "signing"]
+    client = await make_client(token_label="dual-use")
+    other_login = hashlib.sha256(hashlib.sha256(b"https://other.example.no").digest() + b"x" * 32).digest()
+    response = await client.post(
+        "/v1/sign",
+        json={
+            "certificate": base64.b64encode(cert.der).decode(),
+            "hash": base64.b64encode(other_login).decode(),
+            "hashFunction": "SHA-256",
+            "lang": "en",
+        },
+        headers=origin_headers(),
+    )
+    body = await problem_of(response, "/v1/sign", 422, "DUAL_USE_KEY")
+    assert "signature" not in body and "log in" in body["text"]
+    assert pinentry.dialogs() == [], "refused before any dialog"
+
+
 async def test_sign_with_an_unknown_certificate(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
     pinentry.respond("1234")
     response = await client.post(

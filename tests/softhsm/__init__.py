@@ -24,6 +24,10 @@ class TokenCase:
     auth_certificates: int = 1
     signing: bool = True
     orphan: bool = False  # an authentication certificate whose key is not on the token
+    # A signing key that is also accepted for login: "certificate", one certificate with
+    # nonRepudiation, digitalSignature and clientAuth; "key", a signing certificate for the
+    # authentication key.
+    dual_use: str | None = None
 
 
 CASES = (
@@ -32,6 +36,8 @@ CASES = (
     TokenCase("rsa", "rsa-2048"),
     TokenCase("two-auth", "ec-p256", auth_certificates=2),
     TokenCase("orphan", "ec-p256", auth_certificates=0, signing=False, orphan=True),
+    TokenCase("dual-use", "ec-p256", signing=False, dual_use="certificate"),
+    TokenCase("shared-key", "ec-p256", auth_certificates=0, signing=False, dual_use="key"),
 )
 
 
@@ -70,6 +76,8 @@ def make_softhsm(folder: Path) -> SoftHsm:
         )
         if case.orphan:
             _store_orphan_certificate(module, case.label, ca, citizen)
+        if case.dual_use:
+            _store_dual_use(module, case.label, ca, citizen, shared_key=case.dual_use == "key")
     return SoftHsm(module, conf, ca, citizen, PIN, tuple(c.label for c in CASES))
 
 
@@ -85,3 +93,40 @@ def _store_orphan_certificate(module: str, label: str, ca: DevCA, citizen: Citiz
         writer.store_certificate(
             cert.public_bytes(serialization.Encoding.DER), cert.subject.public_bytes(), b"\x09", "No key"
         )
+
+
+def _store_dual_use(module: str, label: str, ca: DevCA, citizen: Citizen, *, shared_key: bool) -> None:
+    """A signing certificate whose key a validator also accepts for login: one certificate
+    with nonRepudiation, digitalSignature and clientAuth, or (``shared_key``) an
+    authentication certificate and a signing-only one for the same key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from cardbridge.model import Purpose
+    from cardbridge.pkcs11.provision import TokenWriter
+
+    usage = {
+        "digital_signature": not shared_key,
+        "content_commitment": True,
+        "key_encipherment": False,
+        "data_encipherment": False,
+        "key_agreement": False,
+        "key_cert_sign": False,
+        "crl_sign": False,
+        "encipher_only": False,
+        "decipher_only": False,
+    }
+    key_id = b"\x01" if shared_key else b"\x02"
+    with TokenWriter(module, label, PIN) as writer:
+        public = writer.generate_key("ec-p256", key_id, "Signing and login")
+        certificates = []
+        if shared_key:
+            certificates.append((ca.issue(public, citizen, Purpose.AUTHENTICATION), "Authentication"))
+        eku = None if shared_key else [ExtendedKeyUsageOID.CLIENT_AUTH]
+        signing = ca.issue(public, citizen, Purpose.SIGNING, key_usage=x509.KeyUsage(**usage), extended_key_usage=eku)
+        certificates.append((signing, "Signing"))
+        for cert, name in certificates:
+            writer.store_certificate(
+                cert.public_bytes(serialization.Encoding.DER), cert.subject.public_bytes(), key_id, name
+            )

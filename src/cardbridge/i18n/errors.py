@@ -73,6 +73,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "ID-kortet manglar nøkkelen til sertifikatet. Kontakt den som gav ut kortet.",
         "en": "The ID card is missing the key for its certificate. Contact the card's issuer.",
     },
+    "error.DUAL_USE_KEY": {
+        "nb": "Signeringsnøkkelen på ID-kortet kan også brukes til innlogging, så cardbridge signerer ikke med den. "
+        "Kontakt den som utstedte kortet.",
+        "nn": "Signeringsnøkkelen på ID-kortet kan òg brukast til innlogging, så cardbridge signerer ikkje med han. "
+        "Kontakt den som gav ut kortet.",
+        "en": "The ID card's signing key can also be used to log in, so cardbridge does not sign with it. "
+        "Contact the card's issuer.",
+    },
     "error.UNSUPPORTED_KEY": {
         "nb": "Denne typen ID-kort kan ikke brukes her. Kontakt brukerstøtte.",
         "nn": "Denne typen ID-kort kan ikkje brukast her. Kontakt brukarstøtta.",

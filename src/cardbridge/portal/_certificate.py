@@ -31,6 +31,7 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingRule,
 )
 
+from cardbridge.certs import login_purpose_problem
 from cardbridge.errors import ConfigError
 from cardbridge.portal.errors import (
     CertificateExpiredError,
@@ -141,12 +142,12 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
 
 
 def check_purpose(cert: SubjectCertificate) -> None:
-    """keyUsage must have digitalSignature; extendedKeyUsage must be absent or have clientAuth."""
-    if "digital_signature" not in cert.key_usage:
-        raise CertificatePurposeError("The certificate's keyUsage does not allow digitalSignature.")
-    eku = cert.extended_key_usage
-    if eku is not None and "client_auth" not in eku:
-        raise CertificatePurposeError("The certificate's extendedKeyUsage does not allow clientAuth.")
+    """keyUsage must have digitalSignature; extendedKeyUsage must be absent or have clientAuth
+    (``cardbridge.certs.login_purpose_problem``: the bridge refuses to sign a caller's hash
+    with the key of any certificate this accepts)."""
+    problem = login_purpose_problem(cert.key_usage, cert.extended_key_usage)
+    if problem is not None:
+        raise CertificatePurposeError(problem)
 
 
 def check_policies(cert: SubjectCertificate, disallowed: frozenset[str]) -> None:

@@ -51,7 +51,7 @@ HTTP_STATUS: dict[Code, int] = {
     **dict.fromkeys((Code.BUSY, Code.CARD_BUSY, Code.AMBIGUOUS_CERTIFICATE, Code.CARD_REMOVED, Code.CARD_RESET), 409),
     Code.REQUEST_TOO_LARGE: 413,
     Code.UNSUPPORTED_MEDIA_TYPE: 415,
-    **dict.fromkeys((Code.PIN_INVALID_LENGTH, Code.UNSUPPORTED_KEY, Code.UNSUPPORTED_CARD), 422),
+    **dict.fromkeys((Code.PIN_INVALID_LENGTH, Code.UNSUPPORTED_KEY, Code.DUAL_USE_KEY, Code.UNSUPPORTED_CARD), 422),
     **dict.fromkeys((Code.INTERNAL, Code.CONFIG_ERROR, Code.PORT_IN_USE), 500),
     **dict.fromkeys((Code.MODULE_ERROR, Code.PINENTRY_FAILED, Code.CARD_ERROR), 502),
     **dict.fromkeys((Code.SERVICE_NOT_RUNNING, Code.MODULE_NOT_FOUND, Code.BRIDGE_STOPPING), 503),
