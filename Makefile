@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean deb deb-deps fuzz
+.PHONY: test demo deps venv lint clean deb deb-deps fuzz package-test
 
 # The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
 DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-LINT_PATHS := src tests $(wildcard bench) $(wildcard fuzz)
+LINT_PATHS := src tests $(wildcard bench) $(wildcard fuzz) $(wildcard packaging)
 
 lint: venv
 	$(VENV)/bin/ruff check $(LINT_PATHS)
@@ -104,4 +104,12 @@ deb: deb-deps $(PKG_CACHE)/wheels/.fetched
 		dpkg-buildpackage --build=binary --no-sign
 	mv $(PKG_BUILD)/*.deb dist/
 	lintian --fail-on error \
+		dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb dist/cardbridge-webeid_$(VERSION)_all.deb
+
+# The packages installed in a clean Debian 12 root (mmdebstrap, cached in $(PKG_CACHE)) and
+# used there: version, doctor, logins through the launcher, `serve` and Debian's Chromium,
+# cardbridge-webeid, an upgrade, purge. It runs in a mount namespace of its own, so the
+# root's mounts go away with it even when it fails (packaging/package_test.py).
+package-test: deb venv
+	PKG_CACHE=$(abspath $(PKG_CACHE)) unshare --mount --propagation private $(PY) packaging/package_test.py \
 		dist/cardbridge_$(VERSION)_$(DEB_ARCH).deb dist/cardbridge-webeid_$(VERSION)_all.deb

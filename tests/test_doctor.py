@@ -275,3 +275,74 @@ def test_doctor_says_who_answers_the_web_eid_extension(home: Path) -> None:
     assert "another program" in webeid().detail
     install.install("chromium", home=home, launcher=home / "bin" / "launcher", web_eid=True, replace=True)
     assert webeid().data["answeredBy"] == "cardbridge"
+
+
+# -- what the Debian package installs system-wide ------------------------------------------------
+
+
+def _package_root(tmp_path: Path) -> Path:
+    """The files the Debian package installs, under a folder standing for ``/``; Chrome's and
+    Edge's manifests linked into place as the package's postinst does."""
+    from cardbridge import cli, sysinstall
+    from cardbridge.nativemsg import HOST_NAME
+
+    root = tmp_path / "root"
+    extension = Path(__file__).resolve().parents[1] / "native-host" / "extension"
+    files = sysinstall.package_files(extension=extension, parser=cli.build_parser(), date=dt.date(2026, 1, 1))
+    sysinstall.write(files, root)
+    for link, target in sysinstall.manifest_links(HOST_NAME):
+        (root / str(link).lstrip("/")).parent.mkdir(parents=True)
+        (root / str(link).lstrip("/")).symlink_to(root / str(target).lstrip("/"))
+    return root
+
+
+def test_system_manifests_of_the_package_are_found_without_a_profile(tmp_path: Path, home: Path) -> None:
+    root = _package_root(tmp_path)
+    checks = {c.data.get("browser"): c for c in doctor.check_manifests("en", home, root=root)}
+    for browser in ("chromium", "chrome", "edge", "firefox"):
+        assert checks[browser].status is Status.OK, checks[browser]
+        assert checks[browser].data["scope"] == "system"
+    assert checks["chrome"].data["manifest"].endswith("/etc/opt/chrome/native-messaging-hosts/no.cardbridge.host.json")
+    assert "brave" not in checks  # neither a profile nor a manifest
+    # The launcher gone: the manifests are broken.
+    (root / "usr/libexec/cardbridge/cardbridge-native-host").unlink()
+    checks = {c.data.get("browser"): c for c in doctor.check_manifests("en", home, root=root)}
+    assert checks["chromium"].status is Status.FAIL
+
+
+def test_the_packaged_extension_is_found(tmp_path: Path, home: Path) -> None:
+    check = doctor.check_extension("en", home, root=tmp_path / "empty")
+    assert check.status is Status.WARN and check.fix
+    root = _package_root(tmp_path)
+    check = doctor.check_extension("en", home, root=root)
+    assert check.status is Status.OK and check.data["scope"] == "system"
+    assert check.data["path"] == str(root / "usr/share/chromium/extensions/cardbridge")
+    # Another extension in the same folder is not ours.
+    manifest = root / "usr/share/chromium/extensions/cardbridge/manifest.json"
+    manifest.write_text(json.dumps({"name": "cardbridge", "key": "AAAA"}), encoding="utf-8")
+    assert doctor.check_extension("en", home, root=root).status is Status.WARN
+
+
+def test_the_packaged_unit_is_found_when_enabled_for_all_users(tmp_path: Path, home: Path) -> None:
+    environ = {"HOME": str(home)}
+    root = tmp_path / "root"
+    check = doctor.check_service("en", environ, root=root)
+    assert check.status is Status.WARN and check.fix == "Run: cardbridge install-service"
+    root = _package_root(tmp_path)
+    (root / "etc/xdg/autostart/cardbridge.desktop").unlink()
+    check = doctor.check_service("en", environ, root=root)
+    assert check.status is Status.WARN and "not enabled" in check.detail
+    wants = root / "etc/systemd/user/graphical-session.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "cardbridge.service").symlink_to("/usr/lib/systemd/user/cardbridge.service")
+    check = doctor.check_service("en", environ, root=root)
+    assert check.status is Status.OK and check.data["unit"] == str(root / "usr/lib/systemd/user/cardbridge.service")
+
+
+def test_an_autostart_entry_alone_starts_the_bridge(tmp_path: Path, home: Path) -> None:
+    root = tmp_path / "root"
+    entry = root / "etc/xdg/autostart/cardbridge.desktop"
+    entry.parent.mkdir(parents=True)
+    entry.write_text("[Desktop Entry]\n", encoding="utf-8")
+    check = doctor.check_service("en", {"HOME": str(home)}, root=root)
+    assert check.status is Status.OK and check.data["autostart"] == str(entry)

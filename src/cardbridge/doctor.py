@@ -28,7 +28,7 @@ import socket
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cardbridge import __version__, i18n
@@ -297,14 +297,15 @@ def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | No
 _BROWSER_NAMES = {"chrome": "Chrome", "chromium": "Chromium", "edge": "Edge", "brave": "Brave", "firefox": "Firefox"}
 
 
-def check_manifests(lang: str, home: Path | None = None) -> list[Check]:
-    """For each browser this user has (its profile folder exists): is our native-messaging
-    manifest there (per user or system-wide), and can the program it names run?"""
+def check_manifests(lang: str, home: Path | None = None, root: Path | None = None) -> list[Check]:
+    """For each browser this user has (its profile folder exists) or that has our manifest
+    system-wide (the Debian package's): is our native-messaging manifest there (per user or
+    system-wide), and can the program it names run? ``root``: the system's root (tests)."""
     from cardbridge.nativemsg import install
 
     home = home or Path.home()
     try:
-        entries = install.status(home=home)
+        entries = install.status(home=home, root=root)
     except Exception as exc:  # the native-messaging layer is optional for doctor
         return [_check("manifests", lang, Status.WARN, f"{type(exc).__name__}: {exc}")]
     by_browser: dict[str, list[dict[str, Any]]] = {}
@@ -313,20 +314,23 @@ def check_manifests(lang: str, home: Path | None = None) -> list[Check]:
     out: list[Check] = []
     for browser, found in by_browser.items():
         user = next((e for e in found if e["scope"] == "user"), None)
-        if user is None or not Path(user["manifest"]).parent.parent.is_dir():
-            continue  # this user does not use this browser
+        installed = [e for e in found if e.get("installed")]
+        uses_browser = user is not None and Path(user["manifest"]).parent.parent.is_dir()
+        if not uses_browser and not any(e["scope"] == "system" for e in installed):
+            continue  # this user does not use this browser, and nothing is installed for it
         name = _BROWSER_NAMES.get(browser, browser)
         fix = i18n.text("doctor.manifests.fix", lang, browser=browser)
-        installed = [e for e in found if e.get("installed")]
         good = [e for e in installed if e.get("launcherOk") and e.get("nameOk") and "error" not in e]
         if good:
             detail = i18n.text("doctor.manifests.ok", lang, browser=name, path=good[0]["manifest"])
-            out.append(_check("manifests", lang, Status.OK, detail, browser=browser, manifest=good[0]["manifest"]))
+            data = {"browser": browser, "manifest": good[0]["manifest"], "scope": good[0]["scope"]}
+            out.append(_check("manifests", lang, Status.OK, detail, **data))
         elif installed:
             detail = i18n.text("doctor.manifests.broken", lang, browser=name, path=installed[0]["manifest"])
             out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
         else:
-            detail = i18n.text("doctor.manifests.missing", lang, browser=name, path=user["manifest"])
+            path = user["manifest"] if user else found[0]["manifest"]
+            detail = i18n.text("doctor.manifests.missing", lang, browser=name, path=path)
             out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
     if not out:
         out.append(_check("manifests", lang, Status.WARN, i18n.text("doctor.manifests.no_browser", lang)))
@@ -353,6 +357,72 @@ def _webeid_checks(by_browser: dict[str, list[dict[str, Any]]], lang: str) -> li
         data = {"browser": browser, "answeredBy": answering and answering["answeredBy"]}
         out.append(_check("webeid", lang, Status.OK, detail, **data))
     return out
+
+
+# The profile folders of the Chromium-based browsers, where an installed extension's files are.
+_PROFILE_ROOTS = (".config/chromium", ".config/google-chrome", ".config/microsoft-edge", ".config/BraveSoftware")
+
+
+def _system(path: PurePosixPath, root: Path | None) -> Path:
+    return (root or Path("/")) / str(path).lstrip("/")
+
+
+def check_extension(lang: str, home: Path | None = None, root: Path | None = None) -> Check:
+    """Is the cardbridge extension there: system-wide for Debian's Chromium (the package's
+    ``/usr/share/chromium/extensions``, recognised by the id its key gives), or installed in
+    one of this user's Chromium-based profiles?"""
+    from cardbridge import sysinstall
+    from cardbridge.nativemsg import EXTENSION_CHROME_ID
+
+    folder = _system(sysinstall.CHROMIUM_EXTENSIONS, root)
+    for manifest in sorted(folder.glob("*/manifest.json")) if folder.is_dir() else []:
+        try:
+            key = json.loads(manifest.read_text(encoding="utf-8")).get("key", "")
+            ours = bool(key) and sysinstall.chrome_extension_id(str(key)) == EXTENSION_CHROME_ID
+        except (OSError, ValueError, AttributeError):
+            continue
+        if ours:
+            detail = i18n.text("doctor.extension.ok", lang, id=EXTENSION_CHROME_ID, path=manifest.parent)
+            return _check("extension", lang, Status.OK, detail, path=str(manifest.parent), scope="system")
+    home = home or Path.home()
+    for profiles in _PROFILE_ROOTS:
+        for found in sorted((home / profiles).glob(f"**/Extensions/{EXTENSION_CHROME_ID}")):
+            detail = i18n.text("doctor.extension.ok", lang, id=EXTENSION_CHROME_ID, path=found)
+            return _check("extension", lang, Status.OK, detail, path=str(found), scope="user")
+    fix = i18n.text("doctor.extension.fix", lang)
+    return _check("extension", lang, Status.WARN, i18n.text("doctor.extension.missing", lang), fix)
+
+
+def check_service(lang: str, environ: dict[str, str] | None = None, root: Path | None = None) -> Check:
+    """Does ``cardbridge serve`` start with the person's session: a systemd user unit (this
+    user's, or the package's in ``/usr/lib/systemd/user``) that is enabled (a ``*.wants``
+    link, per user or for all users in ``/etc/systemd/user``), or an XDG autostart entry?"""
+    from cardbridge import autostart, sysinstall
+
+    user_unit = autostart.unit_path(environ)
+    units = [user_unit, *(_system(d / autostart.UNIT_NAME, root) for d in sysinstall.SYSTEM_UNIT_DIRS)]
+    unit = next((u for u in units if u.is_file()), None)
+    wants = [user_unit.parent, _system(sysinstall.SYSTEM_UNIT_DIRS[0], root)]
+    links = (w / autostart.UNIT_NAME for folder in wants for w in sorted(folder.glob("*.wants")))
+    enabled = [link for link in links if link.is_symlink() or link.exists()]
+    desktops = [autostart.desktop_path(environ), _system(sysinstall.SYSTEM_AUTOSTART, root)]
+    desktop = next((d for d in desktops if d.is_file()), None)
+    fix = i18n.text("doctor.service.fix", lang)
+    if unit is not None and enabled:
+        detail = i18n.text("doctor.service.ok", lang, path=unit)
+        data: dict[str, Any] = {
+            "unit": str(unit),
+            "enabled": [str(e) for e in enabled],
+            "autostart": str(desktop) if desktop else None,
+        }
+        return _check("service", lang, Status.OK, detail, **data)
+    if unit is not None:
+        detail = i18n.text("doctor.service.disabled", lang, path=unit)
+        return _check("service", lang, Status.WARN, detail, fix, unit=str(unit))
+    if desktop is not None:
+        detail = i18n.text("doctor.service.ok", lang, path=desktop)
+        return _check("service", lang, Status.OK, detail, autostart=str(desktop))
+    return _check("service", lang, Status.WARN, i18n.text("doctor.service.missing", lang), fix)
 
 
 def _is_ours(port: int) -> bool:
@@ -435,6 +505,8 @@ def run_checks(
     with_cards = any(r.card_present for r in readers or ())
     checks += check_tokens(modules, lang, now, config=config, pcsc=with_cards)
     checks += check_manifests(lang, home)
+    checks.append(check_extension(lang, home))
+    checks.append(check_service(lang))
     checks.append(check_port(config, lang, port))
     checks.append(check_pinentry(config, lang))
     checks.append(check_log(lang))

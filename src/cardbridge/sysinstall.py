@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cardbridge import __version__, autostart
-from cardbridge.nativemsg import HOST_NAME, WEBEID_CHROME_IDS, WEBEID_FIREFOX_ID, install
+from cardbridge.nativemsg import HOST_NAME, WEBEID_HOST_NAME, install
 
 VENV = PurePosixPath("/usr/lib/cardbridge")
 PYTHON = VENV / "bin" / "python3"
@@ -54,7 +54,6 @@ SYSTEM_AUTOSTART = PurePosixPath("/etc/xdg/autostart") / autostart.DESKTOP_NAME
 PACKAGE_BROWSERS = ("chromium", "chrome", "edge", "firefox")
 LINKED_BROWSERS = ("chrome", "edge")  # their system folders are under /etc/opt
 SHARED_MANIFESTS = PurePosixPath("/usr/share/cardbridge/native-messaging-hosts")
-WEBEID_HOST_NAME = "eu.webeid"
 
 
 @dataclass(frozen=True)
@@ -103,16 +102,11 @@ def host_manifests() -> list[File]:
 def webeid_manifests() -> list[File]:
     """``eu.webeid.json`` for the same browsers: the same launcher, allowed for the Web eID
     extension only (Chrome Web Store and Edge ids; the Firefox add-on id)."""
-    out: list[File] = []
-    for browser in PACKAGE_BROWSERS:
-        data = install.manifest(browser, Path(LAUNCHER))
-        data["name"] = WEBEID_HOST_NAME
-        if browser == "firefox":
-            data["allowed_extensions"] = [WEBEID_FIREFOX_ID]
-        else:
-            data["allowed_origins"] = [f"chrome-extension://{i}/" for i in WEBEID_CHROME_IDS]
-        out.append(File(_manifest_path(browser, WEBEID_HOST_NAME), _json(data)))
-    return out
+    launcher = Path(LAUNCHER)
+    return [
+        File(_manifest_path(b, WEBEID_HOST_NAME), _json(install.manifest(b, launcher, name=WEBEID_HOST_NAME)))
+        for b in PACKAGE_BROWSERS
+    ]
 
 
 COMMAND_TEXT = f'#!/bin/sh\n# cardbridge, from its environment in {VENV}.\nexec {PYTHON} -I -m cardbridge "$@"\n'

@@ -28,6 +28,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "doctor.name.manifests": {"nb": "Nettleserutvidelsen", "nn": "Nettlesarutvidinga", "en": "Browser extension"},
     "doctor.name.webeid": {"nb": "Web eID-utvidelsen", "nn": "Web eID-utvidinga", "en": "Web eID extension"},
+    "doctor.name.extension": {
+        "nb": "Utvidelsen i Chromium",
+        "nn": "Utvidinga i Chromium",
+        "en": "Extension in Chromium",
+    },
+    "doctor.name.service": {"nb": "Bakgrunnstjenesten", "nn": "Bakgrunnstenesta", "en": "Background service"},
     "doctor.name.port": {"nb": "HTTP-porten", "nn": "HTTP-porten", "en": "HTTP port"},
     "doctor.name.pinentry": {"nb": "PIN-vinduet", "nn": "PIN-vindauget", "en": "PIN window"},
     "doctor.name.log": {"nb": "Loggfil", "nn": "Loggfil", "en": "Log file"},
@@ -281,6 +287,42 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nb": "Fant ingen nettleser (Chrome, Chromium, Edge, Brave eller Firefox) for denne brukeren.",
         "nn": "Fann ingen nettlesar (Chrome, Chromium, Edge, Brave eller Firefox) for denne brukaren.",
         "en": "No browser (Chrome, Chromium, Edge, Brave or Firefox) was found for this user.",
+    },
+    # The extension, and the background service.
+    "doctor.extension.ok": {
+        "nb": "cardbridge-utvidelsen ({id}) er installert: {path}",
+        "nn": "cardbridge-utvidinga ({id}) er installert: {path}",
+        "en": "The cardbridge extension ({id}) is installed: {path}",
+    },
+    "doctor.extension.missing": {
+        "nb": "Fant ikke cardbridge-utvidelsen i Chromium (verken for hele systemet eller i profilene dine).",
+        "nn": "Fann ikkje cardbridge-utvidinga i Chromium (verken for heile systemet eller i profilane dine).",
+        "en": "The cardbridge extension was not found in Chromium (neither system-wide nor in your profiles).",
+    },
+    "doctor.extension.fix": {
+        "nb": "Installer pakken cardbridge (apt install cardbridge), eller last inn native-host/extension i chrome://extensions. Uten utvidelsen bruker nettstedene HTTP-grensesnittet (cardbridge serve).",
+        "nn": "Installer pakken cardbridge (apt install cardbridge), eller last inn native-host/extension i chrome://extensions. Utan utvidinga bruker nettstadene HTTP-grensesnittet (cardbridge serve).",
+        "en": "Install the cardbridge package (apt install cardbridge), or load native-host/extension in chrome://extensions. Without the extension, websites use the HTTP API (cardbridge serve).",
+    },
+    "doctor.service.ok": {
+        "nb": "cardbridge serve starter når du logger inn: {path}",
+        "nn": "cardbridge serve startar når du loggar inn: {path}",
+        "en": "cardbridge serve starts when you log in: {path}",
+    },
+    "doctor.service.disabled": {
+        "nb": "Tjenesten {path} finnes, men er ikke slått på.",
+        "nn": "Tenesta {path} finst, men er ikkje slått på.",
+        "en": "The unit {path} is there, but not enabled.",
+    },
+    "doctor.service.missing": {
+        "nb": "cardbridge serve starter ikke av seg selv (ingen systemd-brukertjeneste eller autostart-oppføring).",
+        "nn": "cardbridge serve startar ikkje av seg sjølv (inga systemd-brukarteneste eller autostart-oppføring).",
+        "en": "cardbridge serve does not start by itself (no systemd user unit or autostart entry).",
+    },
+    "doctor.service.fix": {
+        "nb": "Kjør: cardbridge install-service",
+        "nn": "Køyr: cardbridge install-service",
+        "en": "Run: cardbridge install-service",
     },
     # HTTP port.
     "doctor.port.ours": {

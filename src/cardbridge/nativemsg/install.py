@@ -316,9 +316,10 @@ def _remove(browser: str | None, path: Path) -> Change:
         raise ConfigError(f"Cannot remove {path}: {exc.strerror}.") from exc
 
 
-def status(*, home: Path | None = None, platform: str | None = None) -> list[dict[str, Any]]:
+def status(*, home: Path | None = None, platform: str | None = None, root: Path | None = None) -> list[dict[str, Any]]:
     """For ``cardbridge doctor``: per browser and scope, whether our manifest is there, and
-    whether the program it names exists and may be run. Never raises for a broken file."""
+    whether the program it names exists and may be run. Never raises for a broken file.
+    ``root``: where the system folders are (``/``; another folder in tests)."""
     out: list[dict[str, Any]] = []
     for system in (False, True):
         for browser in BROWSERS:
@@ -326,6 +327,8 @@ def status(*, home: Path | None = None, platform: str | None = None) -> list[dic
                 path = manifest_dir(browser, system=system, home=home, platform=platform) / f"{HOST_NAME}.json"
             except ConfigError:
                 return out
+            if system and root is not None:
+                path = root / path.relative_to(path.anchor)
             entry: dict[str, Any] = {
                 "browser": browser,
                 "scope": "system" if system else "user",
@@ -337,6 +340,8 @@ def status(*, home: Path | None = None, platform: str | None = None) -> list[dic
                     data = json.loads(path.read_text(encoding="utf-8"))
                     program = Path(str(data.get("path", "")))
                     entry["launcher"] = str(program)
+                    if root is not None and program.is_absolute():
+                        program = root / program.relative_to(program.anchor)
                     entry["launcherOk"] = program.is_absolute() and os.access(program, os.X_OK)
                     entry["nameOk"] = data.get("name") == HOST_NAME
                 except (OSError, ValueError, AttributeError) as exc:
