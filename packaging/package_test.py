@@ -373,8 +373,8 @@ def run_steps(chroot: Chroot, steps: Steps, debs: list[Path], version: str, logs
     with steps.step("cardbridge-webeid"):
         chroot.run("apt-get", "install", "-y", "-q", f"/root/debs/{webeid_deb.name}")
         for link in ("/etc/opt/chrome", "/etc/opt/edge"):
-            manifest = chroot.path(f"{link}/native-messaging-hosts/eu.webeid.json")
-            data = json.loads(manifest.read_text())
+            manifest = f"{link}/native-messaging-hosts/eu.webeid.json"
+            data = json.loads(chroot.run("cat", manifest).stdout)  # a link, absolute inside the root
             if data["path"] != "/usr/libexec/cardbridge/cardbridge-native-host":
                 raise Failed(f"{manifest}: {data}")
         conflicts = chroot.run("dpkg-query", "-W", "-f=${Conflicts}", "cardbridge-webeid").stdout
@@ -394,6 +394,9 @@ def run_steps(chroot: Chroot, steps: Steps, debs: list[Path], version: str, logs
         if not installed.endswith("+upgrade1"):
             raise Failed(f"the upgrade did not happen: {installed}")
     with steps.step("apt-get purge leaves nothing"):
+        installed = left_behind(chroot)  # the check sees the packages while they are there
+        if len(installed) < 10:
+            raise Failed(f"the leftover check does not see the installed packages: {installed}")
         chroot.run("apt-get", "purge", "-y", "-q", "cardbridge-webeid", "cardbridge")
         leftovers = left_behind(chroot)
         if leftovers:
