@@ -86,16 +86,16 @@ def licence_texts(dist: importlib.metadata.Distribution) -> list[tuple[str, str]
 
 
 def holders(dist: importlib.metadata.Distribution, texts: list[tuple[str, str]]) -> list[str]:
-    found: list[str] = []
+    """Who holds the copyright: the distribution's author or maintainer as its metadata names
+    them, then the copyright notices in its licence files."""
+    meta = dist.metadata
+    author = (meta.get("Author") or meta.get("Author-email") or meta.get("Maintainer") or "").strip()
+    found = [author or f"the {meta['Name']} authors"]
     for _, text in texts:
         for line in text.splitlines():
             match = re.match(r"\s*Copyright\s+(\(c\)\s*)?(.+)", line, re.IGNORECASE)
             if match and any(ch.isdigit() for ch in match.group(2)) and len(found) < 6:
                 found.append(match.group(2).strip())
-    if not found:
-        meta = dist.metadata
-        author = meta.get("Author") or meta.get("Author-email") or meta.get("Maintainer") or ""
-        found.append(author.strip() or f"the {meta['Name']} authors")
     return list(dict.fromkeys(found))
 
 
