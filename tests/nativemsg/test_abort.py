@@ -1,4 +1,4 @@
-"""The browser leaves in the middle of a login: the token survives.
+"""The browser leaves in the middle of a login (or the host is terminated): the token survives.
 
 The real host process, a SoftHSM2 token and the scripted pinentry. The pinentry answers a
 wrong and/or the right PIN; the test closes the host's stdin (what the browser does when
@@ -98,7 +98,7 @@ def _wait(condition: Callable[[], bool], host: HostProcess, poll: float) -> None
 
 
 def _abort_once(lane: Lane, rng: random.Random, pin: str) -> None:
-    """One login, left by the browser at a random moment.
+    """One login, left by the browser (stdin closed), or terminated, at a random moment.
 
     Most aborts fall just after a dialog has closed (its program has ended and been
     reaped), when the host checks that PIN with C_Login; the others anywhere in the 150 ms
@@ -108,6 +108,7 @@ def _abort_once(lane: Lane, rng: random.Random, pin: str) -> None:
     answered = rng.randrange(len(responses))  # the dialog whose answer the abort follows
     at_login = rng.random() < 0.75
     delay = rng.uniform(0.0, 0.02) if at_login else rng.uniform(0.0, 0.15)
+    terminate = rng.random() < 0.2  # SIGTERM (a logout, a shutdown) instead of the browser leaving
     lane.pinentry.respond(*responses)
     log = lane.pinentry.log
     host = HostProcess(env=lane.env)
@@ -134,7 +135,10 @@ def _abort_once(lane: Lane, rng: random.Random, pin: str) -> None:
             pid = lane.pinentry.dialogs()[answered]["pid"]
             _wait(lambda: not os.path.exists(f"/proc/{pid}"), host, 0.0005)
         time.sleep(delay)
-        host.close_stdin()
+        if terminate:
+            host.proc.terminate()
+        else:
+            host.close_stdin()
         rest = host.rest()
         stderr = host.finish()
         lane.outcomes.append("answered" if rest else "left")

@@ -288,6 +288,12 @@ async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             loop.call_soon_threadsafe(browser_gone)
 
     threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows)
+        import signal
+
+        # Terminated (a logout, a system shutdown): as if the browser left, so the card work
+        # unwinds and the process ends through the PKCS#11 layer's shutdown.
+        loop.add_signal_handler(signal.SIGTERM, browser_gone)
     try:
         return await perform(command, arguments)
     except asyncio.CancelledError:
@@ -384,11 +390,14 @@ def launch() -> None:
     """
     from cardbridge import pkcs11
 
-    status = main(sys.argv[1:])
-    pkcs11.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:  # noqa: SIM105 - contextlib is not imported at start-up
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(status)
+    status = 1
+    try:
+        status = main(sys.argv[1:])
+    finally:  # also after a KeyboardInterrupt (started by hand)
+        pkcs11.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:  # noqa: SIM105 - contextlib is not imported at start-up
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
