@@ -165,7 +165,11 @@ def write_config(folder: Path, **settings: Any) -> Path:
 
 @pytest.fixture
 def config_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for a host whose config allows ORIGIN (and nothing is in the user's folders)."""
+    """Environment for a host whose config allows ORIGIN (and nothing is in the user's folders).
+
+    The host also uses the built-in PC/SC drivers; libpcsclite is pointed at a socket where
+    no pcscd listens, so these hosts see only the test's SoftHSM2 card, never a virtual
+    card that a PC/SC test put in pcscd's readers meanwhile (that gave AMBIGUOUS_CERTIFICATE)."""
     folder = tmp_path / "cfg"
     folder.mkdir(mode=0o700)
     path = write_config(folder, allowed_origins=[ORIGIN])
@@ -174,6 +178,7 @@ def config_env(tmp_path: Path) -> dict[str, str]:
         "CARDBRIDGE_CONFIG": str(path),
         "CARDBRIDGE_DATA_DIR": str(tmp_path / "data"),
         "CARDBRIDGE_LOG_DIR": str(tmp_path / "log"),
+        "PCSCLITE_CSOCK_NAME": str(tmp_path / "no-pcscd.comm"),
     }
 
 
