@@ -257,3 +257,36 @@ def test_dev_token_create(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # Made once: a second call gives the same card.
     again = json.loads(run("dev", "token", "create", "--json", env=env).stdout)
     assert again == info
+
+
+def test_every_command_ends_through_the_pkcs11_shutdown(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """cli.main leaves only through cardbridge.pkcs11.shutdown (the module call in progress
+    waited for, sessions closed, modules finalized), and with os._exit when a module call
+    still runs after it (a hung module would keep the interpreter from exiting)."""
+    from cardbridge import cli, pkcs11
+
+    monkeypatch.setenv("CARDBRIDGE_CONFIG", str(tmp_path / "config.toml"))
+    answers = [True]
+    calls: list[bool] = []
+
+    def shutdown() -> bool:
+        calls.append(answers[0])
+        return answers[0]
+
+    class Left(Exception):
+        pass
+
+    def leave(status: int) -> None:
+        raise Left(status)
+
+    monkeypatch.setattr(pkcs11, "shutdown", shutdown)
+    monkeypatch.setattr(cli.os, "_exit", leave)
+    assert cli.main(["config", "path"]) == 0
+    assert calls == [True]
+    answers[0] = False
+    with pytest.raises(Left) as left:
+        cli.main(["config", "path"])
+    assert left.value.args == (0,)
+    with pytest.raises(Left) as left:  # a usage error too
+        cli.main(["no-such-command"])
+    assert left.value.args == (1,)
