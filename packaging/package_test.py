@@ -221,7 +221,7 @@ def upgraded_copy(deb: Path, folder: Path) -> Path:
         control.read_text().replace(f"Version: {version}\n", f"Version: {version}+upgrade1\n"), encoding="utf-8"
     )
     out = folder / f"cardbridge_{version}+upgrade1.deb"
-    subprocess.run(["dpkg-deb", "-Zxz", "-b", str(tree), str(out)], check=True, capture_output=True)
+    subprocess.run(["dpkg-deb", "-Zgzip", "-z1", "-b", str(tree), str(out)], check=True, capture_output=True)
     shutil.rmtree(tree)
     return out
 
