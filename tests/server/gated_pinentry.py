@@ -22,7 +22,9 @@ def main():
     for raw in sys.stdin:
         verb = raw.rstrip("\n").partition(" ")[0]
         if verb == "GETPIN":
-            (gate / f"open-{os.getpid()}").write_text(str(os.getpid()), encoding="utf-8")
+            # Written aside and renamed, so a reader never sees the file empty.
+            (gate / f".open-{os.getpid()}").write_text(str(os.getpid()), encoding="utf-8")
+            (gate / f".open-{os.getpid()}").rename(gate / f"open-{os.getpid()}")
             answer_file = gate / "answer"
             deadline = time.monotonic() + 60
             while not answer_file.exists() and time.monotonic() < deadline:
