@@ -114,3 +114,17 @@ def test_write_puts_the_files_under_a_staging_root(tmp_path: Path) -> None:
     written = sysinstall.write(sysinstall.webeid_manifests(), tmp_path)
     assert tmp_path / "etc/chromium/native-messaging-hosts/eu.webeid.json" in written
     assert all(p.is_file() and (p.stat().st_mode & 0o777) == 0o644 for p in written)
+
+
+def test_the_system_configs_examples_are_settings_the_bridge_accepts(tmp_path: Path) -> None:
+    """Every commented example in the packaged /etc/cardbridge/config.toml, uncommented, is a
+    valid system file: the documentation cannot drift from the settings."""
+    from cardbridge.config import load_config
+
+    examples = [line[2:] for line in sysinstall.CONFIG_TEXT.splitlines() if line.startswith("# ") and " = " in line]
+    assert len(examples) >= 10
+    system = tmp_path / "config.toml"
+    system.write_text("\n".join(examples) + "\n", encoding="utf-8")
+    config = load_config(tmp_path / "none.toml", system_path=system)
+    assert config.origin_policy == "ask" and config.locked == ("origin_policy", "allowed_origins")
+    assert all(config.sources[name] == "system" for name in ("origin_policy", "denied_origins", "port"))

@@ -122,8 +122,19 @@ CONFIG_TEXT = """\
 #
 # The settings (all optional; the defaults are shown):
 #
-# The websites (origins) that may ask for the ID card, e.g.
+# How a website that is on no list is treated: "ask" (the person is asked the first time,
+# and the answer is remembered; `cardbridge origins` lists and forgets them) or
+# "allow-list" (only the websites in allowed_origins may ask for the ID card):
+# origin_policy = "ask"
+#
+# The websites (origins) that may ask for the ID card without a question, e.g.
 # allowed_origins = ["https://login.idporten.no"]
+#
+# Websites that may never ask for the ID card (a user's own file can add more, never fewer):
+# denied_origins = ["https://phishing.example"]
+#
+# Settings that a user's own file cannot change, e.g. to keep the allow-list:
+# locked = ["origin_policy", "allowed_origins"]
 #
 # PKCS#11 modules to use (absolute paths); by default those registered with p11-kit
 # (/usr/share/p11-kit/modules), e.g. OpenSC's:
