@@ -46,14 +46,6 @@ if TYPE_CHECKING:
 
     from cardbridge.config import Config
 
-# command → (required arguments, optional arguments)
-COMMANDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "authenticate": (frozenset({"challengeNonce", "origin"}), frozenset({"lang"})),
-    "get-signing-certificate": (frozenset({"origin"}), frozenset({"lang"})),
-    "sign": (frozenset({"hash", "hashFunction", "certificate", "origin"}), frozenset({"lang"})),
-    "quit": (frozenset(), frozenset()),
-}
-
 
 class Refused(Exception):
     """A request the host will not serve; becomes one error frame."""
@@ -122,8 +114,8 @@ def check_caller(caller: str) -> None:
 
 
 def check_request(request: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The command and its arguments, checked: known command, exactly the arguments it takes,
-    every one a string."""
+    """The command and its arguments, checked: a known command whose arguments satisfy its
+    request schema (:mod:`cardbridge.schema`: the HTTP body plus ``origin``)."""
     extra = set(request) - {"command", "arguments"}
     if extra:
         raise Refused("INVALID_ARGUMENT", f"Unknown field(s) in the request: {', '.join(sorted(extra))}.")
@@ -131,20 +123,20 @@ def check_request(request: dict[str, Any]) -> tuple[str, dict[str, str]]:
     arguments = request.get("arguments")
     if not isinstance(command, str) or not isinstance(arguments, dict):
         raise Refused("INVALID_ARGUMENT", "The request must have a 'command' string and an 'arguments' object.")
-    if command not in COMMANDS:
-        raise Refused("INVALID_ARGUMENT", f"Unknown command {command[:40]!r}; known: {', '.join(COMMANDS)}.")
-    required, optional = COMMANDS[command]
-    missing = required - set(arguments)
-    if missing:
-        raise Refused("INVALID_ARGUMENT", f"{command}: missing argument(s) {', '.join(sorted(missing))}.")
-    unknown = set(arguments) - required - optional
-    if unknown:
-        names = ", ".join(sorted(name[:40] for name in unknown))
-        raise Refused("INVALID_ARGUMENT", f"{command}: unknown argument(s) {names}.")
-    for name, value in arguments.items():
-        if not isinstance(value, str):
-            raise Refused("INVALID_ARGUMENT", f"{command}: the argument {name} must be a string.")
-    return command, arguments
+    from cardbridge import schema
+
+    if command not in schema.NATIVE_COMMANDS:
+        known = ", ".join(schema.NATIVE_COMMANDS)
+        raise Refused("INVALID_ARGUMENT", f"Unknown command {command[:40]!r}; known: {known}.")
+    try:
+        checked = schema.check(schema.NATIVE_COMMANDS[command], arguments, origin=True, what="argument")
+    except Exception as exc:  # InvalidInputError (cardbridge.errors is not imported for a good request)
+        from cardbridge.errors import InvalidInputError
+
+        if not isinstance(exc, InvalidInputError):
+            raise
+        raise Refused(str(exc.code), f"{command}: {exc.message[:1].lower()}{exc.message[1:]}") from None
+    return command, checked
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -320,37 +312,22 @@ def check_allowed_origin(origin: str, config: Config) -> None:
 
 async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     """The card work for one checked request."""
-    import base64
-    import binascii
-
-    from cardbridge.authtoken import b64, check_nonce, check_origin
+    from cardbridge.authtoken import b64, check_origin
     from cardbridge.config import load_config
-    from cardbridge.errors import InvalidInputError
-    from cardbridge.i18n import check_language_tag, request_language
+    from cardbridge.i18n import request_language
     from cardbridge.logsetup import setup_logging
-    from cardbridge.model import HASH_LENGTHS
     from cardbridge.pinentry import PinentrySource
+    from cardbridge.schema import base64_field
     from cardbridge.service import open_service
 
-    def decode(name: str) -> bytes:
-        try:
-            return base64.b64decode(arguments[name], validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidInputError(f"{command}: {name} must be standard base64.") from exc
-
-    check_language_tag(arguments.get("lang"))  # the HTTP API's rule; before the config, the card, a dialog
-    config = load_config()
+    config = load_config()  # the arguments passed their schema (check_request) before this
     setup_logging(file_level=config.log_level)  # stderr (the browser's log) and the private log file
     origin = check_origin(arguments["origin"], allow_http_localhost=config.allow_http_localhost)
     check_allowed_origin(origin, config)
     pinentry_program = config.pinentry_program()  # refused before any card is touched
-    if command == "authenticate":
-        check_nonce(arguments["challengeNonce"])
     digest = certificate = b""
     if command == "sign":
-        if arguments["hashFunction"] not in HASH_LENGTHS:
-            raise InvalidInputError(f"sign: hashFunction must be one of {', '.join(HASH_LENGTHS)}.")
-        digest, certificate = decode("hash"), decode("certificate")
+        digest, certificate = base64_field(arguments, "hash"), base64_field(arguments, "certificate")
     lang = request_language(arguments.get("lang"), config.lang)
     service = open_service(config)  # the built-in PC/SC drivers and the PKCS#11 modules
     pins = PinentrySource(pinentry_program)
