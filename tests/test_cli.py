@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import secrets
+import struct
 import subprocess
 import sys
 
@@ -290,3 +291,30 @@ def test_every_command_ends_through_the_pkcs11_shutdown(monkeypatch: pytest.Monk
     with pytest.raises(Left) as left:  # a usage error too
         cli.main(["no-such-command"])
     assert left.value.args == (1,)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "stdin"),
+    [
+        (["--version"], b""),
+        (["native-host"], struct.pack("=I", 36) + b'{"command": "quit", "arguments": {}}'),
+    ],
+    ids=["version", "native-host"],
+)
+def test_fast_commands_load_no_command_line(arguments: list[str], stdin: bytes) -> None:
+    # `cardbridge --version` and `cardbridge native-host` start without the CLI's parser,
+    # messages, asyncio, ssl or the server (bench/cli_start.py measures the time).
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cardbridge", *arguments],
+        input=stdin,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    modules = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines() if "|" in line}
+    for heavy in ("asyncio", "ssl", "aiohttp", "argparse", "cardbridge.cli", "cardbridge.server", "cardbridge.i18n"):
+        assert not {m for m in modules if m == heavy or m.startswith(heavy + ".")}, heavy
+    if arguments == ["--version"]:
+        assert result.stdout.decode() == f"cardbridge {__version__}\n"
+    else:
+        assert result.stdout.endswith(b"{}")

@@ -18,7 +18,6 @@ Exit codes (stable):
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -27,7 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from cardbridge import __version__
+from cardbridge import DEFAULT_PORT, __version__
 from cardbridge.errors import CardbridgeError, Code
 from cardbridge.i18n import LANGUAGES, error_message, resolve_language, text
 
@@ -207,8 +206,6 @@ def _seconds(value: str) -> float:
 
 
 def _add_serve_parser(commands: Any) -> None:
-    from cardbridge.config import DEFAULT_PORT
-
     p_serve = commands.add_parser(
         "serve",
         help="serve the localhost HTTP API for login pages",
@@ -345,6 +342,8 @@ def _service(args: argparse.Namespace, *, allow_http_localhost: bool = False) ->
 
 async def _readers(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The PC/SC readers and their cards, unless only PKCS#11 modules were asked for."""
+    import asyncio
+
     if args.module and not args.reader:
         return [], None
     try:
@@ -696,6 +695,7 @@ def _dev_pinentry() -> int:
 async def _demo(args: argparse.Namespace) -> int:
     """The emulated card, the bridge and the demo portal; one login in headless Chromium,
     then (on a terminal, without --check) the portal stays up for a person's browser."""
+    import asyncio
     import signal
 
     from cardbridge.config import data_dir, load_config
@@ -844,6 +844,8 @@ def _use_pidfd_child_watcher() -> None:
     """On Python 3.11 (Linux), wait for child processes (the pinentry) through a pidfd on
     the event loop instead of a new thread per child; 3.12 does this by itself."""
     if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        import asyncio
+
         with contextlib.suppress(OSError):
             os.close(os.pidfd_open(os.getpid()))
             asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
@@ -859,11 +861,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["native-host"] and not {"-h", "--help"} & set(arguments):
-        return _native_host(arguments[1:])  # before the parser: the browser waits for the handshake
     parser = build_parser()
     args = parser.parse_args(argv)
+    import asyncio  # only now: --version and --help go without it
+
     _configure_logging(args)
     _use_pidfd_child_watcher()
     as_json = bool(getattr(args, "json", False))

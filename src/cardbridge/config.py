@@ -42,6 +42,7 @@ from typing import Any
 
 import platformdirs
 
+from cardbridge import DEFAULT_PORT
 from cardbridge.authtoken import check_origin
 from cardbridge.errors import ConfigError, InvalidInputError
 from cardbridge.fileperm import check_not_writable_by_others as _check_not_writable_by_others
@@ -55,7 +56,6 @@ ENV_PINENTRY = "CARDBRIDGE_PINENTRY"
 # development pinentry (which answers every dialog by itself) is refused unless it is there
 # and names the bridge's parent. Not a setting: no config key, no flag, no fixed value.
 ENV_DEMO_RUN = "CARDBRIDGE_INTERNAL_DEMO_RUN"
-DEFAULT_PORT = 24231
 DEFAULT_USER_TIMEOUT = 120.0
 DEFAULT_LOG_LEVEL = "INFO"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR")

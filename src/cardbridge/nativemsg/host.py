@@ -42,7 +42,7 @@ from cardbridge.nativemsg.framing import EndOfInput, FrameError, ResponseTooLarg
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
+    from typing import Any, NoReturn
 
     from cardbridge.config import Config
 
@@ -355,9 +355,9 @@ def main(argv: Sequence[str]) -> int:
     return 0 if serve(argv) is None else 1
 
 
-def launch() -> None:
-    """The process entry point of the launcher and ``python -m cardbridge.nativemsg``: serve
-    ``sys.argv[1:]`` and end the process (as ``cli.main`` does for ``cardbridge native-host``).
+def launch(argv: Sequence[str] | None = None) -> NoReturn:
+    """The process entry point of the launcher, ``python -m cardbridge.nativemsg`` and
+    ``cardbridge native-host``: serve ``argv`` (default ``sys.argv[1:]``) and end the process.
 
     It leaves only after the PKCS#11 layer's shutdown (``cardbridge.pkcs11.shutdown``: never
     while a module call is in flight — SoftHSM2 lost a token's ``token.object`` when the
@@ -369,7 +369,7 @@ def launch() -> None:
 
     status = 1
     try:
-        status = main(sys.argv[1:])
+        status = main(sys.argv[1:] if argv is None else argv)
     finally:  # also after a KeyboardInterrupt (started by hand)
         pkcs11.shutdown()
         for stream in (sys.stdout, sys.stderr):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cardbridge.config import DEFAULT_PORT
+from cardbridge import DEFAULT_PORT
 from cardbridge.pinentry import PinentrySource, PinSource
 from cardbridge.service import CardService
 
