@@ -1,10 +1,13 @@
-"""APDUs for one authenticate: the built-in PIV driver (cold, then with the certificate
-cached) next to OpenSC's PKCS#11 module over the same virtual PIV card, as the card
-counted them.
+"""APDUs and wall time for one warm login, per card kind: cardbridge's direct driver next to
+OpenSC's PKCS#11 module over the same emulated card, as the card counted them.
 
-    python bench/apdu.py [--key ec-p256|ec-p384|rsa-2048]
+    python bench/apdu.py [--kind piv|esteid|…] [--key ec-p256|ec-p384|rsa-2048] [--rounds N]
 
-Starts pcscd (when none runs) and the virtual card itself, and stops them again.
+"Warm" is the second login of a process that already read the card: for the driver, the
+token and its certificates are cached (what the service does per login: the PIN state for
+the dialog, then log in and sign); for OpenSC, a second C_Login + C_Sign + C_Logout in the
+same session after a first one (the module loaded and the card's PKCS#15 read). Starts
+pcscd (when none runs) and each virtual card itself, and stops them again.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+from cardbridge.emulator.kinds import KINDS, card_kind, pins_with_defaults
 from cardbridge.emulator.pcscd import Pcscd
-from cardbridge.emulator.virtual_card import ApduRecord, VirtualPivCard, load_or_create_card
+from cardbridge.emulator.virtual_card import ApduRecord, VirtualCard
 from cardbridge.model import Purpose
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.scard import E_TIMEOUT, STATE_UNAWARE, PcscContext
 
 READER = "Virtual PCD 00 00"
-PIN = "123456"
 OPENSC = next(
     (
         p
@@ -35,22 +39,52 @@ OPENSC = next(
     ),
     None,
 )
-NAMES = {0xA4: "SELECT", 0xCB: "GET DATA", 0x20: "VERIFY", 0x87: "GENERAL AUTHENTICATE", 0xC0: "GET RESPONSE"}
+NAMES = {
+    0xA4: "SELECT",
+    0xCB: "GET DATA",
+    0x20: "VERIFY",
+    0x87: "GENERAL AUTHENTICATE",
+    0xC0: "GET RESPONSE",
+    0xB0: "READ BINARY",
+    0x22: "MSE SET",
+    0x88: "INTERNAL AUTHENTICATE",
+    0x2A: "PSO",
+}
+# The card's least APDUs for a login (its description): select, verify, sign (+ MSE SET where
+# the card needs the key set before it signs).
+MINIMUM = {"piv": 3, "esteid": 4}
 
+# A second process: OpenSC logs in and signs once (cold), says so, waits for a line, then
+# logs in and signs again (warm) and prints the warm time.
 OPENSC_LOGIN = """
-import sys, pkcs11
+import sys, time, pkcs11
 from pkcs11 import Mechanism, ObjectClass
 lib = pkcs11.lib(sys.argv[1])
-slot = [s for s in lib.get_slots(token_present=True) if s.slot_description.strip() == sys.argv[2]][0]
-with slot.get_token().open(user_pin=sys.argv[3]) as session:
-    key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=b"\\x01")
-    list(session.get_objects({pkcs11.Attribute.CLASS: ObjectClass.CERTIFICATE, pkcs11.Attribute.ID: b"\\x01"}))
-    mech = Mechanism.ECDSA if key.key_type == pkcs11.KeyType.EC else Mechanism.RSA_PKCS
-    data = bytes.fromhex(sys.argv[4])
-    if mech == Mechanism.RSA_PKCS:
-        data = bytes.fromhex("3031300d060960864801650304020105000420") + data
-    key.sign(data, mechanism=mech)
+slots = [s for s in lib.get_slots(token_present=True) if s.slot_description.strip() == sys.argv[2]]
+pin, data = sys.argv[3], bytes.fromhex(sys.argv[4])
+token = slots[0].get_token()
+def once():
+    started = time.perf_counter()
+    with token.open(user_pin=pin) as session:
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=b"\\x01")
+        mech = Mechanism.ECDSA if key.key_type == pkcs11.KeyType.EC else Mechanism.RSA_PKCS
+        prefix = bytes.fromhex("3031300d060960864801650304020105000420")
+        payload = data if mech == Mechanism.ECDSA else prefix + data[:32]
+        key.sign(payload, mechanism=mech)
+    return time.perf_counter() - started
+once()
+print("cold", flush=True)
+sys.stdin.readline()
+times = [once() for _ in range(int(sys.argv[5]))]
+print("warm", min(times), flush=True)
 """
+
+
+@dataclass
+class Row:
+    label: str
+    records: list[ApduRecord]
+    seconds: float
 
 
 def wait_present(timeout: float = 10.0) -> None:
@@ -72,69 +106,95 @@ def summary(records: list[ApduRecord]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
-def driver_authenticate(backend: PcscBackend) -> None:
+def driver_login(backend: PcscBackend, pin: str) -> None:
     """What the service does for one authenticate: find the card and its authentication
-    certificate, read the PIN status for the dialog, then log in and sign."""
+    certificate, read the PIN state for the dialog, then log in and sign."""
     token = backend.executor.submit(backend.token, READER).result(timeout=30)
     certs = token.executor.submit(token.certificates).result(timeout=30)
     cert = next(c for c in certs if c.purpose is Purpose.AUTHENTICATION)
     token.executor.submit(token.pin_status, cert).result(timeout=30)
     algorithm = token.supported_algorithms(cert)[0]
     digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"bench").digest()
-    token.executor.submit(token.sign_digest, cert, bytearray(PIN.encode()), digest, algorithm).result(timeout=30)
+    token.executor.submit(token.sign_digest, cert, bytearray(pin.encode()), digest, algorithm).result(timeout=30)
+
+
+def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[Row]:
+    kind = card_kind(kind_name)
+    pins = pins_with_defaults(kind, {})
+    card: VirtualCard = kind.create(folder, reader=0, key=key, pins=pins).start()
+    rows: list[Row] = []
+    try:
+        card.insert(wait=10)
+        wait_present()
+        backend = PcscBackend()
+        try:
+            card.reset_count()
+            started = time.perf_counter()
+            driver_login(backend, pins["pin"])
+            rows.append(Row("cardbridge driver, cold", list(card.records), time.perf_counter() - started))
+            times = []
+            for _ in range(rounds):
+                card.reset_count()
+                started = time.perf_counter()
+                driver_login(backend, pins["pin"])
+                times.append(time.perf_counter() - started)
+            rows.append(Row("cardbridge driver, warm login", list(card.records), min(times)))
+        finally:
+            backend.close()
+        if OPENSC:
+            digest = hashlib.sha384(b"bench").digest()[: 32 if key == "ec-p256" else 48]
+            proc = subprocess.Popen(
+                [sys.executable, "-c", OPENSC_LOGIN, OPENSC, READER, pins["pin"], digest.hex(), str(rounds)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert proc.stdin is not None and proc.stdout is not None
+            if proc.stdout.readline().strip() == "cold":
+                card.reset_count()
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline().split()
+                seconds = float(line[1]) if len(line) == 2 else float("nan")
+                records = list(card.records)
+                rows.append(Row("OpenSC opensc-pkcs11.so, warm login", records[: len(records) // rounds], seconds))
+            proc.wait(timeout=120)
+    finally:
+        card.stop()
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--key", default="ec-p256", choices=("ec-p256", "ec-p384", "rsa-2048"))
+    built = [k for k, v in KINDS.items() if v is not None]
+    parser.add_argument("--kind", action="append", choices=built, help="card kinds (default: all built)")
+    parser.add_argument("--key", default=None, choices=("ec-p256", "ec-p384", "rsa-2048"), help="PIV key type")
+    parser.add_argument("--rounds", type=int, default=5, help="warm logins per measurement (best time kept)")
     args = parser.parse_args()
+    kinds = args.kind or built
+    results: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory() as folder, Pcscd():
-        card = VirtualPivCard(load_or_create_card(Path(folder), key=args.key), pin=PIN, reader=0).start()
-        try:
-            card.insert(wait=10)
-            wait_present()
-            rows: list[tuple[str, list[ApduRecord]]] = []
-            backend = PcscBackend()
-            try:
-                for label in ("built-in PIV driver, cold", "built-in PIV driver, warm (certificate cached)"):
-                    card.reset_count()
-                    driver_authenticate(backend)
-                    rows.append((label, list(card.records)))
-                # A warm sign alone: what is left once the dialog has the PIN.
-                token = backend.executor.submit(backend.token, READER).result(timeout=30)
-                cert = next(c for c in token.executor.submit(token.certificates).result() if c.key_id == b"\x9a")
-                algorithm = token.supported_algorithms(cert)[0]
-                digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"x").digest()
-                card.reset_count()
-                token.executor.submit(token.sign_digest, cert, bytearray(PIN.encode()), digest, algorithm).result()
-                rows.append(("built-in PIV driver, warm sign_digest only", list(card.records)))
-            finally:
-                backend.close()
-            if OPENSC:
-                card.reset_count()
-                digest = hashlib.sha256(b"bench").digest()
-                subprocess.run(
-                    [sys.executable, "-c", OPENSC_LOGIN, OPENSC, READER, PIN, digest.hex()], check=True, timeout=120
-                )
-                rows.append(("OpenSC opensc-pkcs11.so (load, login, find key and cert, sign)", list(card.records)))
-        finally:
-            card.stop()
-    print(f"APDUs for one authenticate with a virtual PIV card ({args.key}):\n")
-    width = max(len(label) for label, _ in rows)
-    for label, records in rows:
-        print(f"  {label:<{width}}  {len(records):>4}   {summary(records)}")
-    cold, warm = len(rows[0][1]), len(rows[1][1])
-    print()
-    print(f"  warm/cold (built-in): {warm}/{cold} = {warm / cold:.2f}")
-    if OPENSC:
-        opensc = len(rows[-1][1])
-        print(f"  OpenSC/built-in cold: {opensc}/{cold} = {opensc / cold:.1f}×")
-        print(f"  OpenSC/built-in warm: {opensc}/{warm} = {opensc / warm:.1f}×")
-    print(
-        "  goal: warm sign at most one APDU over the minimum (SELECT, VERIFY, GENERAL AUTHENTICATE)"
-        " — the one more is the PIV logout (VERIFY P1=FF):",
-        len(rows[2][1]),
-    )
+        for kind in kinds:
+            key = args.key if kind == "piv" else None
+            results[kind] = measure(kind, key, Path(folder), args.rounds)
+    print("APDUs and wall time for one login, per emulated card (best of", args.rounds, "warm logins):\n")
+    for kind, rows in results.items():
+        print(f"{card_kind(kind).title}:")
+        width = max(len(r.label) for r in rows)
+        for row in rows:
+            count, ms = len(row.records), row.seconds * 1000
+            print(f"  {row.label:<{width}}  {count:>4} APDUs  {ms:7.1f} ms   {summary(row.records)}")
+        warm = next(r for r in rows if r.label.endswith("warm login"))
+        opensc = next((r for r in rows if r.label.startswith("OpenSC")), None)
+        minimum = MINIMUM.get(kind)
+        if opensc is not None:
+            print(
+                f"  OpenSC/cardbridge warm: {len(opensc.records)}/{len(warm.records)} APDUs = "
+                f"{len(opensc.records) / len(warm.records):.1f}×, time {opensc.seconds / warm.seconds:.1f}×"
+            )
+        if minimum is not None:
+            print(f"  card's minimum for a login: {minimum}; cardbridge warm is {len(warm.records) - minimum:+d}")
+        print()
     return 0
 
 

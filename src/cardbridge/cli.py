@@ -188,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_native_host_parsers(commands)
     p_demo = commands.add_parser("demo", help="log in end to end with the emulated ID card")
     p_demo.add_argument("--check", action="store_true", help="run one login non-interactively and check it")
+    p_demo.add_argument(
+        "--card",
+        choices=("softhsm", "piv", "esteid", "fineid", "belpic"),
+        default="softhsm",
+        help="the emulated card: a SoftHSM2 token (default), or a virtual card in the vpcd reader "
+        "(needs pcscd and vsmartcard-vpcd; started when none runs)",
+    )
     return parser
 
 
@@ -240,6 +247,7 @@ def _add_serve_parser(commands: Any) -> None:
         help="how long a client may take to send a request's head, and its body; an idle connection "
         "closes after as long (default 10)",
     )
+    _add_reader_flag(p_serve)
 
 
 def _add_config_parser(commands: Any) -> None:
@@ -696,12 +704,11 @@ async def _demo(args: argparse.Namespace) -> int:
     """The emulated card, the bridge and the demo portal; one login in headless Chromium,
     then (on a terminal, without --check) the portal stays up for a person's browser."""
     import asyncio
-    import signal
+    import contextlib
 
     from cardbridge.config import data_dir, load_config
     from cardbridge.emulator.softhsm import create_dev_token
-    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login, demo_text, person_pinentry
-    from cardbridge.portal.headless import login_in_headless_chromium
+    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoCard, demo_text, person_pinentry, virtual_demo_card
 
     lang = args.ui_lang
 
@@ -710,8 +717,25 @@ async def _demo(args: argparse.Namespace) -> int:
 
     interactive = not args.check and sys.stdin.isatty()
     pinentry = person_pinentry(load_config().pinentry_program()) if interactive else DEV_PINENTRY
-    card = await asyncio.to_thread(create_dev_token, data_dir() / "dev")
-    print(_say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin))
+    async with contextlib.AsyncExitStack() as stack:
+        if args.card == "softhsm":
+            card = DemoCard.from_dev_token(await asyncio.to_thread(create_dev_token, data_dir() / "dev"))
+        else:  # a virtual card in the first vpcd reader, pcscd started when none runs
+            card = await stack.enter_async_context(virtual_demo_card(args.card, data_dir() / "dev"))
+        print(
+            _say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin)
+        )
+        return await _demo_run(args, card, pinentry, interactive, say)
+
+
+async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interactive: bool, say: Any) -> int:
+    import asyncio
+    import signal
+
+    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login
+    from cardbridge.portal.headless import login_in_headless_chromium
+
+    lang = args.ui_lang
     async with DemoRun(card) as run:
         say("portal", url=run.url)
         say("bridge", url=run.bridge_url, origin=run.origin)

@@ -31,9 +31,14 @@ def test_mask_lets_a_byte_differ() -> None:
     assert not identify(bytes.fromhex("3B 98 94 40 0A A5 03 01 01 02 AD 13 10")).known
 
 
-def test_estonian_card_maps_to_a_module() -> None:
-    card = identify(bytes.fromhex("3B DB 96 00 80 B1 FE 45 1F 83 00 12 23 3F 53 65 49 44 0F 90 00 F1"))
-    assert card.module == "opensc-pkcs11.so" and card.driver is None
+def test_estonian_card_has_the_direct_driver_and_pcsc_tools_names_it() -> None:
+    from cardbridge.emulator.esteid import ATR as ESTEID_ATR
+
+    card = identify(ESTEID_ATR)
+    assert card.driver == "esteid" and card.module is None and card.known
+    assert bytes.fromhex("3B DB 96 00 80 B1 FE 45 1F 83 00 12 23 3F 53 65 49 44 0F 90 00 F1") == ESTEID_ATR
+    if HAS_LIST:
+        assert "Estonia ID-card (eID)" in smartcard_list_names(ESTEID_ATR)
 
 
 @pytest.mark.skipif(not HAS_LIST, reason="pcsc-tools is not installed")

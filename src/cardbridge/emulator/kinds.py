@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 KINDS: dict[str, str | None] = {
     "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
-    "esteid": None,
+    "esteid": "cardbridge.emulator.esteid:KIND",
     "fineid": None,
     "belpic": None,
 }

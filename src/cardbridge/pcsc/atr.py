@@ -29,7 +29,7 @@ class KnownCard:
     name: str
     atr: bytes
     mask: bytes
-    driver: str | None = None  # built-in driver: "piv"
+    driver: str | None = None  # built-in driver (cardbridge.pcsc.drivers): "piv", "esteid", …
     module: str | None = None  # PKCS#11 module file name when there is no built-in driver
     country: str | None = None
 
@@ -60,10 +60,17 @@ KNOWN_CARDS: tuple[KnownCard, ...] = (
     _row("YubiKey 5 NFC over NFC (PIV)", "3B 8D 80 01 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 F9", driver="piv"),
     _row("YubiKey 4 (PIV)", "3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4", driver="piv"),
     # National eID cards that need a PKCS#11 module.
+    # National eID cards with a built-in driver.
     _row(
         "Estonian ID card (IDEMIA, 2018)",
         "3B DB 96 00 80 B1 FE 45 1F 83 00 12 23 3F 53 65 49 44 0F 90 00 F1",
-        module="opensc-pkcs11.so",
+        driver="esteid",
+        country="EE",
+    ),
+    _row(
+        "Estonian ID card (IDEMIA, 2018, later ATR)",
+        "3B DC 96 00 80 B1 FE 45 1F 83 00 12 23 3F 54 65 49 44 32 0F 90 00 C3",
+        driver="esteid",
         country="EE",
     ),
     _row(

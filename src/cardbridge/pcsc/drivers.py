@@ -16,6 +16,7 @@ from cardbridge.pcsc.cardtoken import CardToken
 
 DRIVERS: dict[str, str] = {
     "piv": "cardbridge.pcsc.piv_token:PivToken",
+    "esteid": "cardbridge.pcsc.esteid:EsteidToken",
 }
 DEFAULT_DRIVER = "piv"  # an unknown ATR: PIV tokens come with many ATRs
 

@@ -6,7 +6,8 @@
   ``http://localhost:PORT`` (a secure context; it listens on 127.0.0.1 only), trusting the
   development CA of the emulated card;
 - the bridge, ``cardbridge serve``, as a child process on a free loopback port: only the
-  emulated card's PKCS#11 token, only the portal's origin allowed (``http://localhost``
+  emulated card (the SoftHSM2 token's module and label, or the built-in driver on the
+  virtual card's vpcd reader: :func:`virtual_demo_card`), only the portal's origin allowed (``http://localhost``
   needs ``--allow-http-localhost``, development only), and a config file of its own so the
   user's configuration cannot widen it. Its PIN dialogs come from the program the caller
   names: ``cardbridge dev pinentry`` for the automatic login (with the internal marker
@@ -27,8 +28,11 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -116,11 +120,91 @@ def _listen_loopback() -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True, slots=True)
+class DemoCard:
+    """The emulated card a demo logs in with, and how its bridge reaches it."""
+
+    holder: str
+    id_code: str
+    pin: str
+    label: str
+    ca_certificate: str
+    bridge_args: tuple[str, ...]  # what ``cardbridge serve`` is told to use
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dev_token(cls, token: DevToken) -> DemoCard:
+        """The SoftHSM2 token (``cardbridge dev token create``): only its module and label."""
+        return cls(
+            token.holder,
+            token.id_code,
+            token.pin,
+            token.label,
+            token.ca_certificate,
+            ("--module", token.module, "--token", token.label),
+            {"SOFTHSM2_CONF": token.softhsm2_conf},
+        )
+
+
+@contextlib.asynccontextmanager
+async def virtual_demo_card(kind: str, folder: Path, reader: int = 0) -> AsyncIterator[DemoCard]:
+    """A virtual card of ``kind`` (``cardbridge dev card --kind``) in vpcd reader ``reader``
+    for the demo, pcscd started when none runs; the bridge uses only the built-in driver on
+    that reader. Everything stops when the block ends."""
+    from cardbridge.emulator.kinds import card_kind, pins_with_defaults
+    from cardbridge.emulator.pcscd import Pcscd
+    from cardbridge.model import Purpose
+    from cardbridge.pcsc import PcscBackend
+
+    chosen = card_kind(kind)
+    pins = pins_with_defaults(chosen, {})
+    daemon = await asyncio.to_thread(Pcscd().start)
+    try:
+        card = chosen.create(folder, reader=reader, key=None, pins=pins).start()
+        try:
+            if not await asyncio.to_thread(card.insert, wait=10):
+                raise ConfigError("The vpcd reader did not take the virtual card (is vsmartcard-vpcd installed?).")
+            backend = PcscBackend(reader=card.reader_name)
+            try:
+                token = await _until_seen(backend, card.reader_name)
+                certificates = await asyncio.wrap_future(token.executor.submit(token.certificates))
+            finally:
+                backend.close()
+            auth = next((c for c in certificates if c.purpose is Purpose.AUTHENTICATION), None)
+            if auth is None:
+                raise ConfigError(f"The virtual {kind} card has no authentication certificate.")
+            yield DemoCard(
+                auth.holder_name,
+                auth.id_code or "",
+                pins["pin"],
+                f"{chosen.title} in {card.reader_name}",
+                str(folder / "ca" / "dev-ca.pem"),
+                ("--reader", card.reader_name),
+            )
+        finally:
+            await asyncio.to_thread(card.stop)
+    finally:
+        await asyncio.to_thread(daemon.stop)
+
+
+async def _until_seen(backend: Any, reader: str, timeout: float = 10.0) -> Any:
+    """The built-in driver's token once pcscd reports the card (it polls the reader)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            return await asyncio.wrap_future(backend.executor.submit(backend.token, reader))
+        except CardbridgeError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 class DemoRun:
     """The demo portal and the bridge for one emulated card. Use ``async with``."""
 
-    def __init__(self, card: DevToken, *, bridge_port: int | None = None) -> None:
-        self.card = card
+    def __init__(self, card: DemoCard | DevToken, *, bridge_port: int | None = None) -> None:
+        self.card = card if isinstance(card, DemoCard) else DemoCard.from_dev_token(card)
         self.bridge_port = bridge_port or free_port()
         self._folder = tempfile.TemporaryDirectory(prefix="cardbridge-demo-")
         self.folder = Path(self._folder.name)
@@ -168,10 +252,7 @@ class DemoRun:
             "serve",
             "--port",
             str(self.bridge_port),
-            "--module",
-            self.card.module,
-            "--token",
-            self.card.label,
+            *self.card.bridge_args,
             "--allow-origin",
             self.origin,
             "--allow-http-localhost",
@@ -186,7 +267,7 @@ class DemoRun:
         env = {k: v for k, v in os.environ.items() if k not in (ENV_PIN, ENV_LOG, ENV_DEMO_RUN)}
         env.update(
             {
-                "SOFTHSM2_CONF": self.card.softhsm2_conf,
+                **self.card.env,
                 "CARDBRIDGE_CONFIG": str(self.folder / "bridge-config.toml"),  # none: the defaults
                 "CARDBRIDGE_PINENTRY": pinentry,
             }

@@ -1,0 +1,118 @@
+"""The Estonian ID card (IDEMIA profile, issued since December 2018): a direct driver.
+
+The card's application is IAS-ECC (AID ``A0 00 00 00 77 01 08 00 07 00 00 FE 00 00 01
+00``, the MF's name); the authentication key (81, ECC P-384, PIN1) and its certificate
+(``3401``) live in ADF1, the signing key (9F, PIN2, a VERIFY before every signature) and its
+certificate (``341F``) in ADF2 ("QSCD Application"). PINs are ASCII digits padded with FF to
+12 bytes: PIN1 (reference 01) 4–12 digits, PIN2 (85, local to ADF2) 5–12, 3 tries each.
+
+APDUs of a warm login (the certificate cached by the document number): SELECT ADF1, VERIFY
+PIN1, MSE SET (A4, key 81), INTERNAL AUTHENTICATE, and SELECT of the IAS-ECC application to
+log out (the card ends the PIN's status then; no SCARD_RESET_CARD). The tries left come
+from GET DATA (``4D 08 70 06 BF 81 …``), as the card's description gives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cardbridge.errors import CardError
+from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.filesystem import (
+    CRT_AT,
+    CRT_DST,
+    INS_GET_DATA,
+    FileSystemSession,
+    FileSystemToken,
+    KeySpec,
+    Location,
+    PinSpec,
+    PinState,
+    SignCommand,
+)
+from cardbridge.pcsc.piv import find_tlv, parse_tlv
+
+IASECC_AID = bytes.fromhex("A000000077010800070000FE00000100")
+ADF1_AID = bytes.fromhex("E828BD080FF2504F5420415750")
+ADF2_AID = b"QSCD Application"
+DOCUMENT_NUMBER = Location(aid=IASECC_AID, path=b"\xd0\x03")
+PIN_PAD_LENGTH = 12
+
+PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=PIN_PAD_LENGTH)
+PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH)
+SIGNATURE_INPUT = 48  # the card signs a 48-byte value (P-384): shorter hashes left-padded
+
+AUTHENTICATION = KeySpec(
+    purpose=Purpose.AUTHENTICATION,
+    label="Isikutuvastus",
+    key_id=b"\x01",
+    key_reference=0x81,
+    certificate=Location(aid=IASECC_AID, path=b"\xad\xf1\x34\x01"),
+    pin=PIN1,
+    location=PIN1.location,
+    sign_command=SignCommand.INTERNAL_AUTHENTICATE,
+    mse_template=CRT_AT,
+    mse_data=bytes.fromhex("8004FF200800840181"),
+    digest_length=SIGNATURE_INPUT,
+)
+SIGNING = KeySpec(
+    purpose=Purpose.SIGNING,
+    label="Allkirjastamine",
+    key_id=b"\x02",
+    key_reference=0x9F,
+    certificate=Location(aid=IASECC_AID, path=b"\xad\xf2\x34\x1f"),
+    pin=PIN2,
+    location=PIN2.location,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+    mse_data=bytes.fromhex("8004FF15080084019F"),
+    digest_length=SIGNATURE_INPUT,
+)
+_PIN_INFO = {0x01: Location(aid=IASECC_AID), 0x85: Location(aid=ADF2_AID)}
+
+
+class EsteidToken(FileSystemToken):
+    """An Estonian ID card (IDEMIA, 2018) in one reader (a :class:`model.Token`)."""
+
+    driver = "esteid"
+    aid = IASECC_AID
+    keys = (AUTHENTICATION, SIGNING)
+    read_chunk = 0xE9  # what OpenSC found the card answers at most
+
+    def read_serial(self, transport: ApduTransport) -> str:
+        """SELECT the IAS-ECC application and read the document number (the serial)."""
+        fs = self.session(transport)
+        fs.select_aid(IASECC_AID)
+        fs.select_path(DOCUMENT_NUMBER.path, from_mf=False)
+        raw = fs.read_ef(11, chunk=11)
+        number = find_tlv(raw, 0x04) if raw[:1] == b"\x04" else None
+        if not number or not number.isalnum():
+            raise CardError("The card's document number cannot be read.")
+        return number.decode("ascii")
+
+    def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
+        """GET DATA of the PIN's information: tries left (9B) and the maximum (9A)."""
+        fs.enter(_PIN_INFO[pin.reference])
+        query = bytes.fromhex("4D087006BF81") + bytes([pin.reference & 0x0F]) + bytes.fromhex("02A080")
+        data = fs.send(INS_GET_DATA, 0x3F, 0xFF, query).check()
+        try:
+            outer = find_tlv(data, 0x70) or b""
+            (_, inner), *_ = parse_tlv(outer)
+            info = dict(parse_tlv(find_tlv(inner, 0xA0) or b""))
+        except (CardError, ValueError) as exc:
+            raise CardError("The card's PIN information cannot be read.") from exc
+        left = info.get(0x9B)
+        if left is None or len(left) != 1:
+            raise CardError("The card's PIN information has no tries left.")
+        return PinState(left[0], left[0] == 0)
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        if certificate.key_type != "EC" or certificate.curve != "secp384r1":
+            return ()
+        if certificate.purpose is Purpose.SIGNING:  # the card signs any hash, cut or padded to 48 bytes
+            return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in ("SHA-256", "SHA-384", "SHA-512"))
+        return (SignatureAlgorithm("ECC", "SHA-384", "NONE"),)
+
+    def logout(self, fs: FileSystemSession, key: KeySpec) -> None:
+        fs.select_aid(IASECC_AID)
