@@ -175,8 +175,8 @@ def test_sign_uses_pin2_and_the_signing_key(esteid: VirtualCard, backend: PcscBa
     assert ES384 in on(token, token.supported_algorithms, sign)
     digest = hashlib.sha256(b"document").digest()
     es256 = SignatureAlgorithm("ECC", "SHA-256", "NONE")
-    with pytest.raises(PinIncorrectError):
-        on(token, token.sign_digest, sign, bytearray(PIN1.encode()), digest, es256)
+    with pytest.raises(PinIncorrectError):  # PIN1's digits are not PIN2
+        on(token, token.sign_digest, sign, bytearray(b"11111"), digest, es256)
     assert applet(esteid).pin2.tries_left == 2 and applet(esteid).pin1.tries_left == 3
     signature = on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, es256)
     verify_raw(sign.der, digest, signature)
