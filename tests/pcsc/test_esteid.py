@@ -372,3 +372,19 @@ def test_demo_logs_in_with_the_emulated_estonian_card(pcscd: Pcscd, tmp_path: Pa
     assert "PNOEE-38001085718" in result.stdout
     assert "The login worked." in result.stdout
     wait_for_card(READER_0, False)  # the demo took its card out again
+
+
+def test_doctor_sees_the_card_through_the_direct_driver(esteid: VirtualCard, tmp_path: Path) -> None:
+    from tests.test_doctor import _doctor
+    from tests.test_doctor import _env as doctor_env
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        k: v for k, v in doctor_env(tmp_path, home).items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")
+    }
+    _, checks, _ = _doctor("--lang", "en", env=env)
+    tokens = [c for c in checks.get("tokens", []) if "JÕEORG" in c.get("detail", "")]
+    assert tokens, checks.get("tokens")
+    assert {c["status"] for c in tokens} == {"ok"}
+    assert len(tokens) == 2, "both certificates, once each (not again through OpenSC's slots)"
