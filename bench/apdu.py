@@ -139,6 +139,16 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
                 driver_login(backend, pins["pin"])
                 times.append(time.perf_counter() - started)
             rows.append(Row("cardbridge driver, warm login", list(card.records), min(times)))
+            # The signature alone: what is left once the dialog has the PIN.
+            token = backend.executor.submit(backend.token, READER).result(timeout=30)
+            cert = next(c for c in token.certificates() if c.purpose is Purpose.AUTHENTICATION)
+            algorithm = token.supported_algorithms(cert)[0]
+            digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"x").digest()
+            card.reset_count()
+            started = time.perf_counter()
+            pin = bytearray(pins["pin"].encode())
+            token.executor.submit(token.sign_digest, cert, pin, digest, algorithm).result(timeout=30)
+            rows.append(Row("cardbridge driver, warm sign only", list(card.records), time.perf_counter() - started))
         finally:
             backend.close()
         if OPENSC:
@@ -192,8 +202,13 @@ def main() -> int:
                 f"  OpenSC/cardbridge warm: {len(opensc.records)}/{len(warm.records)} APDUs = "
                 f"{len(opensc.records) / len(warm.records):.1f}×, time {opensc.seconds / warm.seconds:.1f}×"
             )
+        sign = next(r for r in rows if r.label.endswith("sign only"))
         if minimum is not None:
-            print(f"  card's minimum for a login: {minimum}; cardbridge warm is {len(warm.records) - minimum:+d}")
+            print(
+                f"  the card's minimum to sign after VERIFY: {minimum} (SELECT, VERIFY, [MSE SET,] sign); "
+                f"cardbridge's warm signature: {len(sign.records)} ({len(sign.records) - minimum:+d}: the logout); "
+                f"its PIN state for the dialog: {len(warm.records) - len(sign.records)}"
+            )
         print()
     return 0
 
