@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cardbridge.origins import OriginStore
 from tests.softhsm import SoftHsm, make_softhsm
 
 TOOLS = Path(__file__).parent / "tools"
@@ -45,6 +46,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if os.environ.get("CARDBRIDGE_LOG_DIR") == folder:
         del os.environ["CARDBRIDGE_LOG_DIR"]
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _own_origin_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test has the person's answers about websites (origins.json) in a folder of its
+    own: an Allow in one test never lets another test's site through."""
+    monkeypatch.setenv("CARDBRIDGE_STATE_DIR", str(tmp_path / "origin-answers"))
+
+
+@pytest.fixture
+def origin_store() -> OriginStore:
+    """The person's answers about websites for this test (see ``_own_origin_answers``)."""
+    return OriginStore()
 
 
 @pytest.fixture(scope="session")

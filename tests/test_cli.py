@@ -11,11 +11,18 @@ import sys
 import pytest
 
 from cardbridge import __version__
+from cardbridge.origins import OriginStore
 from tests.conftest import ScriptedPinentry
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
 
 ORIGIN = "https://login.example.no"
+
+
+@pytest.fixture(autouse=True)
+def _login_page_allowed(origin_store: OriginStore) -> None:
+    """The person allowed ORIGIN before (the question about a new site has tests of its own)."""
+    origin_store.allow(ORIGIN)
 
 
 def nonce() -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cardbridge import DEFAULT_PORT, __version__
-from cardbridge.errors import CardbridgeError, Code
+from cardbridge.errors import CardbridgeError, Code, ConfigError
 from cardbridge.i18n import LANGUAGES, error_message, resolve_language, text
 
 EXIT_CODES: dict[Code, int] = {
@@ -427,9 +428,10 @@ async def _authenticate(args: argparse.Namespace) -> int:
     check_nonce(args.nonce)
     config, service = _service(args, allow_http_localhost=args.allow_http_localhost)
     lang = resolve_language(args.lang, args.global_lang, config.lang)
-    source: PinSource = (
-        StreamPinSource(sys.stdin.buffer) if args.pin_stdin else PinentrySource(config.pinentry_program())
-    )
+    # The dialogs (a new website, waiting for the card, choosing a certificate) are always
+    # pinentry's; with --pin-stdin only the PIN comes from standard input.
+    dialogs = PinentrySource(config.pinentry_program())
+    source: PinSource = StreamPinSource(sys.stdin.buffer) if args.pin_stdin else dialogs
     try:
         token = await service.authenticate(
             args.origin,
@@ -437,6 +439,7 @@ async def _authenticate(args: argparse.Namespace) -> int:
             source,
             lang=lang,
             selection=Selection(token_label=args.token, certificate_sha256=args.certificate),
+            dialogs=dialogs,
         )
     finally:
         await service.aclose()
@@ -460,15 +463,23 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from cardbridge.authtoken import check_origin
     from cardbridge.config import config_path, load_config
+    from cardbridge.origins import SitePolicy
     from cardbridge.server import ServerSettings, run_server
 
     config = load_config()
     pinentry_program = config.pinentry_program()  # before anything starts: it may be refused
     allow_http = args.allow_http_localhost or config.allow_http_localhost
+    if args.allow_origin and "allowed_origins" in config.locked:
+        raise ConfigError(
+            f"allowed_origins is locked in {config.system_path}: --allow-origin cannot add to it. "
+            "Ask your administrator to allow the site."
+        )
     origins = [
         check_origin(o, allow_http_localhost=allow_http) for o in (*config.allowed_origins, *(args.allow_origin or ()))
     ]
     _, service = _service(args, allow_http_localhost=allow_http)
+    # The service decides about websites (and asks about a new one) with --allow-origin's too.
+    service.sites = SitePolicy(dataclasses.replace(config, allowed_origins=tuple(dict.fromkeys(origins))))
     if args.user_timeout is not None:
         service.user_timeout = args.user_timeout
     settings = ServerSettings(
@@ -487,7 +498,9 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)
         if origins:
             print(_say(args, "cli.serve.allowed", origins=", ".join(sorted(set(origins)))), flush=True)
-        else:
+        if config.origin_policy == "ask":
+            print(_say(args, "cli.serve.asks"), flush=True)
+        elif not origins:
             print(_say(args, "cli.serve.no_origins", path=config.path or config_path()), file=sys.stderr, flush=True)
 
     try:

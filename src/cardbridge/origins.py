@@ -33,7 +33,7 @@ from typing import Any
 import platformdirs
 
 from cardbridge.config import APP, Config
-from cardbridge.errors import ConfigError
+from cardbridge.errors import ConfigError, OriginNotAllowedError
 
 ENV_STATE_DIR = "CARDBRIDGE_STATE_DIR"
 REFUSAL_PAUSE = 30.0  # seconds a refused site cannot ask again
@@ -150,3 +150,28 @@ def decide(origin: str, config: Config, store: OriginStore | None = None, now: f
     if store.refused_recently(origin, now):
         return Decision.DENY
     return Decision.ASK
+
+
+class SitePolicy:
+    """The policy of one bridge process: the config's lists and ``origin_policy``, and the
+    person's answers in ``store``. The service asks it before any card is touched."""
+
+    def __init__(self, config: Config, store: OriginStore | None = None) -> None:
+        self.config = config
+        self.store = store or OriginStore()
+
+    def decide(self, origin: str) -> Decision:
+        return decide(origin, self.config, self.store)
+
+    def refusal(self, origin: str) -> OriginNotAllowedError:
+        """Why ``origin`` is refused, and what the person (or the administrator) can do."""
+        config, where = self.config, self.config.path
+        if origin in config.denied_origins:
+            return OriginNotAllowedError(f"{origin} is on denied_origins in the configuration.", origin=origin)
+        if config.origin_policy != "ask":
+            return OriginNotAllowedError(
+                f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {where}.", origin=origin
+            )
+        return OriginNotAllowedError(
+            f"You refused {origin} a moment ago; it may ask again in {REFUSAL_PAUSE:g} seconds.", origin=origin
+        )

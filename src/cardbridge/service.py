@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -27,15 +27,23 @@ from cardbridge.errors import (
     AmbiguousCertificateError,
     BusyError,
     CardbridgeError,
+    CardBusyError,
+    CardRemovedError,
+    CardResetError,
     DualUseKeyError,
     InvalidInputError,
     ModuleError,
+    NoCardError,
     NoCertificateError,
+    NoReadersError,
     NoTokenError,
+    OriginNotAllowedError,
     PinBlockedError,
     PinIncorrectError,
     PinInvalidLengthError,
     PinRepeatedError,
+    ServiceNotRunningError,
+    UnsupportedCardError,
     UnsupportedKeyError,
     UserCancelledError,
     UserTimeoutError,
@@ -52,7 +60,21 @@ from cardbridge.model import (
     TokenInfo,
     TokenListing,
 )
-from cardbridge.pinentry import ConsentRequest, ConsentSource, PinRequest, PinSource, PreparedPinSource, wipe
+from cardbridge.origins import Decision, SitePolicy
+from cardbridge.pinentry import (
+    ChoiceOption,
+    ChoiceRequest,
+    ConsentRequest,
+    ConsentSource,
+    DialogSource,
+    PinRequest,
+    PinSource,
+    PreparedPinSource,
+    SiteRequest,
+    WaitReason,
+    WaitRequest,
+    wipe,
+)
 
 if TYPE_CHECKING:
     from cardbridge.config import Config
@@ -63,6 +85,20 @@ T = TypeVar("T")
 _EC_HASH = {256: "SHA-256", 384: "SHA-384", 521: "SHA-512"}
 MAX_TRIES_WITHOUT_COUNTER = 3  # PINs sent per login to a token that reports no tries left
 MAX_DIALOGS = 10  # PIN dialogs per login, whatever they are answered with
+POLL_INTERVAL = 1.0  # seconds between looks for a card while waiting for one (card events wake it sooner)
+# No usable card yet, for one of these reasons: the person is asked to insert the card and
+# the operation waits. Any other failure (a hung module, a bad configuration) ends it.
+_WAITABLE = (
+    NoTokenError,
+    NoCardError,
+    NoReadersError,
+    NoCertificateError,
+    ServiceNotRunningError,
+    CardRemovedError,
+    CardResetError,
+    CardBusyError,
+    UnsupportedCardError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +214,12 @@ class CardService:
         user_timeout: float = 120.0,
         allow_http_localhost: bool = False,
         card_timeout: float = 30.0,
+        sites: SitePolicy | None = None,
     ) -> None:
+        """``sites``: which websites may use the card, and the person's answers; None when
+        the caller decided that already (every origin passed in is allowed, nobody is asked)."""
         self._backends = list(backends)
+        self.sites = sites
         self.user_timeout = user_timeout
         self.card_timeout = card_timeout
         self._hung: set[int] = set()
@@ -330,10 +370,13 @@ class CardService:
                 listings.append(TokenListing(token.info, (), None, exc.to_dict()))
         return listings
 
-    async def _candidates(self, purpose: Purpose, selection: Selection) -> list[Candidate]:
+    async def _candidates(
+        self, purpose: Purpose, selection: Selection
+    ) -> tuple[list[Candidate], CardbridgeError | None]:
         """Certificates for ``purpose`` that ``selection`` allows, at most one per SHA-256
-        (a card two backends reach counts once). One worker call per backend where its
-        tokens share its thread: each call to a worker costs a thread hand-over."""
+        (a card two backends reach counts once), or none and why. One worker call per
+        backend where its tokens share its thread: each call to a worker costs a thread
+        hand-over."""
         seen_token = False
         errors: list[CardbridgeError] = []
         found: dict[str, Candidate] = {}
@@ -357,11 +400,13 @@ class CardService:
                     continue
                 for candidate in surveyed_candidates:
                     found.setdefault(candidate.certificate.sha256, candidate)
-        if not found and errors:
-            raise errors[0]
+        if found:
+            return list(found.values()), None
+        if errors:
+            return [], _most_telling(errors)
         if not seen_token:
-            raise NoTokenError("No ID card was found. Insert your card into the reader.")
-        return list(found.values())
+            return [], NoTokenError("No ID card was found. Insert your card into the reader.")
+        return [], NoCertificateError(f"No {purpose} certificate was found on the card.")
 
     async def _ready(self, candidate: Candidate) -> tuple[Sequence[SignatureAlgorithm], PinStatus]:
         """What the candidate's token can sign with its key, and the PIN state."""
@@ -369,22 +414,135 @@ class CardService:
             return candidate.ready
         return await self._run(candidate.token, _algorithms_and_pin, candidate.token, candidate.certificate)
 
-    async def _choose(self, purpose: Purpose, selection: Selection) -> Candidate:
-        candidates = await self._candidates(purpose, selection)
+    async def _choose(
+        self,
+        purpose: Purpose,
+        selection: Selection,
+        origin: str,
+        dialogs: DialogSource | None,
+        lang: str,
+    ) -> Candidate:
+        """The one certificate to use. No usable card: with ``dialogs``, the person is asked
+        to insert it and the search goes on until one arrives (or the person cancels or
+        times out). Several: with ``dialogs`` and a selection the caller did not narrow
+        itself, the person chooses; otherwise AMBIGUOUS_CERTIFICATE."""
+        candidates, failure = await self._candidates(purpose, selection)
         if not candidates:
-            raise NoCertificateError(f"No {purpose} certificate was found on the card.")
-        if len(candidates) > 1:
+            if dialogs is None or not isinstance(failure, _WAITABLE):
+                raise failure or NoCertificateError(f"No {purpose} certificate was found on the card.")
+            candidates = await self._wait_for_card(purpose, selection, origin, dialogs, lang, failure)
+        if len(candidates) == 1:
+            return candidates[0]
+        narrowed = selection.token_label is not None or selection.certificate_sha256 is not None
+        if dialogs is None or narrowed:
             raise AmbiguousCertificateError(
                 f"{len(candidates)} {purpose} certificates fit; choose one by its SHA-256 or the token label.",
                 candidates=[c.describe() for c in candidates],
             )
-        return candidates[0]
+        request = ChoiceRequest(
+            origin=origin, options=tuple(_option(c) for c in candidates), lang=lang, timeout=self.user_timeout
+        )
+        index = await self._answer(dialogs.choose(request), "No certificate was chosen in time.")
+        chosen = candidates[index]
+        log.info("the person chose %s of %d certificates", chosen.certificate.sha256[:16], len(candidates))
+        return chosen
+
+    async def _answer(self, dialog: Coroutine[Any, Any, T], late: str) -> T:
+        """Wait for a dialog's answer at most ``user_timeout``: then USER_TIMEOUT."""
+        deadline = asyncio.timeout(self.user_timeout)
+        try:
+            async with deadline:  # not wait_for: see _run
+                return await dialog
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            raise UserTimeoutError(late) from exc
+
+    async def _wait_for_card(
+        self,
+        purpose: Purpose,
+        selection: Selection,
+        origin: str,
+        dialogs: DialogSource,
+        lang: str,
+        failure: CardbridgeError,
+    ) -> list[Candidate]:
+        """Show "insert your ID card" (its text says why: no card, no reader, pcscd down)
+        and look again on every card event and at least once a second, until a usable
+        certificate is there; then close the dialog. Cancel → USER_CANCELLED; after
+        ``user_timeout`` → USER_TIMEOUT."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.user_timeout
+        shown: WaitReason | None = None
+        dialog: asyncio.Task[None] | None = None
+        log.info("no usable card yet (%s); waiting", failure.code)
+        with self.subscribe(maxsize=8) as events:  # PC/SC card events wake the search at once
+            try:
+                while True:
+                    reason = _wait_reason(failure)
+                    if reason is not shown:  # a new situation: a new text
+                        await _end_task(dialog)
+                        request = WaitRequest(origin, reason, lang, timeout=max(1.0, deadline - loop.time()))
+                        dialog = asyncio.ensure_future(dialogs.wait_for_card(request))
+                        shown = reason
+                    assert dialog is not None
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise UserTimeoutError("No ID card was inserted in time.")
+                    event = asyncio.ensure_future(events.get())
+                    try:
+                        await asyncio.wait({dialog, event}, timeout=min(POLL_INTERVAL, remaining))
+                    finally:
+                        event.cancel()
+                    if dialog.done():
+                        dialog.result()  # the person's Cancel, a timeout, a dialog that failed
+                        raise UserCancelledError("The person cancelled while waiting for the card.")
+                    candidates, found_failure = await self._candidates(purpose, selection)
+                    if candidates:
+                        log.info("a usable card arrived")
+                        return candidates
+                    failure = found_failure or NoCertificateError(f"No {purpose} certificate was found on the card.")
+                    if not isinstance(failure, _WAITABLE):
+                        raise failure
+            finally:
+                await _end_task(dialog)
 
     # -- operations --------------------------------------------------------------------
 
     def _begin(self) -> None:
         if self._operation.locked():
             raise BusyError("Another card operation is under way. Finish or cancel it first.")
+
+    def site_decision(self, origin: str) -> Decision | None:
+        """What the policy says about ``origin`` now (no dialog); None without a policy."""
+        return None if self.sites is None else self.sites.decide(origin)
+
+    async def _consent(self, origin: str, dialogs: DialogSource | None, lang: str) -> None:
+        """The policy's decision for ``origin``, before any card is touched: a denied site
+        gets ORIGIN_NOT_ALLOWED; a new one (``origin_policy = "ask"``) is asked about in a
+        dialog that names it: Allow is remembered, Cancel is USER_CANCELLED and the site
+        may not ask again for a while (ORIGIN_NOT_ALLOWED at once)."""
+        sites = self.sites
+        if sites is None:
+            return
+        decision = await asyncio.to_thread(sites.decide, origin)
+        if decision is Decision.ALLOW:
+            return
+        if decision is Decision.DENY:
+            raise sites.refusal(origin)
+        if dialogs is None:
+            raise OriginNotAllowedError(f"{origin} has not been allowed yet, and no dialog can ask.", origin=origin)
+        try:
+            await self._answer(
+                dialogs.allow_site(SiteRequest(origin, lang, timeout=self.user_timeout)),
+                "The question about the website was not answered in time.",
+            )
+        except UserCancelledError:
+            await asyncio.to_thread(sites.store.refuse, origin)
+            log.info("the person refused %s", origin)
+            raise
+        await asyncio.to_thread(sites.store.allow, origin)
+        log.info("the person allowed %s", origin)
 
     async def authenticate(
         self,
@@ -394,13 +552,18 @@ class CardService:
         *,
         lang: str = "nb",
         selection: Selection | None = None,
+        dialogs: DialogSource | None = None,
     ) -> AuthToken:
-        """Sign ``H(origin) || H(nonce)`` with the authentication key; return the token."""
+        """Sign ``H(origin) || H(nonce)`` with the authentication key; return the token.
+        ``dialogs`` (default: ``pin_source`` when it can show them) asks about a new site,
+        for the card, and which certificate."""
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         check_nonce(nonce)
+        dialogs = _dialogs(dialogs, pin_source)
         self._begin()
         async with self._operation, _prepared(pin_source):
-            candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection())
+            await self._consent(origin, dialogs, lang)
+            candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection(), origin, dialogs, lang)
             token, certificate = candidate.token, candidate.certificate
             supported, status = await self._ready(candidate)
             algorithm = authentication_algorithm(certificate, supported)
@@ -418,15 +581,20 @@ class CardService:
         *,
         lang: str = "nb",
         selection: Selection | None = None,
+        dialogs: DialogSource | None = None,
     ) -> tuple[CertificateInfo, list[SignatureAlgorithm]]:
         """The signing (nonRepudiation) certificate and the algorithms its key supports,
         once the person agreed to share it with ``origin``: the certificate names them (name
         and national identity number), so ``consent`` shows a dialog that names the origin
-        and the holder first. Cancel gives USER_CANCELLED and no certificate."""
+        and the holder first. Cancel gives USER_CANCELLED and no certificate. ``dialogs``
+        (default: ``consent`` when it can show them) asks about a new site, for the card,
+        and which certificate, before that."""
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         self._begin()
+        dialogs = _dialogs(dialogs, consent)
         async with self._operation, _prepared(consent):
-            candidate = await self._choose(Purpose.SIGNING, selection or Selection())
+            await self._consent(origin, dialogs, lang)
+            candidate = await self._choose(Purpose.SIGNING, selection or Selection(), origin, dialogs, lang)
             if candidate.ready is not None:
                 supported = candidate.ready[0]
             else:
@@ -456,6 +624,7 @@ class CardService:
         pin_source: PinSource,
         *,
         lang: str = "nb",
+        dialogs: DialogSource | None = None,
     ) -> tuple[bytes, SignatureAlgorithm]:
         """Sign a document hash with the signing key of ``certificate_der`` (signing PIN).
 
@@ -465,10 +634,12 @@ class CardService:
         check_origin(origin, allow_http_localhost=self.allow_http_localhost)
         if HASH_LENGTHS.get(hash_function) != len(digest):
             raise InvalidInputError(f"The hash does not have the length of {hash_function}.")
+        dialogs = _dialogs(dialogs, pin_source)
         self._begin()
         async with self._operation, _prepared(pin_source):
+            await self._consent(origin, dialogs, lang)
             wanted = hashlib.sha256(certificate_der).hexdigest()
-            candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted))
+            candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted), origin, dialogs, lang)
             token, certificate = candidate.token, candidate.certificate
             await self._refuse_login_key(token, certificate)
             supported, status = await self._ready(candidate)
@@ -603,6 +774,60 @@ class CardService:
                     wipe(pin)
 
 
+def _dialogs(dialogs: DialogSource | None, pin_source: object) -> DialogSource | None:
+    if dialogs is not None:
+        return dialogs
+    return pin_source if isinstance(pin_source, DialogSource) else None
+
+
+def _most_telling(errors: Sequence[CardbridgeError]) -> CardbridgeError:
+    """Of the backends' failures, the one that tells the person most: pcscd down, then no
+    reader, then the first."""
+    for kind in (ServiceNotRunningError, NoReadersError):
+        for error in errors:
+            if isinstance(error, kind):
+                return error
+    return errors[0]
+
+
+def _wait_reason(failure: CardbridgeError) -> WaitReason:
+    if isinstance(failure, ServiceNotRunningError):
+        return WaitReason.NO_SERVICE
+    if isinstance(failure, NoReadersError):
+        return WaitReason.NO_READER
+    if isinstance(failure, NoCertificateError | UnsupportedCardError):
+        return WaitReason.NO_CERTIFICATE
+    return WaitReason.NO_CARD
+
+
+def _issuer_name(issuer: str) -> str:
+    """The issuer's common name from an RFC 4514 name (``CN=…,O=…``), else the whole name."""
+    for part in issuer.replace("\\,", "\0").split(","):
+        if part.startswith("CN="):
+            return part[3:].replace("\0", ",").replace("\\", "")
+    return issuer
+
+
+def _option(candidate: Candidate) -> ChoiceOption:
+    info = candidate.token.info
+    card = f"{info.label} ({info.reader})" if info.reader and info.reader != info.label else info.label
+    return ChoiceOption(
+        holder=candidate.certificate.holder_name,
+        issuer=_issuer_name(candidate.certificate.issuer),
+        card=card,
+    )
+
+
+async def _end_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (a dialog: its program ends) and wait until it has ended; its outcome
+    is retrieved. A cancel of the caller meanwhile still propagates."""
+    if task is None:
+        return
+    task.cancel()
+    task.add_done_callback(_forget)
+    await asyncio.wait({task})
+
+
 def _forget(future: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a call nobody waits for (so asyncio does not report it)."""
     if not future.cancelled():
@@ -703,7 +928,8 @@ def open_service(
     allow_http_localhost: bool = False,
 ) -> CardService:
     """The service every entry point uses (CLI, ``serve``, the native host, ``doctor``):
-    the built-in PC/SC drivers, then the PKCS#11 modules the config and environment name.
+    the built-in PC/SC drivers, then the PKCS#11 modules the config and environment name,
+    and the config's policy for websites (with the person's answers).
 
     ``modules`` (``--module``): only those modules (and, unless ``pcsc`` says otherwise, no
     PC/SC). ``reader`` (``--reader``): only the built-in driver on that reader.
@@ -719,4 +945,5 @@ def open_service(
         backends,
         user_timeout=config.user_timeout,
         allow_http_localhost=allow_http_localhost or config.allow_http_localhost,
+        sites=SitePolicy(config),
     )

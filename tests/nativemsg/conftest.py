@@ -172,7 +172,7 @@ def config_env(tmp_path: Path) -> dict[str, str]:
     card that a PC/SC test put in pcscd's readers meanwhile (that gave AMBIGUOUS_CERTIFICATE)."""
     folder = tmp_path / "cfg"
     folder.mkdir(mode=0o700)
-    path = write_config(folder, allowed_origins=[ORIGIN])
+    path = write_config(folder, allowed_origins=[ORIGIN], denied_origins=["https://evil.example"])
     return {
         **os.environ,
         "CARDBRIDGE_CONFIG": str(path),

@@ -220,7 +220,8 @@ def _authenticate_error(start_host: Any, env: dict[str, str], origin: str, chall
 
 
 def test_empty_allow_list_says_how_to_add_an_origin(start_host: Any, tmp_path: Path) -> None:
-    env = {**os.environ, "CARDBRIDGE_CONFIG": str(tmp_path / "none.toml"), "CARDBRIDGE_PKCS11_MODULE": "/nonexistent"}
+    config = write_config(tmp_path, origin_policy="allow-list")
+    env = {**os.environ, "CARDBRIDGE_CONFIG": str(config), "CARDBRIDGE_PKCS11_MODULE": "/nonexistent"}
     error = _authenticate_error(start_host, env, ORIGIN, nonce())
     assert (error["code"], error["cardbridgeCode"]) == ("ERR_WEBEID_NATIVE_FATAL", "ORIGIN_NOT_ALLOWED")
     assert "allowed_origins" in error["message"] and ORIGIN in error["message"]

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from cardbridge.emulator.virtual_card import VirtualPivCard
+from cardbridge.origins import OriginStore
 from tests.conftest import ScriptedPinentry
 from tests.verify import verify_token
 
@@ -19,6 +20,12 @@ pytestmark = pytest.mark.pcsc
 ORIGIN = "https://login.example.no"
 READER = "Virtual PCD 00 00"
 OPENSC = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"
+
+
+@pytest.fixture(autouse=True)
+def _login_page_allowed(origin_store: OriginStore) -> None:
+    """The person allowed ORIGIN before (the question about a new site has tests of its own)."""
+    origin_store.allow(ORIGIN)
 
 
 def nonce() -> str:

@@ -576,8 +576,10 @@ async def test_sign_refuses_a_key_that_is_also_a_login_key(
     assert pinentry.dialogs() == [], "refused before any dialog"
 
 
-async def test_sign_with_an_unknown_certificate(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
-    pinentry.respond("1234")
+async def test_sign_with_a_certificate_on_no_card_asks_for_the_card(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("CANCEL")
     response = await client.post(
         "/v1/sign",
         json={
@@ -587,8 +589,11 @@ async def test_sign_with_an_unknown_certificate(client: TestClient[Any, Any], pi
         },
         headers=origin_headers(),
     )
-    await problem_of(response, "/v1/sign", 404, "NO_CERTIFICATE")
-    assert pinentry.dialogs() == []
+    await problem_of(response, "/v1/sign", 403, "USER_CANCELLED")
+    (dialog,) = pinentry.dialogs()
+    assert ["CONFIRM", "--one-button"] in dialog["commands"]
+    (desc,) = pinentry.texts("SETDESC")
+    assert desc.startswith(ORIGIN) and "sertifikatet som trengs" in desc
 
 
 async def test_status_has_no_personal_data(

@@ -100,8 +100,16 @@ def test_listens_on_loopback_only(serve: Serve, softhsm: SoftHsm, pinentry: Scri
     assert listening <= {("v4", "0100007F"), ("v6", "00000000000000000000000001000000")}
 
 
+def allow_list_env(softhsm: SoftHsm, pinentry: ScriptedPinentry) -> dict[str, str]:
+    """As env_for, with a config that sets origin_policy = "allow-list" (nobody is asked)."""
+    config = pinentry.script.with_name("allow-list.toml")
+    config.write_text('origin_policy = "allow-list"\n', encoding="utf-8")
+    config.chmod(0o600)
+    return {**env_for(softhsm, pinentry.env()), "CARDBRIDGE_CONFIG": str(config)}
+
+
 def test_guards_over_a_real_socket(serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry) -> None:
-    served = serve(*serve_args(softhsm), env=env_for(softhsm, pinentry.env()))
+    served = serve(*serve_args(softhsm), env=allow_list_env(softhsm, pinentry))
     pinentry.respond("1234")
     status, headers, body = request(served, "GET", "/v1/status", headers={"Host": f"rebind.example:{served.port}"})
     assert (status, body["code"]) == (403, "HOST_NOT_ALLOWED")
@@ -219,7 +227,7 @@ def test_port_in_use_fails_clearly(softhsm: SoftHsm, pinentry: ScriptedPinentry)
 def test_without_origins_it_starts_and_says_how_to_add_one(
     serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry
 ) -> None:
-    served = serve("--module", softhsm.module, "--no-pcsc", env=env_for(softhsm, pinentry.env()))
+    served = serve("--module", softhsm.module, "--no-pcsc", env=allow_list_env(softhsm, pinentry))
     status, _, body = request(served, "GET", "/v1/status")
     assert (status, body["code"]) == (403, "ORIGIN_NOT_ALLOWED")
     assert served.stop() == 0

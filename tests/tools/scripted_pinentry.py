@@ -5,9 +5,12 @@ It copies what pinentry-tty/-curses do on the wire: greets with ``OK``, answers 
 command with ``OK``, returns the PIN in a percent-escaped ``D`` line after GETPIN, and
 ``ERR 83886179 Operation cancelled`` (GPG_ERR_CANCELED) when the person cancels. It reads
 ``$CARDBRIDGE_TEST_PINENTRY_SCRIPT``: ``{"responses": [...], "log": "path"}``. Each GETPIN
-or CONFIRM takes the next response: a PIN string, ``"CANCEL"``, ``"TIMEOUT"`` (answers
-GPG_ERR_TIMEOUT) or ``"HANG"`` (never answers, like a person who walked away); when none
-are left it cancels. Every command line it receives is appended to the log (one JSON
+or CONFIRM takes the next response: a PIN string (for CONFIRM any other string is OK),
+``"CANCEL"``, ``"TIMEOUT"`` (answers GPG_ERR_TIMEOUT), ``"NOTOK"`` (the SETNOTOK button:
+``ERR 83886194 Not confirmed``, GPG_ERR_NOT_CONFIRMED, as gpg-agent's "No"), ``"HANG"``
+(never answers, like a person who walked away) or ``"WAIT"`` (shows the dialog until the
+caller ends the program, as a notice the person leaves open); when none are left it
+cancels. Every command line it receives is appended to the log (one JSON
 object per dialog), so tests can check what the dialog said. Only the standard library.
 """
 
@@ -48,16 +51,23 @@ def main():
         record["commands"].append([verb, unescape(arg)])
         if verb in ("GETPIN", "CONFIRM"):
             response, log_path = take_response(script_path)
-            record["response"] = "PIN" if response not in ("CANCEL", "TIMEOUT", "HANG") else response
+            special = ("CANCEL", "TIMEOUT", "HANG", "NOTOK", "WAIT")
+            record["response"] = response if response in special else ("PIN" if verb == "GETPIN" else "OK")
             if log_path:
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
             if response == "HANG":
                 time.sleep(3600)
+            if response == "WAIT":
+                for _ in sys.stdin:  # until the caller closes our input or ends us
+                    pass
+                return
             if response == "CANCEL":
                 out.write("ERR 83886179 Operation cancelled <Pinentry>\n")
             elif response == "TIMEOUT":
                 out.write("ERR 83886142 Timeout <Pinentry>\n")
+            elif response == "NOTOK":
+                out.write("ERR 83886194 Not confirmed <Pinentry>\n")
             else:
                 if verb == "GETPIN":
                     escaped = response.replace("%", "%25").replace("\n", "%0A").replace("\r", "%0D")

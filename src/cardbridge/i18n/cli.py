@@ -168,6 +168,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nn": "tillatne nettstader: {origins}",
         "en": "allowed origins: {origins}",
     },
+    "cli.serve.asks": {
+        "nb": "En ny nettside som vil bruke ID-kortet, blir spurt om én gang (origin_policy = ask).",
+        "nn": "Ei ny nettside som vil bruke ID-kortet, vert spurd om éin gong (origin_policy = ask).",
+        "en": "A new website that wants the ID card is asked about once (origin_policy = ask).",
+    },
     "cli.serve.no_origins": {
         "nb": 'Ingen nettsteder er tillatt ennå, så alle forespørsler avvises (ORIGIN_NOT_ALLOWED). Tillat en innloggingsside med --allow-origin https://login.example.no, eller allowed_origins = ["https://login.example.no"] i {path}.',
         "nn": 'Ingen nettstader er tillatne enno, så alle førespurnader vert avviste (ORIGIN_NOT_ALLOWED). Tillat ei innloggingsside med --allow-origin https://login.example.no, eller allowed_origins = ["https://login.example.no"] i {path}.',

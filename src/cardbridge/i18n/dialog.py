@@ -120,4 +120,90 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The website will see your name and your national identity number. Press Share if you agree.",
     },
     "dialog.consent.ok": {"nb": "Del", "nn": "Del", "en": "Share"},
+    # A website that has not used the card before (origin_policy = "ask").
+    "dialog.site.title": {
+        "nb": "Nytt nettsted vil bruke ID-kortet",
+        "nn": "Ny nettstad vil bruke ID-kortet",
+        "en": "A new website wants your ID card",
+    },
+    "dialog.site.asking": {
+        "nb": "{origin}\n\nvil bruke ID-kortet ditt. Dette nettstedet har ikke brukt det før.",
+        "nn": "{origin}\n\nvil bruke ID-kortet ditt. Denne nettstaden har ikkje brukt det før.",
+        "en": "{origin}\n\nwants to use your ID card. This website has not used it before.",
+    },
+    "dialog.site.advice": {
+        "nb": "Tillat bare et nettsted du kjenner og ventet å logge inn på. "
+        "Svaret blir husket; du kan angre med «cardbridge origins forget».",
+        "nn": "Tillat berre ei nettstad du kjenner og venta å logge inn på. "
+        "Svaret vert hugsa; du kan angre med «cardbridge origins forget».",
+        "en": "Allow only a website you know and meant to log in to. "
+        "Your answer is remembered; undo it with 'cardbridge origins forget'.",
+    },
+    "dialog.site.ok": {"nb": "Tillat", "nn": "Tillat", "en": "Allow"},
+    # No usable card yet: the dialog stays until a card arrives (the bridge closes it).
+    "dialog.wait.title": {
+        "nb": "Sett inn ID-kortet",
+        "nn": "Set inn ID-kortet",
+        "en": "Insert your ID card",
+    },
+    "dialog.wait.for": {
+        "nb": "{origin}\n\nber om ID-kortet ditt.",
+        "nn": "{origin}\n\nber om ID-kortet ditt.",
+        "en": "{origin}\n\nasks for your ID card.",
+    },
+    "dialog.wait.no_card": {
+        "nb": "Sett ID-kortet inn i kortleseren. Dette vinduet lukkes av seg selv når kortet er funnet.",
+        "nn": "Set ID-kortet inn i kortlesaren. Dette vindauget lèt seg att av seg sjølv når kortet er funne.",
+        "en": "Put your ID card in the card reader. This window closes by itself once the card is found.",
+    },
+    "dialog.wait.no_reader": {
+        "nb": "Ingen kortleser er koblet til. Koble til kortleseren og sett inn ID-kortet. "
+        "Dette vinduet lukkes av seg selv når kortet er funnet.",
+        "nn": "Ingen kortlesar er kopla til. Kopla til kortlesaren og set inn ID-kortet. "
+        "Dette vindauget lèt seg att av seg sjølv når kortet er funne.",
+        "en": "No card reader is connected. Connect the card reader and put in your ID card. "
+        "This window closes by itself once the card is found.",
+    },
+    "dialog.wait.no_service": {
+        "nb": "Korttjenesten (pcscd) kjører ikke, så kortleseren kan ikke brukes. Start den "
+        "(«sudo systemctl start pcscd.socket») eller start maskinen på nytt. "
+        "Dette vinduet lukkes av seg selv når kortet er funnet.",
+        "nn": "Korttenesta (pcscd) køyrer ikkje, så kortlesaren kan ikkje brukast. Start ho "
+        "(«sudo systemctl start pcscd.socket») eller start maskina på nytt. "
+        "Dette vindauget lèt seg att av seg sjølv når kortet er funne.",
+        "en": "The smart card service (pcscd) is not running, so the card reader cannot be used. Start it "
+        "('sudo systemctl start pcscd.socket') or restart the computer. "
+        "This window closes by itself once the card is found.",
+    },
+    "dialog.wait.no_certificate": {
+        "nb": "Kortet i leseren har ikke sertifikatet som trengs. Sett inn ID-kortet ditt. "
+        "Dette vinduet lukkes av seg selv når kortet er funnet.",
+        "nn": "Kortet i lesaren har ikkje sertifikatet som trengst. Set inn ID-kortet ditt. "
+        "Dette vindauget lèt seg att av seg sjølv når kortet er funne.",
+        "en": "The card in the reader does not have the certificate needed. Put in your ID card. "
+        "This window closes by itself once the card is found.",
+    },
+    # Several usable certificates: one dialog per certificate, "Use" or "Next".
+    "dialog.choose.title": {
+        "nb": "Velg sertifikat",
+        "nn": "Vel sertifikat",
+        "en": "Choose a certificate",
+    },
+    "dialog.choose.asking": {
+        "nb": "{origin}\n\nber om ID-kortet ditt. Du har {n} sertifikater som passer.",
+        "nn": "{origin}\n\nber om ID-kortet ditt. Du har {n} sertifikat som passar.",
+        "en": "{origin}\n\nasks for your ID card. You have {n} certificates that fit.",
+    },
+    "dialog.choose.option": {
+        "nb": "Sertifikat {index} av {n}:\n    Innehaver: {holder}\n    Utsteder: {issuer}\n    Kort: {card}",
+        "nn": "Sertifikat {index} av {n}:\n    Innehavar: {holder}\n    Utferdar: {issuer}\n    Kort: {card}",
+        "en": "Certificate {index} of {n}:\n    Holder: {holder}\n    Issuer: {issuer}\n    Card: {card}",
+    },
+    "dialog.choose.question": {
+        "nb": "Vil du bruke dette sertifikatet?",
+        "nn": "Vil du bruke dette sertifikatet?",
+        "en": "Do you want to use this certificate?",
+    },
+    "dialog.choose.ok": {"nb": "Bruk dette", "nn": "Bruk dette", "en": "Use this one"},
+    "dialog.choose.next": {"nb": "Neste", "nn": "Neste", "en": "Next"},
 }

@@ -15,8 +15,9 @@ The protocol is the one the Web eID extension speaks to its native app:
 
 3. It writes the answer (or ``{"error": {...}}``, see ``codes``) and exits.
 
-The origin comes from the extension (the sender tab's), and must be on the same allow-list
-as the HTTP server's (config ``allowed_origins``). The browser names its caller in argv
+The origin comes from the extension (the sender tab's), and goes through the same policy as
+the HTTP server's (``cardbridge.origins``): denied and allowed origins, and under
+``origin_policy = "ask"`` the person's answer to a dialog that names it. The browser names its caller in argv
 (Chrome: ``chrome-extension://ID/``; Firefox: the manifest's path and the add-on id); it must
 be our extension, the Web eID extension or one in config ``allowed_extensions``. Started
 without one (by hand, in tests) the host serves as well.
@@ -295,19 +296,14 @@ async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
 
 
 def check_allowed_origin(origin: str, config: Config) -> None:
-    """The origin must be on config ``allowed_origins`` (the HTTP server's list)."""
-    from cardbridge.errors import OriginNotAllowedError
+    """Refuse at once an origin the policy refuses (denied, not on the allow-list, refused by
+    the person a moment ago), before a module loads. A new one under ``origin_policy =
+    "ask"`` passes: the service asks the person about it."""
+    from cardbridge.origins import Decision, SitePolicy
 
-    if not config.allowed_origins:
-        raise OriginNotAllowedError(
-            f"No website may use cardbridge yet. To allow {origin}, add it to allowed_origins in {config.path}.",
-            origin=origin,
-        )
-    if origin not in config.allowed_origins:
-        raise OriginNotAllowedError(
-            f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {config.path}.",
-            origin=origin,
-        )
+    sites = SitePolicy(config)
+    if sites.decide(origin) is Decision.DENY:
+        raise sites.refusal(origin)
 
 
 async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ raises UserCancelledError or UserTimeoutError when the person does not give a PI
 from __future__ import annotations
 
 import asyncio
+import enum
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -23,15 +24,21 @@ from cardbridge.model import PinKind, PinStatus
 from cardbridge.pinentry.assuan import Dialog, Pinentry, wipe
 
 __all__ = [
+    "ChoiceOption",
+    "ChoiceRequest",
     "ConsentRequest",
     "ConsentSource",
     "Dialog",
+    "DialogSource",
     "FixedPinSource",
     "PinRequest",
     "PinSource",
     "PinentrySource",
     "PreparedPinSource",
+    "SiteRequest",
     "StreamPinSource",
+    "WaitReason",
+    "WaitRequest",
     "consent_dialog_for",
     "dialog_for",
     "wipe",
@@ -66,6 +73,72 @@ class ConsentSource(Protocol):
     async def confirm(self, request: ConsentRequest) -> None:
         """Return when the person agrees; raise UserCancelledError (Cancel) or
         UserTimeoutError (no answer) otherwise."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRequest:
+    """A website that has not used the card before asks to (``origin_policy = "ask"``)."""
+
+    origin: str
+    lang: str = i18n.DEFAULT_LANGUAGE
+    timeout: float | None = None
+
+
+class WaitReason(enum.StrEnum):
+    """Why no usable card is there yet: each gets its own text."""
+
+    NO_CARD = "no_card"  # readers, but no card in them
+    NO_READER = "no_reader"
+    NO_SERVICE = "no_service"  # pcscd is not running
+    NO_CERTIFICATE = "no_certificate"  # a card, but not with the certificate needed
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRequest:
+    """Asks the person to insert the card; shown until a usable card arrives."""
+
+    origin: str
+    reason: WaitReason
+    lang: str = i18n.DEFAULT_LANGUAGE
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceOption:
+    """One usable certificate, as the choice dialog names it."""
+
+    holder: str
+    issuer: str  # the issuer's common name (or its full name)
+    card: str  # the token's label and where it is (reader or module)
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceRequest:
+    """Several usable certificates: which one?"""
+
+    origin: str
+    options: tuple[ChoiceOption, ...]
+    lang: str = i18n.DEFAULT_LANGUAGE
+    timeout: float | None = None
+
+
+@runtime_checkable
+class DialogSource(Protocol):
+    """The dialogs around a PIN: a new website, waiting for the card, choosing a certificate.
+    Each raises UserCancelledError when the person cancels, UserTimeoutError on a timeout."""
+
+    async def allow_site(self, request: SiteRequest) -> None:
+        """Return when the person allows the website."""
+        ...
+
+    async def wait_for_card(self, request: WaitRequest) -> None:
+        """Show the request until cancelled (the card arrived); the person's Cancel raises
+        UserCancelledError. Never returns normally."""
+        ...
+
+    async def choose(self, request: ChoiceRequest) -> int:
+        """The index of the option the person chose."""
         ...
 
 
@@ -151,6 +224,73 @@ def consent_dialog_for(request: ConsentRequest) -> Dialog:
     )
 
 
+def site_dialog_for(request: SiteRequest) -> Dialog:
+    """The question for a new website: its origin first, on a line of its own."""
+    lang = request.lang
+    return Dialog(
+        title=i18n.text("dialog.site.title", lang),
+        description="\n".join(
+            (i18n.text("dialog.site.asking", lang, origin=request.origin), "", i18n.text("dialog.site.advice", lang))
+        ),
+        ok=i18n.text("dialog.site.ok", lang),
+        cancel=i18n.text("dialog.cancel", lang),
+        timeout=request.timeout,
+    )
+
+
+def wait_dialog_for(request: WaitRequest) -> Dialog:
+    """A notice with one button, Cancel (pinentry has no progress dialog: the bridge closes
+    this one itself when the card arrives)."""
+    lang = request.lang
+    return Dialog(
+        title=i18n.text("dialog.wait.title", lang),
+        description="\n".join(
+            (
+                i18n.text("dialog.wait.for", lang, origin=request.origin),
+                "",
+                i18n.text(f"dialog.wait.{request.reason}", lang),
+            )
+        ),
+        ok=i18n.text("dialog.cancel", lang),
+        timeout=request.timeout,
+        one_button=True,
+    )
+
+
+def choice_dialog_for(request: ChoiceRequest, index: int) -> Dialog:
+    """The question for option ``index``: Use this one / Next / Cancel."""
+    lang = request.lang
+    option = request.options[index]
+    n = len(request.options)
+    return Dialog(
+        title=i18n.text("dialog.choose.title", lang),
+        description="\n".join(
+            (
+                i18n.text("dialog.choose.asking", lang, origin=request.origin, n=n),
+                "",
+                i18n.text(
+                    "dialog.choose.option",
+                    lang,
+                    index=index + 1,
+                    n=n,
+                    holder=option.holder,
+                    issuer=option.issuer,
+                    card=option.card,
+                ),
+                "",
+                i18n.text("dialog.choose.question", lang),
+            )
+        ),
+        ok=i18n.text("dialog.choose.ok", lang),
+        notok=i18n.text("dialog.choose.next", lang),
+        cancel=i18n.text("dialog.cancel", lang),
+        timeout=request.timeout,
+    )
+
+
+MAX_CHOICE_DIALOGS = 12  # "Next" goes round the options; a choice is made within this many
+
+
 @runtime_checkable
 class PreparedPinSource(PinSource, Protocol):
     """A source that can get ready ahead of the first dialog: the service calls ``prepare``
@@ -220,6 +360,30 @@ class PinentrySource:
         pinentry = await self._take()
         async with pinentry:
             await pinentry.confirm(dialog)
+
+    async def allow_site(self, request: SiteRequest) -> None:
+        """pinentry's CONFIRM: Allow or Cancel."""
+        pinentry = await self._take()
+        async with pinentry:
+            await pinentry.confirm(site_dialog_for(request))
+
+    async def wait_for_card(self, request: WaitRequest) -> None:
+        """pinentry's CONFIRM --one-button, its button saying Cancel; ending this task ends
+        the program, so the window closes when the card arrives."""
+        pinentry = await self._take()
+        async with pinentry:
+            await pinentry.confirm(wait_dialog_for(request))
+        raise UserCancelledError("The person cancelled while waiting for the card.")
+
+    async def choose(self, request: ChoiceRequest) -> int:
+        """One CONFIRM per option (Use this one / Next / Cancel), round the options."""
+        for turn in range(MAX_CHOICE_DIALOGS):
+            index = turn % len(request.options)
+            pinentry = await self._take()
+            async with pinentry:
+                if await pinentry.ask(choice_dialog_for(request, index)):
+                    return index
+        raise UserCancelledError("No certificate was chosen.")
 
     async def get_pin(self, request: PinRequest) -> bytearray:
         dialog = dialog_for(request)

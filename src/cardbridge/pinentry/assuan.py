@@ -50,6 +50,8 @@ class Dialog:
     ok: str | None = None
     cancel: str | None = None
     timeout: float | None = None  # seconds; pinentry closes itself too
+    notok: str | None = None  # a third button (SETNOTOK): CONFIRM answers "not confirmed"
+    one_button: bool = False  # CONFIRM --one-button: a notice with only the OK button
 
 
 def escape(value: str) -> str:
@@ -202,6 +204,8 @@ class Pinentry:
             lines.append((f"SETOK {escape(dialog.ok)}", True))
         if dialog.cancel:
             lines.append((f"SETCANCEL {escape(dialog.cancel)}", True))
+        if dialog.notok:
+            lines.append((f"SETNOTOK {escape(dialog.notok)}", True))
         if dialog.timeout:
             lines.append((f"SETTIMEOUT {max(1, int(dialog.timeout))}", True))
         for index, (line, _) in enumerate(lines):
@@ -223,7 +227,27 @@ class Pinentry:
     async def confirm(self, dialog: Dialog) -> None:
         """Show ``dialog`` with OK and Cancel; returns when OK was pressed."""
         await self._set_texts(dialog)
-        await self.command("CONFIRM")
+        await self.command("CONFIRM --one-button" if dialog.one_button else "CONFIRM")
+
+    async def ask(self, dialog: Dialog) -> bool:
+        """Show ``dialog`` with OK, its ``notok`` button and Cancel (as gpg-agent asks a
+        yes/no question): True for OK, False for the ``notok`` button
+        (GPG_ERR_NOT_CONFIRMED); Cancel or closing the window raise UserCancelledError."""
+        await self._set_texts(dialog)
+        await self._send("CONFIRM")
+        try:
+            await self._reply()
+        except _NotConfirmed:
+            if dialog.notok:
+                return False
+            raise
+        return True
+
+
+class _NotConfirmed(UserCancelledError):
+    """GPG_ERR_NOT_CONFIRMED: the ``notok`` button of a CONFIRM (gpg-agent's "No"); some
+    pinentries answer it for a window closed without Cancel too. A cancel to everyone
+    but :meth:`Pinentry.ask`."""
 
 
 def _error_for(reply: bytes) -> Exception:
@@ -232,7 +256,9 @@ def _error_for(reply: bytes) -> Exception:
         code = int(parts[1]) & 0xFFFF
     except (IndexError, ValueError):
         code = 0
-    if code in (GPG_ERR_CANCELED, GPG_ERR_NOT_CONFIRMED):
+    if code == GPG_ERR_NOT_CONFIRMED:
+        return _NotConfirmed("The PIN dialog was cancelled.")
+    if code == GPG_ERR_CANCELED:
         return UserCancelledError("The PIN dialog was cancelled.")
     if code == GPG_ERR_TIMEOUT:
         return UserTimeoutError("The PIN dialog timed out.")

@@ -1,24 +1,27 @@
 """The guards every request passes before a handler runs and before any body is read:
-``Host`` (DNS rebinding), ``Origin`` (the allow-list), CORS preflight, ``Content-Type`` and
-``Content-Length``. CORS headers go only to an allowed origin, and only that origin is
-echoed: never ``*``, never ``Allow-Credentials``.
+``Host`` (DNS rebinding), ``Origin`` (the policy: allowed, or new and about to be asked),
+CORS preflight, ``Content-Type`` and ``Content-Length``. CORS headers go only to an origin
+that passed, and only that origin is echoed: never ``*``, never ``Allow-Credentials``.
 """
 
 from __future__ import annotations
 
 from aiohttp import hdrs, web
 
+from cardbridge.authtoken import check_origin
 from cardbridge.errors import (
     CardbridgeError,
     HostNotAllowedError,
+    InvalidOriginError,
     MethodNotAllowedError,
     NotFoundError,
     OriginNotAllowedError,
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
+from cardbridge.origins import Decision
 from cardbridge.server.problems import Handler
-from cardbridge.server.settings import ORIGIN, SETTINGS
+from cardbridge.server.settings import ORIGIN, SERVICE, SETTINGS
 
 PREFLIGHT_MAX_AGE = "600"
 ALLOWED_METHODS = "GET, POST"
@@ -37,16 +40,40 @@ def check_host(request: web.Request) -> None:
 
 
 def check_origin_header(request: web.Request) -> str | None:
-    """The allowed origin of the request; None only where an Origin is optional and absent."""
+    """The origin of the request when it may pass; None only where an Origin is optional
+    and absent. It passes when it is allowed (``allowed_origins``, or the person allowed it),
+    or, under ``origin_policy = "ask"``, when it is an https origin nobody has answered for
+    yet: the service asks the person about it before any card is touched, and until then it
+    learns nothing about readers and cards (:func:`origin_allowed`)."""
     origins = request.headers.getall(hdrs.ORIGIN, [])
     if not origins and request.path in ORIGIN_OPTIONAL:
         return None
     if len(origins) != 1:
         raise OriginNotAllowedError("The request must carry exactly one Origin header.")
     origin = origins[0]
-    if origin not in request.app[SETTINGS].allowed_origins:
-        raise OriginNotAllowedError("This site is not allowed to use the ID card bridge.")
-    return origin
+    if origin in request.app[SETTINGS].allowed_origins:
+        return origin
+    decision = request.app[SERVICE].site_decision(origin)
+    if decision is Decision.ALLOW or (decision is Decision.ASK and _https_origin(origin)):
+        return origin
+    raise OriginNotAllowedError("This site is not allowed to use the ID card bridge.")
+
+
+def _https_origin(origin: str) -> bool:
+    try:
+        return check_origin(origin) == origin and origin.startswith("https://")
+    except InvalidOriginError:
+        return False
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Whether the request's origin is allowed now (not just on its way to the question)."""
+    origin = request.get(ORIGIN)
+    if origin is None:
+        return False
+    if origin in request.app[SETTINGS].allowed_origins:
+        return True
+    return request.app[SERVICE].site_decision(origin) is Decision.ALLOW
 
 
 def _route_error(request: web.Request) -> None:

@@ -29,7 +29,7 @@ from cardbridge.i18n import request_language
 from cardbridge.model import TokenInfo
 from cardbridge.pinentry import ConsentSource, PinentrySource
 from cardbridge.server.decode import decode_authenticate, decode_sign, decode_signing_certificate
-from cardbridge.server.guards import continue_if_allowed
+from cardbridge.server.guards import continue_if_allowed, origin_allowed
 from cardbridge.server.settings import ID_KEY, LANG, OPENAPI, ORIGIN, SERVICE, SETTINGS, STOPPING
 from cardbridge.service import Selection
 
@@ -98,7 +98,10 @@ def token_id(key: bytes, origin: str, token: TokenInfo) -> str:
 async def status_body(request: web.Request) -> dict[str, Any]:
     """Version, readers and tokens for a web origin: reader names, presence and the kind of
     card, never a token's label or serial (on many cards the label is the holder's name);
-    each token has an opaque per-origin ``id`` instead."""
+    each token has an opaque per-origin ``id`` instead. An origin that is not allowed (yet)
+    learns only that the bridge answers, and its version."""
+    if not origin_allowed(request):
+        return {"version": __version__}
     service = request.app[SERVICE]
     errors: list[CardbridgeError] = []
     try:
@@ -217,6 +220,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     or card change (``reader-added``, ``card-inserted``, …), and a comment now and then."""
     service, settings = request.app[SERVICE], request.app[SETTINGS]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+    allowed = origin_allowed(request)  # else: the version, keep-alives and the end, nothing of cards
     with service.subscribe() as subscription:
         snapshot = await status_body(request)
         await response.prepare(request)
@@ -227,6 +231,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                     event = await asyncio.wait_for(subscription.get(), settings.heartbeat)
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
+                    continue
+                if not allowed and event.get("type") != STOPPING_EVENT:
                     continue
                 public = public_event(event)
                 await response.write(_sse(public["type"], public))

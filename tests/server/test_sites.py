@@ -1,0 +1,153 @@
+"""The HTTP API under origin_policy = "ask": a new https site passes the Origin guard to the
+question, learns nothing about readers or cards until the person allows it, and a refused
+one is turned away at the guard for a while. Every other guard stays as it is."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from cardbridge import __version__
+from cardbridge.config import Config
+from cardbridge.origins import OriginStore, SitePolicy
+from cardbridge.server import ServerSettings, create_app
+from cardbridge.server.settings import SERVICE
+from cardbridge.service import CardService, open_backends
+from tests.conftest import ScriptedPinentry
+from tests.server.conftest import ORIGIN, conforms, free_port, nonce
+from tests.softhsm import SoftHsm
+from tests.verify import verify_token
+
+pytestmark = pytest.mark.softhsm
+NEW = "https://new.example.no"
+DENIED = "https://phish.example"
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: Any, softhsm: SoftHsm, origin_store: OriginStore, pinentry: ScriptedPinentry
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    config = Config(allowed_origins=(ORIGIN,), denied_origins=(DENIED,))
+    service = CardService(open_backends([softhsm.module]), user_timeout=20, sites=SitePolicy(config, origin_store))
+    port = free_port()
+    settings = ServerSettings(
+        port=port,
+        allowed_origins=frozenset({ORIGIN}),
+        token_label="p256",
+        pinentry_program=ScriptedPinentry.program,
+        heartbeat=0.2,
+    )
+    yield await aiohttp_client(create_app(service, settings), server_kwargs={"port": port})
+    await service.aclose()
+
+
+async def body_of(response: Any, path: str, method: str) -> dict[str, Any]:
+    body = await response.json(content_type=None)
+    conforms(path, method, response.status, response.headers["Content-Type"], body)
+    return dict(body)
+
+
+async def test_status_for_a_new_site_says_only_the_version(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/v1/status", headers={"Origin": NEW})
+    assert response.status == 200
+    assert await body_of(response, "/v1/status", "GET") == {"version": __version__}
+    assert response.headers["Access-Control-Allow-Origin"] == NEW  # the page may read that much
+    full = await body_of(await client.get("/v1/status", headers={"Origin": ORIGIN}), "/v1/status", "GET")
+    assert full["tokens"] and "readers" in full
+
+
+async def test_preflight_and_guards_for_a_new_site(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
+    preflight = await client.options(
+        "/v1/authenticate", headers={"Origin": NEW, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status == 204 and preflight.headers["Access-Control-Allow-Origin"] == NEW
+    # The other guards are as they were: a text body, a large body.
+    response = await client.post("/v1/authenticate", data=b"{}", headers={"Origin": NEW, "Content-Type": "text/plain"})
+    assert (await body_of(response, "/v1/authenticate", "POST"))["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    big = json.dumps({"challengeNonce": "x" * 20000}).encode()
+    response = await client.post(
+        "/v1/authenticate", data=big, headers={"Origin": NEW, "Content-Type": "application/json"}
+    )
+    assert (await body_of(response, "/v1/authenticate", "POST"))["code"] == "REQUEST_TOO_LARGE"
+    assert pinentry.dialogs() == []
+
+
+@pytest.mark.parametrize("origin", [DENIED, "http://new.example.no", "http://localhost:8080", "null"])
+async def test_denied_and_non_https_sites_are_turned_away_at_the_guard(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry, origin: str
+) -> None:
+    for path in ("/v1/status", "/v1/events"):
+        response = await client.get(path, headers={"Origin": origin})
+        assert response.status == 403
+        assert "Access-Control-Allow-Origin" not in response.headers
+    response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers={"Origin": origin})
+    assert (await body_of(response, "/v1/authenticate", "POST"))["code"] == "ORIGIN_NOT_ALLOWED"
+    assert pinentry.dialogs() == []
+
+
+async def test_a_new_site_is_asked_about_then_served(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    pinentry.respond("OK", "1234")
+    challenge = nonce()
+    response = await client.post(
+        "/v1/authenticate", json={"challengeNonce": challenge, "lang": "en"}, headers={"Origin": NEW}
+    )
+    token = await body_of(response, "/v1/authenticate", "POST")
+    assert response.status == 200, token
+    verify_token(token, NEW, challenge)
+    question, _pin = pinentry.dialogs()
+    desc = next(arg for verb, arg in question["commands"] if verb == "SETDESC")
+    assert desc.startswith(f"{NEW}\n\nwants to use your ID card.")
+    assert origin_store.is_allowed(NEW)
+    status = await body_of(await client.get("/v1/status", headers={"Origin": NEW}), "/v1/status", "GET")
+    assert status["tokens"]  # allowed now: the whole status
+
+
+async def test_a_refused_site_is_turned_away_for_a_while(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry
+) -> None:
+    pinentry.respond("CANCEL", "OK", "1234")
+    response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers={"Origin": NEW})
+    assert (await body_of(response, "/v1/authenticate", "POST"))["code"] == "USER_CANCELLED"
+    assert response.headers["Access-Control-Allow-Origin"] == NEW
+    response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers={"Origin": NEW})
+    assert response.status == 403 and "Access-Control-Allow-Origin" not in response.headers
+    assert (await body_of(response, "/v1/authenticate", "POST"))["code"] == "ORIGIN_NOT_ALLOWED"
+    assert len(pinentry.dialogs()) == 1
+
+
+async def test_events_for_a_new_site_carry_no_card_data(client: TestClient[Any, Any]) -> None:
+    service = client.app[SERVICE]
+    for origin, sees_cards in ((NEW, False), (ORIGIN, True)):
+        async with client.get("/v1/events", headers={"Origin": origin}) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == origin
+            first = await _next_event(response)
+            assert first[0] == "status"
+            assert ("tokens" in first[1]) is sees_cards
+            if not sees_cards:
+                assert first[1] == {"version": __version__}
+            await asyncio.sleep(0.1)
+            service.publish({"type": "card-inserted", "reader": "Virtual PCD 00 00"})
+            try:
+                event = await asyncio.wait_for(_next_event(response), 1.5)
+            except TimeoutError:
+                event = None
+            assert (event is not None and event[0] == "card-inserted") is sees_cards
+
+
+async def _next_event(response: Any) -> tuple[str, dict[str, Any]]:
+    name = ""
+    while True:
+        line = (await response.content.readline()).decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: ") and name:
+            return name, json.loads(line[6:])
