@@ -46,13 +46,15 @@ with atheris.instrument_imports(include=["cardbridge"]) if _INSTRUMENT else cont
     from cardbridge.server.decode import DECODERS, AuthenticateRequest, SignRequest
     from cardbridge.server.guards import check_body_headers, check_host, check_origin_header
     from cardbridge.server.problems import http_status
-    from cardbridge.server.settings import SETTINGS, ServerSettings
+    from cardbridge.server.settings import SERVICE, SETTINGS, ServerSettings
+    from cardbridge.service import CardService
 
 PORT = 24231
 ORIGIN = "https://login.example.no"
 SETTINGS_ = ServerSettings(port=PORT, allowed_origins=frozenset({ORIGIN}))
 APP = web.Application()
 APP[SETTINGS] = SETTINGS_
+APP[SERVICE] = CardService([])  # no cards, no policy: the Origin guard checks the allow-list only
 PATHS = sorted(DECODERS)
 GUARD_CODES = {Code.HOST_NOT_ALLOWED, Code.ORIGIN_NOT_ALLOWED, Code.UNSUPPORTED_MEDIA_TYPE, Code.REQUEST_TOO_LARGE}
 
