@@ -161,14 +161,19 @@ class SitePolicy:
         self.store = store or OriginStore()
 
     def decide(self, origin: str) -> Decision:
-        return decide(origin, self.config, self.store)
+        """As :func:`decide`; a plain-http origin (``http://localhost``, development only) is
+        asked about only when ``allow_http_localhost`` is set, else refused."""
+        decision = decide(origin, self.config, self.store)
+        if decision is Decision.ASK and not origin.startswith("https://") and not self.config.allow_http_localhost:
+            return Decision.DENY
+        return decision
 
     def refusal(self, origin: str) -> OriginNotAllowedError:
         """Why ``origin`` is refused, and what the person (or the administrator) can do."""
         config, where = self.config, self.config.path
         if origin in config.denied_origins:
             return OriginNotAllowedError(f"{origin} is on denied_origins in the configuration.", origin=origin)
-        if config.origin_policy != "ask":
+        if config.origin_policy != "ask" or not origin.startswith("https://"):
             return OriginNotAllowedError(
                 f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {where}.", origin=origin
             )

@@ -27,7 +27,6 @@ from cardbridge.errors import (
     AmbiguousCertificateError,
     BusyError,
     CardbridgeError,
-    CardBusyError,
     CardRemovedError,
     CardResetError,
     DualUseKeyError,
@@ -87,7 +86,8 @@ MAX_TRIES_WITHOUT_COUNTER = 3  # PINs sent per login to a token that reports no 
 MAX_DIALOGS = 10  # PIN dialogs per login, whatever they are answered with
 POLL_INTERVAL = 1.0  # seconds between looks for a card while waiting for one (card events wake it sooner)
 # No usable card yet, for one of these reasons: the person is asked to insert the card and
-# the operation waits. Any other failure (a hung module, a bad configuration) ends it.
+# the operation waits. Any other failure (a card another program holds, a hung module, a
+# bad configuration) ends it with its own code.
 _WAITABLE = (
     NoTokenError,
     NoCardError,
@@ -96,7 +96,6 @@ _WAITABLE = (
     ServiceNotRunningError,
     CardRemovedError,
     CardResetError,
-    CardBusyError,
     UnsupportedCardError,
 )
 

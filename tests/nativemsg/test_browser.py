@@ -162,9 +162,13 @@ async def test_status_and_ping(browser: tuple[Any, str], portal: Portal) -> None
 
 
 async def test_an_origin_that_is_not_allowed_gets_no_dialog(
-    browser: tuple[Any, str], card: Card, pinentry: ScriptedPinentry
+    browser: tuple[Any, str], card: Card, pinentry: ScriptedPinentry, portal: Portal, tmp_path: Path
 ) -> None:
     context, _ = browser
+    # Only listed sites (the host reads the config for each request).
+    write_config(
+        tmp_path / "config", allowed_origins=[portal.origin], allow_http_localhost=True, origin_policy="allow-list"
+    )
     pinentry.respond(card.pin)
     async with Portal(Path(card.ca_certificate).read_bytes(), closed_port(), "extension") as other:
         answer = await _page_call(context, other.origin + "/", "authenticate", {"challengeNonce": "A" * 44})

@@ -43,8 +43,9 @@ def check_origin_header(request: web.Request) -> str | None:
     """The origin of the request when it may pass; None only where an Origin is optional
     and absent. It passes when it is allowed (``allowed_origins``, or the person allowed it),
     or, under ``origin_policy = "ask"``, when it is an https origin nobody has answered for
-    yet: the service asks the person about it before any card is touched, and until then it
-    learns nothing about readers and cards (:func:`origin_allowed`)."""
+    yet (http://localhost too where development allows it): the service asks the person
+    about it before any card is touched, and until then it learns nothing about readers and
+    cards (:func:`origin_allowed`)."""
     origins = request.headers.getall(hdrs.ORIGIN, [])
     if not origins and request.path in ORIGIN_OPTIONAL:
         return None
@@ -53,15 +54,17 @@ def check_origin_header(request: web.Request) -> str | None:
     origin = origins[0]
     if origin in request.app[SETTINGS].allowed_origins:
         return origin
-    decision = request.app[SERVICE].site_decision(origin)
-    if decision is Decision.ALLOW or (decision is Decision.ASK and _https_origin(origin)):
+    service = request.app[SERVICE]
+    decision = service.site_decision(origin)
+    if decision is Decision.ALLOW or (decision is Decision.ASK and _web_origin(origin, service.allow_http_localhost)):
         return origin
     raise OriginNotAllowedError("This site is not allowed to use the ID card bridge.")
 
 
-def _https_origin(origin: str) -> bool:
+def _web_origin(origin: str, allow_http_localhost: bool) -> bool:
+    """An origin in the browser's form: https (http://localhost only in development)."""
     try:
-        return check_origin(origin) == origin and origin.startswith("https://")
+        return check_origin(origin, allow_http_localhost=allow_http_localhost) == origin
     except InvalidOriginError:
         return False
 
