@@ -77,8 +77,9 @@ async def test_first_login_asks_naming_the_origin_and_the_second_does_not(
         pinentry.respond("OK", "1234")
         await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384, lang="en")
         question, _ = pinentry.dialogs()
-        assert question["commands"][0:2] == [["SETTITLE", "A new website wants your ID card"], question["commands"][1]]
-        assert question["commands"][1][1].startswith(f"{ORIGIN}\n\nwants to use your ID card.")
+        texts = dict((verb, arg) for verb, arg in question["commands"] if verb.startswith("SET"))
+        assert texts["SETTITLE"] == "A new website wants your ID card" and texts["SETOK"] == "Allow"
+        assert texts["SETDESC"].startswith(f"{ORIGIN}\n\nwants to use your ID card.")
     finally:
         await service.aclose()
 
