@@ -346,3 +346,12 @@ def test_an_autostart_entry_alone_starts_the_bridge(tmp_path: Path, home: Path) 
     entry.write_text("[Desktop Entry]\n", encoding="utf-8")
     check = doctor.check_service("en", {"HOME": str(home)}, root=root)
     assert check.status is Status.OK and check.data["autostart"] == str(entry)
+
+
+def test_origins_under_ask_need_no_fix_and_an_empty_allow_list_does(origin_store: Any) -> None:
+    origin_store.allow("https://login.example.no")
+    asked = doctor.check_origins(Config(denied_origins=("https://phish.example",)), "en")
+    assert asked.status is Status.OK
+    assert "asked about once" in asked.detail and "by you: 1, denied: 1" in asked.detail
+    listed = doctor.check_origins(Config(origin_policy="allow-list"), "en")
+    assert listed.status is Status.WARN and "allowed_origins" in (listed.fix or "")

@@ -112,6 +112,21 @@ def check_config(lang: str, path: Path | None = None) -> tuple[Check, Config | N
 
 
 def check_origins(config: Config, lang: str) -> Check:
+    if config.origin_policy == "ask":  # a new site is asked about: nothing to fix
+        from cardbridge.origins import OriginStore
+
+        try:
+            yours = [entry.origin for entry in OriginStore().allowed()]
+        except ConfigError:
+            yours = []
+        detail = i18n.text(
+            "doctor.origins.ask",
+            lang,
+            listed=len(config.allowed_origins),
+            yours=len(yours),
+            denied=len(config.denied_origins),
+        )
+        return _check("origins", lang, Status.OK, detail, origins=[*config.allowed_origins, *yours], policy="ask")
     if config.allowed_origins:
         detail = i18n.text("doctor.origins.ok", lang, origins=", ".join(config.allowed_origins))
         return _check("origins", lang, Status.OK, detail, origins=list(config.allowed_origins))

@@ -91,6 +91,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # Allowed origins.
     "doctor.origins.ok": _same("{origins}"),
+    "doctor.origins.ask": {
+        "nb": "Et nytt nettsted blir spurt om én gang (origin_policy = ask). Tillatt i oppsettet: {listed}, "
+        "av deg: {yours}, avvist: {denied} («cardbridge origins»).",
+        "nn": "Ei ny nettstad vert spurd om éin gong (origin_policy = ask). Tillatne i oppsettet: {listed}, "
+        "av deg: {yours}, avviste: {denied} («cardbridge origins»).",
+        "en": "A new website is asked about once (origin_policy = ask). Allowed in the configuration: {listed}, "
+        "by you: {yours}, denied: {denied} ('cardbridge origins').",
+    },
     "doctor.origins.none": {
         "nb": "Ingen nettsteder har lov til å bruke ID-kortet gjennom HTTP ennå.",
         "nn": "Ingen nettstader har lov til å bruke ID-kortet gjennom HTTP enno.",
