@@ -350,12 +350,21 @@ class VirtualPivCard(VirtualCard):
         super().__init__(PivApplet(data, pin), reader=reader, host=host, port=port, atr=atr)
 
 
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
         if not chunk:
             return None
+        if _QUICKACK is not None:
+            # vpcd writes a command's length and its bytes separately, without TCP_NODELAY:
+            # its second write waits for our ACK of the first, which Linux would delay by
+            # up to 40 ms. Acknowledge at once (the option does not stick: set it each time).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         buf += chunk
     return bytes(buf)
 
