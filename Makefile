@@ -88,7 +88,7 @@ deb-deps:
 $(PKG_CACHE)/wheels/.fetched: pyproject.toml
 	@mkdir -p $(PKG_CACHE)/wheels
 	test -x $(PKG_CACHE)/pip-venv/bin/pip || /usr/bin/python3 -m venv $(PKG_CACHE)/pip-venv
-	$(PKG_CACHE)/pip-venv/bin/pip wheel -q --no-cache-dir --wheel-dir $(PKG_CACHE)/wheels . "setuptools>=68" wheel
+	$(PKG_CACHE)/pip-venv/bin/pip wheel -q --no-cache-dir --wheel-dir $(PKG_CACHE)/wheels '.[portal]' "setuptools>=68" wheel
 	rm -f $(PKG_CACHE)/wheels/cardbridge-*.whl
 	@touch $@
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from cardbridge.portal.demo import DemoSettings, create_app
+from cardbridge.demo.portal import DemoSettings, create_app
 
 origin, ca, port = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 app = create_app(DemoSettings(origin, (ca.read_bytes(),), bridge_port=1, transport="extension"))

@@ -721,7 +721,12 @@ async def _demo(args: argparse.Namespace) -> int:
 
     from cardbridge.config import data_dir, load_config
     from cardbridge.emulator.softhsm import create_dev_token
-    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoCard, demo_text, person_pinentry, virtual_demo_card
+    from cardbridge.errors import ConfigError
+
+    try:  # the demo extra: the portal's validator (pyhanko-certvalidator)
+        from cardbridge.demo.runner import DEV_PINENTRY, DemoCard, demo_text, person_pinentry, virtual_demo_card
+    except ImportError as exc:
+        raise ConfigError(f"cardbridge demo needs the demo extra (pip install 'cardbridge[demo]'): {exc}") from exc
 
     lang = args.ui_lang
 
@@ -745,8 +750,8 @@ async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interact
     import asyncio
     import signal
 
-    from cardbridge.portal.demo_runner import DEV_PINENTRY, DemoRun, check_login
-    from cardbridge.portal.headless import login_in_headless_chromium
+    from cardbridge.demo.headless import login_in_headless_chromium
+    from cardbridge.demo.runner import DEV_PINENTRY, DemoRun, check_login
 
     lang = args.ui_lang
     async with DemoRun(card) as run:
@@ -836,9 +841,9 @@ def _end_card_work(status: int) -> None:
     progress waited for, sessions closed, modules finalized: ``cardbridge.pkcs11.shutdown``).
     A module call that still runs after that bounded wait (a module that hangs) would keep
     the interpreter from exiting: then leave without it."""
-    from cardbridge import pkcs11
+    from cardbridge.shutdown import shutdown
 
-    if not pkcs11.shutdown():
+    if not shutdown():
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()

@@ -23,8 +23,8 @@ import pytest
 
 from cardbridge.nativemsg import EXTENSION_CHROME_ID, HOST_NAME, install
 from tests.conftest import ScriptedPinentry
-from tests.demo_portal import CHROMIUM, Portal, free_port
-from tests.demo_portal import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
+from tests.demo.demo_portal import CHROMIUM, Portal, free_port
+from tests.demo.demo_portal import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
 from tests.nativemsg.conftest import Card, write_config
 
 EXTENSION = Path(__file__).resolve().parents[2] / "native-host" / "extension"

@@ -361,13 +361,13 @@ def launch(argv: Sequence[str] | None = None) -> NoReturn:
     ``os._exit``: frames go out unbuffered, so nothing else is left to finalise, and the
     browser is spared the interpreter's teardown.
     """
-    from cardbridge import pkcs11
+    from cardbridge.shutdown import shutdown
 
     status = 1
     try:
         status = main(sys.argv[1:] if argv is None else argv)
     finally:  # also after a KeyboardInterrupt (started by hand)
-        pkcs11.shutdown()
+        shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:  # noqa: SIM105 - contextlib is not imported at start-up
                 stream.flush()

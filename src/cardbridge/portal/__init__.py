@@ -70,12 +70,18 @@ The subclasses (``SignatureInvalidError``, ``NonceUsedError``, …) are in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cardbridge.portal.errors import NonceError, TokenValidationError
 from cardbridge.portal.nonces import InMemoryNonceStore, NonceStore, RedisNonceStore, generate_nonce
 from cardbridge.portal.validator import DEFAULT_DISALLOWED_POLICIES, AuthTokenValidator, Identity
 
+JS_CLIENT = Path(__file__).parent / "static" / "cardbridge.js"
+"""The JavaScript client for the login page (an ES module): serve it to the page."""
+
 __all__ = [
     "DEFAULT_DISALLOWED_POLICIES",
+    "JS_CLIENT",
     "AuthTokenValidator",
     "Identity",
     "InMemoryNonceStore",

@@ -2,7 +2,7 @@
 
 :class:`DemoRun` starts the pieces a login needs and stops them again:
 
-- the demo portal (:mod:`cardbridge.portal.demo`) in this process, on
+- the demo portal (:mod:`cardbridge.demo.portal`) in this process, on
   ``http://localhost:PORT`` (a secure context; it listens on 127.0.0.1 only), trusting the
   development CA of the emulated card;
 - the bridge, ``cardbridge serve``, as a child process on a free loopback port: only the
@@ -38,10 +38,10 @@ import aiohttp
 from aiohttp import web
 
 from cardbridge.config import ENV_DEMO_RUN
+from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_app
 from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
 from cardbridge.emulator.softhsm import DevToken
 from cardbridge.errors import CardbridgeError, ConfigError
-from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
 
 DEV_PINENTRY = f"{shlex.quote(sys.executable)} -m cardbridge dev pinentry"
 BRIDGE_START_TIMEOUT = 30.0

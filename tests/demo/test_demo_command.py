@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cardbridge.portal.headless import CHROMIUM_ARGS
+from cardbridge.demo.headless import CHROMIUM_ARGS
 from tests.conftest import ScriptedPinentry
 
 CHROMIUM = "/usr/bin/chromium"

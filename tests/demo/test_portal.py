@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography import x509
 
+from cardbridge.demo.portal import DEMO_STATE, SESSION_COOKIE, DemoSettings, create_app
 from cardbridge.emulator.devpki import Citizen, DevCA, PrivateKey
-from cardbridge.portal.demo import DEMO_STATE, SESSION_COOKIE, DemoSettings, create_app
 from tests.portal.helpers import make_token
 
 ORIGIN = "http://localhost:18080"
@@ -227,7 +227,7 @@ def test_settings_are_checked(dev_ca: DevCA) -> None:
 
 
 def test_the_persons_pinentry_falls_back_to_an_installed_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cardbridge.portal import demo_runner
+    from cardbridge.demo import runner as demo_runner
 
     installed = {"pinentry-curses": "/usr/bin/pinentry-curses", "my-pinentry": "/opt/my-pinentry"}
     monkeypatch.setattr(demo_runner.shutil, "which", installed.get)

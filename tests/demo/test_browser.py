@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
 from tests.conftest import ScriptedPinentry
-from tests.demo_portal import CHROMIUM, CHROMIUM_ARGS, Portal, free_port
+from tests.demo.demo_portal import CHROMIUM, CHROMIUM_ARGS, Portal, free_port
 from tests.softhsm import SoftHsm
 
 TOKEN_LABEL = "p384"

@@ -1,5 +1,5 @@
 """What the browser tests share: Debian's Chromium with the flags cardbridge itself uses
-(``cardbridge.portal.headless``), a free loopback port, and the demo portal served on
+(``cardbridge.demo.headless``), a free loopback port, and the demo portal served on
 http://localhost:PORT (a secure context; listening on 127.0.0.1 only)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import socket
 
 from aiohttp import web
 
-from cardbridge.portal.demo import DEMO_STATE, DemoSettings, DemoState, create_app
-from cardbridge.portal.headless import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
+from cardbridge.demo.headless import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
+from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_app
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser
 CHROMIUM_ARGS = list(BASE_CHROMIUM_ARGS)

@@ -35,21 +35,24 @@ from typing import Any
 
 from aiohttp import web
 
+from cardbridge import DEFAULT_PORT
 from cardbridge.authtoken import check_origin
 from cardbridge.certs import parse_certificate
 from cardbridge.errors import CardbridgeError, InvalidInputError
+from cardbridge.i18n import LANGUAGES
+from cardbridge.portal import JS_CLIENT
 from cardbridge.portal.nonces import InMemoryNonceStore, NonceStore
 from cardbridge.portal.validator import AuthTokenValidator, Identity
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
-LANGUAGES = ("nb", "nn", "en")
+CLIENT_JS = JS_CLIENT  # the portal library's JS client, served as /static/cardbridge.js
 DEFAULT_LANGUAGE = "nb"
 SESSION_COOKIE = "cardbridge_demo_session"
 MAX_SESSIONS = 10_000
 MAX_BODY = 64 * 1024
-DEFAULT_BRIDGE_PORT = 24231
+DEFAULT_BRIDGE_PORT = DEFAULT_PORT
 
 TEXTS: dict[str, dict[str, str]] = {
     "brand": {"nb": "Demoportalen", "nn": "Demoportalen", "en": "The demo portal"},
@@ -421,6 +424,10 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response({"redirect": f"/citizen?lang={lang}", "citizen": citizen.to_dict()})
 
 
+async def client_js(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(CLIENT_JS)
+
+
 def create_app(settings: DemoSettings, *, nonce_store: NonceStore | None = None) -> web.Application:
     """The demo portal for ``settings`` (an in-memory nonce store unless one is given)."""
     store = nonce_store or InMemoryNonceStore()
@@ -437,5 +444,6 @@ def create_app(settings: DemoSettings, *, nonce_store: NonceStore | None = None)
     app.router.add_post("/logout", logout)
     app.router.add_post("/api/challenge", challenge)
     app.router.add_post("/api/login", login)
+    app.router.add_get("/static/cardbridge.js", client_js)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     return app
