@@ -1,5 +1,6 @@
 import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 
@@ -660,3 +661,83 @@ async def test_an_ordinary_signing_key_still_signs(service: CardService, pinentr
         ORIGIN, cert.der, hashlib.sha256(b"doc").digest(), "SHA-256", PinentrySource(pinentry.program)
     )
     assert signature and algorithm.hash_function == "SHA-256"
+
+
+class _HeldLogin:
+    """A spy around the real C_Login that holds it open until released: a real card takes
+    50-500 ms to check a PIN, and a PIN-pad reader up to the person's timeout (SoftHSM2 a
+    few milliseconds, too short to act during)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threading
+
+        from cardbridge.pkcs11 import _cryptoki
+
+        self.entered, self.release = threading.Event(), threading.Event()
+        login = _cryptoki.Cryptoki.login
+
+        def held(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+            self.entered.set()
+            self.release.wait(30)
+            login(raw, session, pin)
+
+        monkeypatch.setattr(_cryptoki.Cryptoki, "login", held)
+
+
+async def test_a_status_poll_that_gave_up_does_not_stay_queued_behind_a_long_login(
+    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cardbridge.pkcs11.backend import ModuleBackend
+
+    listings: list[int] = []
+    tokens = ModuleBackend.tokens
+
+    def counted(self: ModuleBackend) -> object:
+        listings.append(1)
+        return tokens(self)
+
+    service = CardService(open_backends([softhsm.module]), user_timeout=10)
+    try:
+        await service.token_infos()
+        monkeypatch.setattr(ModuleBackend, "tokens", counted)
+        held = _HeldLogin(monkeypatch)
+        login = asyncio.ensure_future(
+            service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"), selection=Selection(token_label="p256"))
+        )
+        assert await asyncio.to_thread(held.entered.wait, 20)
+        before = len(listings)
+        for _ in range(3):  # /v1/status polls that give up while C_Login holds the worker
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await service.token_infos()
+        held.release.set()
+        await login
+        infos, errors = await service.token_infos()  # the worker runs what is asked now
+        assert infos and not errors
+        assert len(listings) == before + 1, "the abandoned polls ran after the login"
+    finally:
+        held.release.set()
+        await service.aclose()
+
+
+async def test_closing_the_service_does_not_block_the_event_loop(
+    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = CardService(open_backends([softhsm.module]), user_timeout=10)
+    held = _HeldLogin(monkeypatch)
+    login = asyncio.ensure_future(
+        service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"), selection=Selection(token_label="p256"))
+    )
+    try:
+        assert await asyncio.to_thread(held.entered.wait, 20)
+        closing = asyncio.ensure_future(service.aclose())
+        await asyncio.sleep(0.3)  # the loop runs while the module waits for its call
+        assert not closing.done(), "aclose returned (or blocked the loop) while C_Login still ran"
+        held.release.set()
+        async with asyncio.timeout(20):
+            await closing
+    finally:
+        held.release.set()
+        login.cancel()
+        with contextlib.suppress(BaseException):
+            await login

@@ -239,9 +239,11 @@ class CardService:
         return self._operation.locked()
 
     async def aclose(self) -> None:
+        """Close every backend, off the event loop and all at once: each waits up to its own
+        limit for a call in progress (``SHUTDOWN_WAIT``), so together they take no longer
+        than the slowest, and the loop keeps serving meanwhile."""
         self.unwatch()
-        for backend in self._backends:
-            backend.close()
+        await asyncio.gather(*(asyncio.to_thread(backend.close) for backend in self._backends))
 
     # -- readers, cards and events (no card I/O) ------------------------------------------
 
@@ -327,6 +329,9 @@ class CardService:
             async with deadline:
                 return await asyncio.shield(future)
         except BaseException as exc:
+            # The caller gave up: a call that has not started never will (a status poll must
+            # not queue behind a long C_Login); ``then`` still runs, from the cancel.
+            work.cancel()
             if not future.done():  # nobody waits for the call any more: its outcome goes nowhere
                 future.add_done_callback(_forget)
             if not isinstance(exc, TimeoutError) or not deadline.expired():
