@@ -302,3 +302,35 @@ def test_config_show_says_where_each_setting_came_from(tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "port = 24500  # from the system file" in text and 'lang = "en"  # from your file' in text
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="becomes another user (seteuid) as root")
+def test_a_system_file_that_is_not_roots_is_refused(tmp_path: Path) -> None:
+    """A user points CARDBRIDGE_SYSTEM_CONFIG at a file of their own (no locks, no denied
+    sites): refused, so the administrator's file cannot be replaced. The test process
+    becomes that user (``nobody``) for the read; the file is the user's own, so the checks
+    for files of other users do not refuse it."""
+    import tempfile
+
+    nobody = 65534
+    folder = Path(tempfile.mkdtemp(prefix="cardbridge-sysconf-"))
+    try:
+        os.chmod(folder, 0o755)
+        mine = _file(folder / "config.toml", 'origin_policy = "ask"\n')
+        os.chown(mine, nobody, nobody)
+        os.chown(folder, nobody, nobody)
+        os.seteuid(nobody)
+        try:
+            with pytest.raises(ConfigError, match="must belong to root") as refused:
+                load_config(mine.with_name("user.toml"), system_path=mine)
+        finally:
+            os.seteuid(0)
+        assert str(mine) in refused.value.message
+        # The same file as root's is accepted (the tests' system files, the package's /etc file).
+        os.chown(mine, 0, 0)
+        os.chown(folder, 0, 0)
+        assert load_config(tmp_path / "none.toml", system_path=mine).origin_policy == "ask"
+    finally:
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()

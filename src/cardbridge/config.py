@@ -4,7 +4,8 @@ Two files, the system's first, then the user's:
 
 - the system file, written by a distributor or an administrator:
   ``$CARDBRIDGE_SYSTEM_CONFIG``, else ``/etc/cardbridge/config.toml`` on Linux (the
-  platform's site config folder elsewhere);
+  platform's site config folder elsewhere); on POSIX it and its folder must belong to root
+  (so a user cannot point the variable at a file of their own);
 - the user's: ``$CARDBRIDGE_CONFIG``, else ``config.toml`` in the platform's config folder
   (``~/.config/cardbridge/config.toml`` on Linux).
 
@@ -194,6 +195,8 @@ def _read(file: Path, *, system: bool) -> dict[str, Any]:
     if not file.exists():
         return {}
     check_not_writable_by_others(file)
+    if system:
+        _check_owned_by_root(file)
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -204,6 +207,22 @@ def _read(file: Path, *, system: bool) -> dict[str, Any]:
         raise ConfigError(f"{file}: {exc.message}") from exc
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc.message}") from exc
+
+
+def _check_owned_by_root(file: Path) -> None:
+    """The system's file overrules the user's (``locked``, ``denied_origins``): a file the
+    user owns, named through ``$CARDBRIDGE_SYSTEM_CONFIG``, would let the user overrule the
+    administrator. So it, and its folder, must belong to root (POSIX; on Windows the
+    installer's folder permissions are trusted)."""
+    if os.name != "posix":
+        return
+    for target in (file, file.parent):
+        owner = target.stat().st_uid
+        if owner != 0:
+            raise ConfigError(
+                f"{target} belongs to uid {owner}, not root: the system's config file and its folder "
+                f"must belong to root (chown root {target})"
+            )
 
 
 def _parse(raw: dict[str, Any], *, system: bool) -> dict[str, Any]:
