@@ -315,7 +315,6 @@ def test_a_system_file_that_is_not_roots_is_refused(tmp_path: Path) -> None:
     nobody = 65534
     folder = Path(tempfile.mkdtemp(prefix="cardbridge-sysconf-"))
     try:
-        os.chmod(folder, 0o755)
         mine = _file(folder / "config.toml", 'origin_policy = "ask"\n')
         os.chown(mine, nobody, nobody)
         os.chown(folder, nobody, nobody)
