@@ -210,6 +210,26 @@ async def test_no_card_shows_a_notice_and_times_out(softhsm: SoftHsm, pinentry: 
         await service.aclose()
 
 
+async def test_the_question_and_the_wait_share_one_timeout(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # A page's client waits user_timeout (plus a margin) for the whole login, not per dialog.
+    service = service_for(softhsm, Config(), origin_store, user_timeout=6)
+    try:
+        pinentry.respond("AFTER 4 OK", "WAIT")  # 4 s to allow the site, then no card
+        started = time.monotonic()
+        with pytest.raises(UserTimeoutError):
+            await service.authenticate(
+                ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="missing")
+            )
+        assert time.monotonic() - started < 8.5  # one budget of 6 s, not 4 s + 6 s
+        question, notice = pinentry.dialogs()
+        timeouts = [int(arg) for d in (question, notice) for verb, arg in d["commands"] if verb == "SETTIMEOUT"]
+        assert timeouts[0] <= 6 and timeouts[1] <= 2  # the notice gets what is left
+    finally:
+        await service.aclose()
+
+
 async def test_the_notices_button_cancels(softhsm: SoftHsm, pinentry: ScriptedPinentry) -> None:
     service = CardService(open_backends([softhsm.module]), user_timeout=10)
     try:

@@ -220,6 +220,8 @@ class CardService:
         self._backends = list(backends)
         self.sites = sites
         self.user_timeout = user_timeout
+        # The person's time for the operation under way (loop time): its dialogs share it.
+        self._deadline: float | None = None
         self.card_timeout = card_timeout
         self._hung: set[int] = set()
         self.allow_http_localhost = allow_http_localhost
@@ -444,16 +446,29 @@ class CardService:
                 candidates=[c.describe() for c in candidates],
             )
         request = ChoiceRequest(
-            origin=origin, options=tuple(_option(c) for c in candidates), lang=lang, timeout=self.user_timeout
+            origin=origin, options=tuple(_option(c) for c in candidates), lang=lang, timeout=self._time_left()
         )
         index = await self._answer(dialogs.choose(request), "No certificate was chosen in time.")
         chosen = candidates[index]
         log.info("the person chose %s of %d certificates", chosen.certificate.sha256[:16], len(candidates))
         return chosen
 
+    def _start_clock(self) -> None:
+        """The operation's dialogs (the question about the site, waiting for the card, the
+        choice, the PINs) share one ``user_timeout``, as a page's client waits that long."""
+        self._deadline = asyncio.get_running_loop().time() + self.user_timeout
+
+    def _time_left(self) -> float:
+        loop = asyncio.get_running_loop()
+        if self._deadline is None:
+            self._deadline = loop.time() + self.user_timeout
+        return max(0.0, self._deadline - loop.time())
+
     async def _answer(self, dialog: Coroutine[Any, Any, T], late: str) -> T:
-        """Wait for a dialog's answer at most ``user_timeout``: then USER_TIMEOUT."""
-        deadline = asyncio.timeout(self.user_timeout)
+        """Wait for a dialog's answer until the operation's time is up: then USER_TIMEOUT."""
+        self._time_left()
+        assert self._deadline is not None
+        deadline = asyncio.timeout_at(self._deadline)
         try:
             async with deadline:  # not wait_for: see _run
                 return await dialog
@@ -476,7 +491,7 @@ class CardService:
         certificate is there; then close the dialog. Cancel → USER_CANCELLED; after
         ``user_timeout`` → USER_TIMEOUT."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.user_timeout
+        deadline = loop.time() + self._time_left()
         shown: WaitReason | None = None
         dialog: asyncio.Task[None] | None = None
         log.info("no usable card yet (%s); waiting", failure.code)
@@ -538,7 +553,7 @@ class CardService:
             raise OriginNotAllowedError(f"{origin} has not been allowed yet, and no dialog can ask.", origin=origin)
         try:
             await self._answer(
-                dialogs.allow_site(SiteRequest(origin, lang, timeout=self.user_timeout)),
+                dialogs.allow_site(SiteRequest(origin, lang, timeout=self._time_left())),
                 "The question about the website was not answered in time.",
             )
         except UserCancelledError:
@@ -566,6 +581,7 @@ class CardService:
         dialogs = _dialogs(dialogs, pin_source)
         self._begin()
         async with self._operation, _prepared(pin_source):
+            self._start_clock()
             await self._consent(origin, dialogs, lang)
             candidate = await self._choose(Purpose.AUTHENTICATION, selection or Selection(), origin, dialogs, lang)
             token, certificate = candidate.token, candidate.certificate
@@ -597,6 +613,7 @@ class CardService:
         self._begin()
         dialogs = _dialogs(dialogs, consent)
         async with self._operation, _prepared(consent):
+            self._start_clock()
             await self._consent(origin, dialogs, lang)
             candidate = await self._choose(Purpose.SIGNING, selection or Selection(), origin, dialogs, lang)
             if candidate.ready is not None:
@@ -606,16 +623,9 @@ class CardService:
                     candidate.token, candidate.token.supported_algorithms, candidate.certificate
                 )
             request = ConsentRequest(
-                origin=origin, holder=candidate.certificate.holder_name, lang=lang, timeout=self.user_timeout
+                origin=origin, holder=candidate.certificate.holder_name, lang=lang, timeout=self._time_left()
             )
-            deadline = asyncio.timeout(self.user_timeout)
-            try:
-                async with deadline:
-                    await consent.confirm(request)
-            except TimeoutError as exc:
-                if not deadline.expired():
-                    raise
-                raise UserTimeoutError("The person did not answer in time.") from exc
+            await self._answer(consent.confirm(request), "The person did not answer in time.")
             log.info("the signing certificate %s went to %s", candidate.certificate.sha256[:16], origin)
             return candidate.certificate, list(supported)
 
@@ -641,6 +651,7 @@ class CardService:
         dialogs = _dialogs(dialogs, pin_source)
         self._begin()
         async with self._operation, _prepared(pin_source):
+            self._start_clock()
             await self._consent(origin, dialogs, lang)
             wanted = hashlib.sha256(certificate_der).hexdigest()
             candidate = await self._choose(Purpose.SIGNING, Selection(certificate_sha256=wanted), origin, dialogs, lang)
@@ -688,10 +699,10 @@ class CardService:
         dialog, which the person may answer with another PIN or cancel; it is never sent
         again by us: a PIN the card refused in this login is not sent again (the dialog
         says so), and a token that keeps no retry counter gets at most
-        ``MAX_TRIES_WITHOUT_COUNTER`` PINs per login. The whole exchange is bounded by
-        ``user_timeout``."""
+        ``MAX_TRIES_WITHOUT_COUNTER`` PINs per login. The whole exchange is bounded by the
+        operation's ``user_timeout``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.user_timeout
+        deadline = loop.time() + self._time_left()
         previous: CardbridgeError | None = None
         refusal: PinIncorrectError | None = None  # the card's last refusal
         # Keyed digests of the PINs the card refused, never the PINs; the key lives for this login.

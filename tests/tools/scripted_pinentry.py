@@ -9,9 +9,10 @@ or CONFIRM takes the next response: a PIN string (for CONFIRM any other string i
 ``"CANCEL"``, ``"TIMEOUT"`` (answers GPG_ERR_TIMEOUT), ``"NOTOK"`` (the SETNOTOK button:
 ``ERR 83886194 Not confirmed``, GPG_ERR_NOT_CONFIRMED, as gpg-agent's "No"), ``"HANG"``
 (never answers, like a person who walked away) or ``"WAIT"`` (shows the dialog until the
-caller ends the program, as a notice the person leaves open); when none are left it
-cancels. Every command line it receives is appended to the log (one JSON
-object per dialog), so tests can check what the dialog said. Only the standard library.
+caller ends the program, as a notice the person leaves open); ``"AFTER 2.5 X"`` answers
+X after 2.5 seconds (a person who takes their time); when none are left it cancels.
+Every command line it receives is appended to the log (one JSON object per dialog), so
+tests can check what the dialog said. Only the standard library.
 """
 
 import fcntl
@@ -51,6 +52,9 @@ def main():
         record["commands"].append([verb, unescape(arg)])
         if verb in ("GETPIN", "CONFIRM"):
             response, log_path = take_response(script_path)
+            if response.startswith("AFTER "):
+                _, seconds, response = response.split(" ", 2)
+                time.sleep(float(seconds))
             special = ("CANCEL", "TIMEOUT", "HANG", "NOTOK", "WAIT")
             record["response"] = response if response in special else ("PIN" if verb == "GETPIN" else "OK")
             if log_path:
