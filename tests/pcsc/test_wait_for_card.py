@@ -169,3 +169,39 @@ def test_no_reader_and_no_pcscd_have_their_own_texts(
         assert "(pcscd) is not running" in desc
     finally:
         pcscd.start()
+
+
+def test_two_cards_the_person_chooses_and_the_chosen_card_signs(
+    pcscd: Pcscd, card_folder: Path, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    origin_store.allow(ORIGIN)
+    first = start_card(card_folder, "ec-p256", reader=0)
+    second = start_card(card_folder, "ec-p384", reader=1)
+    try:
+        pinentry.respond("NOTOK", "OK", "123456")  # Next, then Use this one, then the PIN
+        challenge = nonce()
+        result = subprocess.run(
+            [*CLI, "authenticate", "--origin", ORIGIN, "--nonce", challenge],
+            capture_output=True,
+            text=True,
+            env={**_only_the_virtual_card(), **pinentry.env()},
+            timeout=90,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        token = json.loads(result.stdout)
+        verify_token(token, ORIGIN, challenge)  # the certificate in the token made the signature
+        offered, chosen, pin = pinentry.dialogs()
+        cards = []
+        for dialog in (offered, chosen):
+            desc = next(arg for verb, arg in dialog["commands"] if verb == "SETDESC")
+            assert "Certificate " in desc and " of 2:" in desc and "Holder: " in desc and "Issuer: " in desc
+            cards.append(desc.split("Card: ", 1)[1].splitlines()[0])
+        assert cards[0] != cards[1]
+        assert any(verb == "GETPIN" for verb, _ in pin["commands"])
+        # The card shown second signed: its reader, and its key (P-384 in reader 1, P-256 in 0).
+        expected = "ES384" if cards[1].endswith("(Virtual PCD 00 01)") else "ES256"
+        assert token["algorithm"] == expected
+    finally:
+        stop_card(second)
+        stop_card(first)
