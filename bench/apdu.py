@@ -26,6 +26,7 @@ from pathlib import Path
 from cardbridge.emulator.kinds import KINDS, card_kind, pins_with_defaults
 from cardbridge.emulator.pcscd import Pcscd
 from cardbridge.emulator.virtual_card import ApduRecord, VirtualCard
+from cardbridge.errors import CardbridgeError
 from cardbridge.model import Purpose
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.scard import E_TIMEOUT, STATE_UNAWARE, PcscContext
@@ -106,6 +107,23 @@ def summary(records: list[ApduRecord]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
+def settle(timeout: float = 10.0) -> None:
+    """Wait until the freshly inserted card answers (vpcd powers it up on first use)."""
+    deadline = time.monotonic() + timeout
+    backend = PcscBackend()
+    try:
+        while True:
+            try:
+                backend.executor.submit(backend.token, READER).result(timeout=30)
+                return
+            except CardbridgeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        backend.close()
+
+
 def driver_login(backend: PcscBackend, pin: str) -> None:
     """What the service does for one authenticate: find the card and its authentication
     certificate, read the PIN state for the dialog, then log in and sign."""
@@ -126,6 +144,7 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
     try:
         card.insert(wait=10)
         wait_present()
+        settle()  # with a backend of its own: the measured one starts cold
         backend = PcscBackend()
         try:
             card.reset_count()
