@@ -126,3 +126,11 @@ def test_the_certificates_name_the_holder_as_estonian_cards_do(folder: Path) -> 
     assert usage.digital_signature and usage.key_agreement and not usage.content_commitment
     assert ExtendedKeyUsageOID.CLIENT_AUTH in auth.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert sign.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
+
+
+def test_the_keys_are_local_to_their_df(folder: Path) -> None:
+    c = card(folder)
+    assert apdu(c, "00A4040C", IASECC_AID)[1] == 0x9000  # the MF
+    assert apdu(c, "002241A4", bytes.fromhex("8004FF200800840181"))[1] == 0x6A88
+    assert apdu(c, "00A4010C", b"\xad\xf1")[1] == 0x9000
+    assert apdu(c, "002241A4", bytes.fromhex("8004FF200800840181"))[1] == 0x9000

@@ -35,6 +35,8 @@ Choices the public description leaves open, made here:
   the 2018 cards have it), issued by cardbridge's development CA (not SK's).
 - The authentication certificate has keyUsage digitalSignature + keyAgreement and the
   clientAuth EKU; the signing certificate nonRepudiation.
+- The keys are local (bit 8 of 81 and 9F): MSE SET names 81 only in ADF1 and 9F only in
+  ADF2 (``6A88`` elsewhere), as both drivers select the key's DF first.
 - SELECT by DF name (the IAS-ECC name, ADF1's, ADF2's) ends the security status of every
   PIN (OpenSC logs out by selecting the IAS-ECC application); so does a reset.
 - VERIFY without data is answered as ISO 7816-4 says (63Cx / 9000 / 6983) besides the
@@ -204,8 +206,10 @@ class EsteidCard(Iso7816Card):
         self.pin2 = self.add_pin(
             Pin(PIN2_REF, pin2.encode(), 5, 12, TRIES, PIN_PAD_LENGTH, unblocked_by=PUK_REF, df=adf2)
         )
-        self.add_key(CardKey(AUTH_KEY_REF, data.auth_key, PIN1_REF, operations=frozenset({CRT_AT, CRT_CT})))
-        self.add_key(CardKey(SIGN_KEY_REF, data.sign_key, PIN2_REF, pin_always=True, operations=frozenset({CRT_DST})))
+        self.add_key(CardKey(AUTH_KEY_REF, data.auth_key, PIN1_REF, operations=frozenset({CRT_AT, CRT_CT}), df=adf1))
+        self.add_key(
+            CardKey(SIGN_KEY_REF, data.sign_key, PIN2_REF, pin_always=True, operations=frozenset({CRT_DST}), df=adf2)
+        )
 
     def handle(self, apdu: CommandApdu) -> bytes:
         if apdu.ins == 0xCB:

@@ -35,7 +35,8 @@ Choices the standard leaves open, made here (a card subclass may change them):
 - A VERIFY whose data is not the padded length: ``6700``; a PIN outside its length rules:
   ``6A80``; neither spends a try. A wrong PIN: ``63Cx`` with the tries left (``63C0`` on
   the try that blocks it), ``6983`` afterwards.
-- A key with ``pin_always`` needs a VERIFY before each use.
+- A key with ``pin_always`` needs a VERIFY before each use. A key with a ``df`` (a local
+  key) can be named in MSE SET only while its DF is the current DF (else ``6A88``).
 - Unknown INS: ``6D00``; a CLA other than 00 (and its chaining bit 10): ``6E00``.
 """
 
@@ -307,6 +308,7 @@ class CardKey:
     pin_always: bool = False  # a VERIFY before each use
     operations: frozenset[int] = frozenset({CRT_AT, CRT_DST})  # which CRTs may name it
     raw_signature: bool = True  # r || s (else DER)
+    df: DF | None = field(default=None, repr=False)  # a local key (bit 8 of the reference): only there
 
 
 class Iso7816Card(Applet):
@@ -628,6 +630,8 @@ class Iso7816Card(Applet):
             return sw(SW_WRONG_DATA)
         key = self.keys.get(ref[0])
         if key is None or apdu.p2 not in key.operations:
+            return sw(SW_REF_NOT_FOUND)
+        if key.df is not None and key.df is not self.current_df:  # a local key outside its DF
             return sw(SW_REF_NOT_FOUND)
         if not self.algorithm_ok(apdu.p2, key, items.get(0x80)):
             return sw(SW_WRONG_DATA)

@@ -6,10 +6,11 @@ The card's application is IAS-ECC (AID ``A0 00 00 00 77 01 08 00 07 00 00 FE 00 
 certificate (``341F``) in ADF2 ("QSCD Application"). PINs are ASCII digits padded with FF to
 12 bytes: PIN1 (reference 01) 4–12 digits, PIN2 (85, local to ADF2) 5–12, 3 tries each.
 
-APDUs of a warm login (the certificate cached by the document number): SELECT ADF1, VERIFY
-PIN1, MSE SET (A4, key 81), INTERNAL AUTHENTICATE, and SELECT of the IAS-ECC application to
-log out (the card ends the PIN's status then; no SCARD_RESET_CARD). The tries left come
-from GET DATA (``4D 08 70 06 BF 81 …``), as the card's description gives it.
+APDUs of a warm login (the certificate cached by the document number): GET DATA of PIN1's
+tries left (``4D 08 70 06 BF 81 …``, where the last logout left the card; SELECT first only
+when the card says no), then SELECT ADF1, VERIFY PIN1, MSE SET (A4, key 81), INTERNAL
+AUTHENTICATE, and SELECT of the IAS-ECC application to log out (the card ends the PIN's
+status then, as OpenSC logs out; no SCARD_RESET_CARD).
 """
 
 from __future__ import annotations
@@ -93,9 +94,14 @@ class EsteidToken(FileSystemToken):
 
     def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
         """GET DATA of the PIN's information: tries left (9B) and the maximum (9A)."""
-        fs.enter(_PIN_INFO[pin.reference])
         query = bytes.fromhex("4D087006BF81") + bytes([pin.reference & 0x0F]) + bytes.fromhex("02A080")
-        data = fs.send(INS_GET_DATA, 0x3F, 0xFF, query).check()
+        # Where the last call left the card (the logout selects the IAS-ECC application, where
+        # PIN1's information is) first; else from where the card's description reads it.
+        response = fs.send(INS_GET_DATA, 0x3F, 0xFF, query)
+        if not response.ok:
+            fs.enter(_PIN_INFO[pin.reference])
+            response = fs.send(INS_GET_DATA, 0x3F, 0xFF, query)
+        data = response.check()
         try:
             outer = find_tlv(data, 0x70) or b""
             (_, inner), *_ = parse_tlv(outer)
