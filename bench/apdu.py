@@ -107,21 +107,22 @@ def summary(records: list[ApduRecord]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
-def settle(timeout: float = 10.0) -> None:
-    """Wait until the freshly inserted card answers (vpcd powers it up on first use)."""
+def settle(timeout: float = 15.0) -> None:
+    """Wait until the freshly inserted card answers (vpcd powers it up on first use), each
+    try with a backend of its own (a backend remembers a card it could not identify)."""
     deadline = time.monotonic() + timeout
-    backend = PcscBackend()
-    try:
-        while True:
-            try:
-                backend.executor.submit(backend.token, READER).result(timeout=30)
-                return
-            except CardbridgeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-    finally:
-        backend.close()
+    while True:
+        backend = PcscBackend()
+        try:
+            backend.executor.submit(backend.token, READER).result(timeout=30)
+            return
+        except CardbridgeError as exc:
+            if time.monotonic() > deadline:
+                raise
+            print(f"  (the card is not ready yet: {exc.code})", file=sys.stderr)
+            time.sleep(0.5)
+        finally:
+            backend.close()
 
 
 def driver_login(backend: PcscBackend, pin: str) -> None:
