@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_auth.add_argument("--token", metavar="LABEL", help="use only the token with this label")
     p_auth.add_argument("--certificate", metavar="SHA256", help="use the certificate with this SHA-256 (hex)")
     p_auth.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of standard input")
-    p_auth.add_argument("--lang", choices=("nb", "nn", "en"), help="language of the PIN dialog")
+    p_auth.add_argument("--lang", choices=LANGUAGES, help="language of the PIN dialog")
     p_auth.add_argument("--json", action="store_true", help="print errors as JSON on stdout too")
     p_auth.add_argument(
         "--allow-http-localhost", action="store_true", help="accept http://localhost origins (development only)"

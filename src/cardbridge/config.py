@@ -47,6 +47,7 @@ from cardbridge import DEFAULT_PORT
 from cardbridge.authtoken import check_origin
 from cardbridge.errors import ConfigError, InvalidInputError
 from cardbridge.fileperm import check_not_writable_by_others as _check_not_writable_by_others
+from cardbridge.i18n import LANGUAGES
 
 APP = "cardbridge"
 ENV_CONFIG = "CARDBRIDGE_CONFIG"
@@ -256,8 +257,8 @@ def _parse(raw: dict[str, Any], *, system: bool) -> dict[str, Any]:
             raise ConfigError("user_timeout must be 5 to 3600 seconds")
         out["user_timeout"] = float(timeout)
     if "lang" in raw:
-        if raw["lang"] not in ("nb", "nn", "en"):
-            raise ConfigError("lang must be nb, nn or en")
+        if raw["lang"] not in LANGUAGES:
+            raise ConfigError(f"lang must be {', '.join(LANGUAGES[:-1])} or {LANGUAGES[-1]}")
         out["lang"] = raw["lang"]
     if "pinentry" in raw:
         if not isinstance(raw["pinentry"], str):

@@ -33,6 +33,13 @@ class PinKind(enum.StrEnum):
 
 
 HASH_LENGTHS: dict[str, int] = {"SHA-224": 28, "SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
+DIGEST_INFO_PREFIXES: dict[str, bytes] = {
+    "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
+    "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+"""The DER DigestInfo before a digest of each hash (RFC 8017, 9.2, note 1): PKCS#1 v1.5."""
 _HASHLIB_NAMES = {"SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 
 

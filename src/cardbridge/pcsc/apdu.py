@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cardbridge.errors import CardError
+from cardbridge.logsetup import TRACE
 
-TRACE = 5
-logging.addLevelName(TRACE, "TRACE")
 log = logging.getLogger("cardbridge.pcsc.apdu")
 
 INS_GET_RESPONSE = 0xC0

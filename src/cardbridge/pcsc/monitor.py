@@ -119,10 +119,6 @@ class CardMonitor:
             self._thread.join(timeout)
             self._thread = None
 
-    @property
-    def service_running(self) -> bool | None:
-        return self._service_up
-
     def readers(self) -> list[ReaderInfo]:
         """The last known readers and cards (no I/O). ServiceNotRunningError if pcscd is down."""
         if self._service_up is False:

@@ -23,6 +23,7 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
+from cardbridge.model import DIGEST_INFO_PREFIXES
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
 
 AID = bytes.fromhex("A000000308000010000100")  # NIST RID, PIX 00 00 10 00 01 00
@@ -164,17 +165,11 @@ def _object_tag_bytes(object_id: int) -> bytes:
 
 
 # -- signature helpers -------------------------------------------------------------------
-_DIGEST_INFO = {
-    "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
-    "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 
 
 def pkcs1_v15_block(digest: bytes, hash_function: str, key_bytes: int) -> bytes:
     """EMSA-PKCS1-v1_5 (RFC 8017, 9.2): 00 01 FF… 00 DigestInfo, for raw RSA on the card."""
-    prefix = _DIGEST_INFO.get(hash_function)
+    prefix = DIGEST_INFO_PREFIXES.get(hash_function)
     if prefix is None or len(digest) != prefix[-1]:
         raise InvalidInputError(f"The digest does not fit {hash_function}.")
     t = prefix + digest

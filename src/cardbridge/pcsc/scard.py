@@ -251,13 +251,6 @@ class CardConnection:
             with contextlib.suppress(Exception):
                 _s.SCardEndTransaction(self._handle, LEAVE_CARD)
 
-    def status_atr(self) -> bytes:
-        code, _reader, _state, _protocol, atr = _s.SCardStatus(self._handle)
-        if _u32(code) != S_SUCCESS:
-            self.context.lost(code)
-            raise error_for(code, self.reader)
-        return bytes(atr)
-
     def close(self) -> None:
         with contextlib.suppress(Exception):
             _s.SCardDisconnect(self._handle, self.disposition)

@@ -26,9 +26,9 @@ import sys
 from dataclasses import dataclass
 
 from cardbridge.errors import PinentryError, UserCancelledError, UserTimeoutError
+from cardbridge.logsetup import TRACE
 
 log = logging.getLogger(__name__)
-TRACE = 5
 
 GPG_ERR_TIMEOUT = 62
 GPG_ERR_CANCELED = 99

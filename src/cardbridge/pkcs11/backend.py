@@ -39,13 +39,13 @@ from cardbridge.errors import (
     UnsupportedKeyError,
     UserCancelledError,
 )
-from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
+from cardbridge.logsetup import TRACE
+from cardbridge.model import DIGEST_INFO_PREFIXES, CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
 from cardbridge.pkcs11 import _cryptoki as ck
 from cardbridge.pkcs11.errors import convert
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
 
 log = logging.getLogger(__name__)
-TRACE = 5  # below DEBUG: PKCS#11 traffic
 SHUTDOWN_WAIT = 5.0  # seconds a shutdown waits for the module call in progress (a C_Login takes < 1 s)
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -69,12 +69,6 @@ def _module_lock(path: str) -> threading.Lock:
         return _module_locks.setdefault(path, threading.Lock())
 
 
-_DIGEST_INFO_PREFIX = {
-    "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
-    "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 _PSS_PARAMS = {
     "SHA-224": (Mechanism.SHA224, MGF.SHA224, 28),
     "SHA-256": (Mechanism.SHA256, MGF.SHA256, 32),
@@ -86,7 +80,7 @@ _HASHES = ("SHA-256", "SHA-384", "SHA-512")
 
 def digest_info(hash_function: str, digest: bytes) -> bytes:
     """The PKCS#1 v1.5 DigestInfo for ``digest``."""
-    return _DIGEST_INFO_PREFIX[hash_function] + digest
+    return DIGEST_INFO_PREFIXES[hash_function] + digest
 
 
 class _Worker(ThreadPoolExecutor):

@@ -30,7 +30,7 @@ from cardbridge.errors import (
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
-from cardbridge.i18n import error_message, resolve_language
+from cardbridge.i18n import LANGUAGES, error_message, resolve_language
 from cardbridge.server.settings import LANG, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,6 @@ def _language(request: web.Request) -> str | None:
     for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
         tag = part.split(";")[0].strip().lower()
         base = "nb" if tag.split("-")[0] == "no" else tag.split("-")[0]
-        if base in ("nb", "nn", "en"):
+        if base in LANGUAGES:
             return base
     return request.app[SETTINGS].lang
