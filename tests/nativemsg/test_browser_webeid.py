@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cardbridge.nativemsg import WEBEID_HOST_NAME
 from cardbridge.origins import OriginStore
 from tests.conftest import ScriptedPinentry
-from tests.demo_portal import CHROMIUM, Portal
-from tests.demo_portal import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
+from tests.demo.demo_portal import CHROMIUM, Portal
+from tests.demo.demo_portal import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
 from tests.nativemsg.conftest import Card, write_config
 from tests.nativemsg.test_browser import _page_call, closed_port
 
