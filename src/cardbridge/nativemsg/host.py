@@ -199,10 +199,7 @@ def serve(argv: Sequence[str]) -> str | None:
         caller = caller_from_argv(argv)
         if caller is not None:
             check_caller(caller)
-    except Refused as refused:
-        out.send(codes.error_frame(refused.code, refused.message))
-        return refused.code
-    except Exception as exc:  # the config file, when a caller needed it
+    except Exception as exc:  # a caller not allowed; the config file, when a caller needed it
         return _send_exception(out, exc)
     out.send({"version": handshake_version(__version__)})
     try:
@@ -229,17 +226,25 @@ def serve(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _send_exception(out: Output, exc: Exception) -> str:
-    from cardbridge.errors import CardbridgeError
+# Their messages name the user's files (config path, home folder): the frame reaches the
+# page through the extension, so it gets the catalogue's text, and the detail goes to stderr.
+_PRIVATE_DETAIL = frozenset({"CONFIG_ERROR", "ORIGIN_NOT_ALLOWED"})
 
-    if isinstance(exc, Refused):
-        out.send(codes.error_frame(exc.code, exc.message))
-        return exc.code
-    if isinstance(exc, CardbridgeError):
-        out.send(codes.error_frame(str(exc.code), exc.message, exc.retries_left))
-        return str(exc.code)
+
+def _send_exception(out: Output, exc: Exception) -> str:
     import logging
 
+    from cardbridge.errors import CardbridgeError
+
+    if isinstance(exc, Refused | CardbridgeError):
+        code, message = str(exc.code), exc.message
+        if code in _PRIVATE_DETAIL:
+            from cardbridge.i18n import error_text
+
+            logging.getLogger(__name__).warning("%s: %s", code, message)
+            message = error_text(code, "en")
+        out.send(codes.error_frame(code, message, getattr(exc, "retries_left", None)))
+        return code
     logging.getLogger(__name__).error("unexpected error", exc_info=exc)
     out.send(codes.error_frame("INTERNAL", f"Unexpected error: {type(exc).__name__}"))
     return "INTERNAL"
