@@ -478,3 +478,26 @@ def test_a_config_error_frame_names_no_file_of_the_user(start_host: Any, tmp_pat
     assert error["cardbridgeCode"] == "CONFIG_ERROR"
     assert str(tmp_path) not in error["message"] and "no_such_setting" not in error["message"]
     assert str(config) in error["stderr"] and "no_such_setting" in error["stderr"]
+
+
+@pytest.mark.softhsm
+def test_a_locked_system_setting_wins_over_the_users_file(
+    start_host: Any, card_env: dict[str, str], card: Card, pinentry: ScriptedPinentry, tmp_path: Path
+) -> None:
+    # The user's file allows ORIGIN; the administrator's locks the list to another site.
+    system = tmp_path / "system.toml"
+    locked = 'origin_policy = "allow-list"\nallowed_origins = ["https://admin.example.no"]\n'
+    system.write_text(locked + 'locked = ["origin_policy", "allowed_origins"]\n', encoding="utf-8")
+    system.chmod(0o644)
+    env = {**card_env, "CARDBRIDGE_SYSTEM_CONFIG": str(system)}
+    pinentry.respond(card.pin)
+    error = _authenticate_error(start_host, env, ORIGIN, nonce())
+    assert error["cardbridgeCode"] == "ORIGIN_NOT_ALLOWED"
+    assert pinentry.dialogs() == []
+    # Not locked, the user's list adds to the system's: the same login goes through.
+    system.write_text(locked, encoding="utf-8")
+    host = start_host(env=env)
+    host.read()
+    host.send({"command": "authenticate", "arguments": {"challengeNonce": nonce(), "origin": ORIGIN}})
+    assert "signature" in host.read()
+    host.finish()
