@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from cardbridge import autostart
+from cardbridge.cli import EXIT_CODES
+from cardbridge.errors import Code
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd and XDG autostart are Linux")
 
@@ -48,6 +50,8 @@ def test_install_and_uninstall_under_home(tmp_path: Path) -> None:
     service = _ini(unit)
     assert service["Service"]["ExecStart"] == f"{sys.executable} -m cardbridge serve"
     assert service["Service"]["Restart"] == "on-failure"
+    # A second user's bridge finds the port taken (PORT_IN_USE): it stops, not restarts forever.
+    assert service["Service"]["RestartPreventExitStatus"] == str(EXIT_CODES[Code.PORT_IN_USE])
     assert service["Install"]["WantedBy"] == "graphical-session.target"
     entry = _ini(desktop)["Desktop Entry"]
     assert entry["Exec"] == f"{sys.executable} -m cardbridge serve"

@@ -81,6 +81,12 @@ def _desktop_quote(argument: str) -> str:
 INSTALL_NOTE = "Installed by cardbridge install-service; remove it with: cardbridge install-service --uninstall"
 
 
+# The CLI's exit status for PORT_IN_USE (and the other bridge errors a restart cannot
+# mend, such as CONFIG_ERROR): on a machine with several users the package's unit runs for
+# each, and only the first gets the port; the others must stop, not restart every 5 s.
+NO_RESTART_STATUS = 8
+
+
 def unit_text(command: Sequence[str], *, note: str = INSTALL_NOTE) -> str:
     """The systemd user unit that runs ``command``; ``note`` says who installed it."""
     exec_start = " ".join(_systemd_quote(a) for a in command)
@@ -95,6 +101,7 @@ Type=simple
 ExecStart={exec_start}
 Restart=on-failure
 RestartSec=5
+RestartPreventExitStatus={NO_RESTART_STATUS}
 NoNewPrivileges=yes
 
 [Install]

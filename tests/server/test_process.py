@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -301,3 +302,47 @@ def test_http_localhost_origin_only_in_development_mode(
     assert status == 200, token
     assert headers["Access-Control-Allow-Origin"] == dev_origin
     verify_token(token, dev_origin, challenge)
+
+
+_CLIENT = """
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+with socket.create_connection((host, port), timeout=20) as sock:
+    head = "GET /v1/status HTTP/1.1\\r\\nHost: 127.0.0.1:%d\\r\\nOrigin: %s\\r\\n" % (port, sys.argv[3])
+    sock.sendall((head + "Connection: close\\r\\n\\r\\n").encode())
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:  # closed with the request unread: a reset, no answer either
+        pass
+sys.stdout.write(answer[:12].decode("latin-1"))
+"""
+SYSTEM_PYTHON = "/usr/bin/python3"  # a Python another user may run (the test's venv is root's)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+    reason="Linux, as root (the client becomes nobody), with the system's Python",
+)
+def test_a_program_of_another_user_gets_no_answer(serve: Serve, softhsm: SoftHsm, pinentry: ScriptedPinentry) -> None:
+    served = serve(*serve_args(softhsm), env=env_for(softhsm, pinentry.env()))
+    hosts = ["127.0.0.1", *(["::1"] if socket.has_ipv6 else [])]
+    for host in hosts:
+        mine = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _CLIENT, host, str(served.port), ORIGIN], capture_output=True, text=True, timeout=60
+        )
+        assert mine.stdout.startswith("HTTP/1.1 200"), mine.stdout + mine.stderr
+        other = subprocess.run(
+            [SYSTEM_PYTHON, "-c", _CLIENT, host, str(served.port), ORIGIN],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            user=65534,
+            cwd="/",
+        )
+        assert other.returncode == 0, other.stderr
+        assert other.stdout == "", f"another user's program was answered over {host}"
+    served.stop()
+    assert served.proc.stderr is not None
+    assert "refused a connection from another user's program" in served.proc.stderr.read()

@@ -9,6 +9,9 @@
   one more is closed as soon as it is accepted, with no traceback and at most one log line
   per interval. Should the process still run out of descriptors, asyncio's accept error is
   one rate-limited line too (:func:`quiet_accept_errors`).
+- Users: on Linux a connection from a program of another user (loopback is shared by all
+  users) is closed as soon as it is accepted, nothing read or written, one rate-limited
+  log line (:mod:`cardbridge.server.peers`).
 - A malformed request (aiohttp's parser refused it) is answered with problem+json and
   logged as one rate-limited line, never a traceback.
 """
@@ -27,6 +30,7 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from cardbridge.errors import CardbridgeError, InternalError, InvalidInputError, RequestTooLargeError
+from cardbridge.server.peers import same_user
 from cardbridge.server.problems import RateLimitedLog, problem
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,11 @@ class BridgeRequestHandler(web.RequestHandler):
         if isinstance(server, BridgeServer):
             server.connected(self)
         super().connection_made(transport)
+        if isinstance(server, BridgeServer) and not same_user(
+            transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        ):
+            server.foreign("refused a connection from another user's program (port %s)", _port(transport))
+            transport.close()  # before a byte is read: no answer at all
 
     def handle_error(
         self,
@@ -97,6 +106,11 @@ class BridgeRequestHandler(web.RequestHandler):
         return response
 
 
+def _port(transport: asyncio.BaseTransport) -> object:
+    peer = transport.get_extra_info("peername")
+    return peer[1] if peer else "?"
+
+
 class BridgeServer(web.Server):
     """aiohttp's server with a cap on open connections."""
 
@@ -108,6 +122,7 @@ class BridgeServer(web.Server):
         self._pending: dict[BridgeRequestHandler, float] = {}
         self.malformed = RateLimitedLog(log, logging.INFO)
         self._refusal_log = RateLimitedLog(log, logging.WARNING)
+        self.foreign = RateLimitedLog(log, logging.WARNING)
 
     @property
     def open_connections(self) -> int:
