@@ -27,7 +27,7 @@ def test_yubikey_is_piv() -> None:
 
 def test_mask_lets_a_byte_differ() -> None:
     belgian = identify(bytes.fromhex("3B 98 94 40 0A A5 03 01 01 01 AD 13 10"))
-    assert belgian.known and belgian.module == "libbeidpkcs11.so.0" and belgian.driver is None
+    assert belgian.known and belgian.driver == "belpic" and belgian.module is None
     assert not identify(bytes.fromhex("3B 98 94 40 0A A5 03 01 01 02 AD 13 10")).known
 
 
@@ -39,6 +39,24 @@ def test_estonian_card_has_the_direct_driver_and_pcsc_tools_names_it() -> None:
     assert bytes.fromhex("3B DB 96 00 80 B1 FE 45 1F 83 00 12 23 3F 53 65 49 44 0F 90 00 F1") == ESTEID_ATR
     if HAS_LIST:
         assert "Estonia ID-card (eID)" in smartcard_list_names(ESTEID_ATR)
+
+
+@pytest.mark.parametrize(
+    ("atr", "listed_as"),
+    [
+        ("3B 7F 96 00 00 80 31 80 65 B0 85 04 01 20 12 0F FF 82 90 00", "Belgian eID v1.8"),
+        ("3B 98 13 40 0A A5 03 01 01 01 AD 13 11", "Belgium Electronic ID card"),
+    ],
+)
+def test_belgian_eid_cards_use_the_belpic_driver(atr: str, listed_as: str) -> None:
+    from cardbridge.emulator.belpic_card import ATR_V1_7, ATR_V1_8
+
+    raw = bytes.fromhex(atr)
+    assert raw in (ATR_V1_7, ATR_V1_8)  # the emulated cards have the real ATRs
+    card = identify(raw)
+    assert (card.known, card.driver) == (True, "belpic")
+    if HAS_LIST:  # pcsc-tools names them so
+        assert any(name.startswith(listed_as) for name in smartcard_list_names(raw))
 
 
 @pytest.mark.skipif(not HAS_LIST, reason="pcsc-tools is not installed")

@@ -25,7 +25,7 @@ KINDS: dict[str, str | None] = {
     "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
     "esteid": "cardbridge.emulator.esteid:KIND",
     "fineid": None,
-    "belpic": None,
+    "belpic": "cardbridge.emulator.belpic_card:BELPIC_KIND",
 }
 
 

@@ -74,10 +74,16 @@ KNOWN_CARDS: tuple[KnownCard, ...] = (
         country="EE",
     ),
     _row(
+        "Belgian eID card (applet 1.8)",
+        "3B 7F 96 00 00 80 31 80 65 B0 85 04 01 20 12 0F FF 82 90 00",
+        driver="belpic",
+        country="BE",
+    ),
+    _row(  # applet 1.1 to 1.7 (Web eID's mask)
         "Belgian eID card",
         "3B 98 13 40 0A A5 03 01 01 01 AD 13 11",
-        "FF FF 00 FF FF FF FF FF FF FF FF FF 00",
-        module="libbeidpkcs11.so.0",
+        "FF FF 00 FF 00 FF FF FF FF FF FF FF 00",
+        driver="belpic",
         country="BE",
     ),
 )

@@ -17,6 +17,7 @@ from cardbridge.pcsc.cardtoken import CardToken
 DRIVERS: dict[str, str] = {
     "piv": "cardbridge.pcsc.piv_token:PivToken",
     "esteid": "cardbridge.pcsc.esteid:EsteidToken",
+    "belpic": "cardbridge.pcsc.belpic:BelpicToken",
 }
 DEFAULT_DRIVER = "piv"  # an unknown ATR: PIV tokens come with many ATRs
 
