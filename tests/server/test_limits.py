@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -273,3 +275,15 @@ def test_a_pin_typed_after_sigterm_gives_no_token(serve: Serve, softhsm: SoftHsm
     assert status != 200, "a token left the bridge after SIGTERM"
     assert (status, body["code"]) == (503, "BRIDGE_STOPPING")
     assert process_gone(pid)
+
+
+def test_the_server_imports_and_caps_connections_without_the_resource_module() -> None:
+    """Windows has no ``resource`` module: the server still imports, with a fixed cap."""
+    script = (
+        "import sys; sys.modules['resource'] = None\n"
+        "from cardbridge.server.limits import FALLBACK_DESCRIPTORS, connection_cap\n"
+        "import cardbridge.server.run\n"
+        "assert connection_cap() == connection_cap(FALLBACK_DESCRIPTORS) == 128, connection_cap()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

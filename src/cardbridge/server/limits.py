@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,15 +42,24 @@ RESERVED_DESCRIPTORS = 64
 # kept free as well.
 ACCEPT_BACKLOG = 128
 MAX_CONNECTIONS = 1024  # a bridge for one person's browser never needs more
+# Where the descriptor limit cannot be read (no ``resource`` module: Windows): 512 sockets
+# is what select() on Windows handles (FD_SETSIZE), which gives a cap of 128 connections.
+FALLBACK_DESCRIPTORS = 512
 
 
 def connection_cap(limit: int | None = None) -> int:
     """How many connections the server keeps open at most, from the soft RLIMIT_NOFILE
     (``limit`` when given): a quarter of the descriptors (at least 64) stays free, and
-    room for two accept bursts (1,024 descriptors: 512 connections)."""
+    room for two accept bursts (1,024 descriptors: 512 connections). Without the
+    ``resource`` module (Windows), a fixed :data:`FALLBACK_DESCRIPTORS`."""
     if limit is None:
-        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+        try:
+            import resource
+        except ImportError:
+            limit = FALLBACK_DESCRIPTORS
+        else:
+            soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     reserve = max(RESERVED_DESCRIPTORS, limit // 4) + 2 * ACCEPT_BACKLOG
     return max(8, min(MAX_CONNECTIONS, limit - reserve))
 
