@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -119,7 +120,10 @@ LOG_INTERVAL = 10.0
 class RateLimitedLog:
     """One log line per ``interval`` at most; the lines left out are counted in the next."""
 
-    def __init__(self, logger: logging.Logger, level: int, interval: float = LOG_INTERVAL) -> None:
+    def __init__(self, logger: logging.Logger, level: int, interval: float | None = None) -> None:
+        """``interval``: default ``$CARDBRIDGE_LOG_INTERVAL`` seconds, else ``LOG_INTERVAL``."""
+        if interval is None:
+            interval = float(os.environ.get("CARDBRIDGE_LOG_INTERVAL") or LOG_INTERVAL)
         self._logger = logger
         self._level = level
         self._interval = interval
