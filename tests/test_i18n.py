@@ -119,7 +119,7 @@ GOOD_LANGS = ["nb", "nn", "en", "NB", "en-GB", "en_GB", "nb-NO", "de", "zh-Hant-
 def test_language_tags_a_caller_may_send(value: str) -> None:
     assert i18n.is_language_tag(value)
     i18n.check_language_tag(value)
-    assert i18n.request_language(value, "nn") == (value.lower() if value.lower() in i18n.LANGUAGES else "nn")
+    assert i18n.request_language(value, "nn") == (i18n.our_language(value) or "nn")
 
 
 @pytest.mark.parametrize("value", [*BAD_LANGS, 7, ["nb"]], ids=lambda v: repr(v)[:20])
@@ -171,3 +171,31 @@ def test_cli_json_keeps_the_technical_message_and_adds_the_text() -> None:
     assert error["code"] == "MODULE_NOT_FOUND"
     assert error["message"] == "The PKCS#11 module path must be absolute: relative.so"
     assert error["text"] == i18n.error_text(Code.MODULE_NOT_FOUND, "nn")
+
+
+@pytest.mark.parametrize(
+    ("tag", "ours"),
+    [
+        ("nb", "nb"),
+        ("nb-NO", "nb"),
+        ("no", "nb"),
+        ("no-NO", "nb"),
+        ("nn-NO", "nn"),
+        ("en-GB", "en"),
+        ("EN_us", "en"),
+        ("nb_NO.UTF-8", "nb"),
+        ("de-DE", None),
+        ("C.UTF-8", None),
+    ],
+)
+def test_one_rule_maps_a_tag_to_our_language(tag: str, ours: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cardbridge.i18n import is_language_tag, our_language, request_language, resolve_language, system_language
+
+    assert our_language(tag) == ours
+    # A request's lang, the system locale and resolve_language agree with it.
+    monkeypatch.setenv("LC_ALL", "nn_NO.UTF-8")
+    assert resolve_language(tag) == (ours or "nn")
+    if is_language_tag(tag):
+        assert request_language(tag) == (ours or "nn")
+    monkeypatch.setenv("LC_ALL", tag)
+    assert system_language() == ours

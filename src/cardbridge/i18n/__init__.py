@@ -40,6 +40,7 @@ __all__ = [
     "error_message",
     "error_text",
     "is_language_tag",
+    "our_language",
     "placeholders",
     "request_language",
     "resolve_language",
@@ -80,19 +81,25 @@ def system_language() -> str | None:
             value = locale.getlocale(locale.LC_MESSAGES)[0]
         except (AttributeError, ValueError):
             value = None
-    if not value:
-        return None
-    code = value.split(".")[0].split("_")[0].lower()
-    if code == "no":
+    return our_language(value) if value else None
+
+
+def our_language(tag: str) -> str | None:
+    """Our language for a language tag or locale name (``en-GB``, ``nb_NO.UTF-8``): its
+    base subtag when it is one of ours, ``no`` (Norwegian) meaning bokmål; else None. The
+    one rule for a request's ``lang``, ``Accept-Language`` and the system locale."""
+    base = re.split(r"[-_.@]", tag.strip(), maxsplit=1)[0].lower()
+    if base == "no":
         return "nb"
-    return code if code in LANGUAGES else None
+    return base if base in LANGUAGES else None
 
 
 def resolve_language(*choices: str | None) -> str:
-    """The first of ``choices`` that is one of ours, else the system's, else bokmål."""
+    """Ours for the first of ``choices`` that has one, else the system's, else bokmål."""
     for choice in choices:
-        if choice and choice.lower() in LANGUAGES:
-            return choice.lower()
+        ours = our_language(choice) if choice else None
+        if ours:
+            return ours
     return system_language() or DEFAULT_LANGUAGE
 
 

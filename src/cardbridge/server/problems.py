@@ -31,7 +31,7 @@ from cardbridge.errors import (
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
-from cardbridge.i18n import LANGUAGES, error_message, resolve_language
+from cardbridge.i18n import error_message, our_language, resolve_language
 from cardbridge.server.settings import LANG, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,7 @@ def _language(request: web.Request) -> str | None:
     if LANG in request:
         return request[LANG]
     for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        base = "nb" if tag.split("-")[0] == "no" else tag.split("-")[0]
-        if base in LANGUAGES:
-            return base
+        ours = our_language(part.split(";")[0])
+        if ours:
+            return ours
     return request.app[SETTINGS].lang
