@@ -582,3 +582,12 @@ def test_configuration_errors(dev_ca: DevCA) -> None:
         )
     dev = AuthTokenValidator("http://localhost:8080", [pem + pem], allow_http_localhost=True)
     assert dev.site_origin == "http://localhost:8080"
+
+
+@pytest.mark.parametrize("extra", ['"x":NaN', '"x":Infinity', '"x":' + "1" * 100])
+def test_a_token_with_what_strict_json_refuses_is_malformed(
+    validator: AuthTokenValidator, keys: dict[str, PrivateKey], auth_certs: dict[str, x509.Certificate], extra: str
+) -> None:
+    """The validator reads tokens with cardbridge.strictjson (the bridge's own reader)."""
+    token = make_token(keys["p256"], auth_certs["p256"], "ES256")
+    assert refused(validator, token[:-1] + "," + extra + "}") == "TOKEN_MALFORMED"

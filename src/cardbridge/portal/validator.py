@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from cardbridge import strictjson
 from cardbridge.authtoken import NONCE_MAX_LENGTH, NONCE_MIN_LENGTH, check_nonce, check_origin, signing_input
 from cardbridge.errors import ConfigError, InvalidInputError, InvalidNonceError, InvalidOriginError
 from cardbridge.model import SignatureAlgorithm
@@ -101,20 +102,6 @@ class Identity:
     algorithm: str  # the JWS name the token was signed with
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise TokenMalformedError(f"The token has the field {key!r} twice.")
-            seen.add(key)
-    return out
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates)
-
-
 def _b64(value: str, field: str) -> bytes:
     try:
         data = base64.b64decode(value.encode("ascii"), validate=True)
@@ -148,12 +135,10 @@ def parse_token(token: object) -> _Fields:
             f"The token must have {TOKEN_MIN_LENGTH} to {TOKEN_MAX_LENGTH} characters, not {len(text)}."
         )
     if isinstance(token, str):
-        try:
-            data = _DECODER.decode(text)
-        except (ValueError, RecursionError) as exc:
-            if isinstance(exc, TokenMalformedError):
-                raise
-            raise TokenMalformedError("The token is not valid JSON.") from exc
+        try:  # the project's one strict reader: no duplicate keys, NaN, deep nesting or huge numbers
+            data = strictjson.loads(text)
+        except strictjson.StrictJsonError as exc:
+            raise TokenMalformedError(f"The token is not valid JSON: {exc}") from exc
     else:
         data = token
     if not isinstance(data, dict | Mapping):
