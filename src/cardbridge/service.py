@@ -954,7 +954,11 @@ def open_service(
     if reader is not None:
         backends = open_backends([], reader=reader)
     else:
-        found = resolve_modules(modules, config_modules=config.pkcs11_modules) if modules or modules is None else []
+        found = (
+            []
+            if modules is not None and len(modules) == 0
+            else resolve_modules(modules, config_modules=config.pkcs11_modules)
+        )
         backends = open_backends(found, pcsc=(not modules) if pcsc is None else pcsc)
     return CardService(
         backends,

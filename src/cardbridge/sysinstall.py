@@ -163,11 +163,7 @@ def package_files(*, extension: Path, parser: argparse.ArgumentParser, date: dt.
     autostart entry, the system config and the manual page."""
     command = [str(COMMAND), "serve"]
     files = [
-        File(
-            COMMAND,
-            f'#!/bin/sh\n# cardbridge, from its environment in {VENV}.\nexec {PYTHON} -I -m cardbridge "$@"\n',
-            0o755,
-        ),
+        File(COMMAND, COMMAND_TEXT, 0o755),
         File(LAUNCHER, install.launcher_script(str(PYTHON), sh_script=True), 0o755),
         *host_manifests(),
         File(SYSTEM_UNIT, autostart.unit_text(command, note=NOTE)),

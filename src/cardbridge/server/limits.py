@@ -125,7 +125,6 @@ class BridgeServer(web.Server):
     def __init__(self, handler: Any, *, max_connections: int, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.max_connections = max_connections
-        self.refused = 0
         # Handlers made but not yet connected (asyncio connects them a loop turn later).
         self._pending: dict[BridgeRequestHandler, float] = {}
         self.malformed = RateLimitedLog(log, logging.INFO)
@@ -145,7 +144,6 @@ class BridgeServer(web.Server):
             for handler in [h for h, made in self._pending.items() if made < stale]:
                 del self._pending[handler]
         if self.open_connections >= self.max_connections:
-            self.refused += 1
             self._refusal_log(
                 "refused a connection: %d are open, the limit is %d", self.open_connections, self.max_connections
             )
