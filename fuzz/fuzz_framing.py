@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from typing import Any
 
 try:
@@ -76,12 +75,7 @@ def TestOneInput(data: bytes) -> None:
     assert all(isinstance(value, str) for value in arguments.values())
 
 
-def main() -> None:
-    if atheris is None:
-        sys.exit("atheris is not installed: make fuzz installs it (pip install -e '.[fuzz]').")
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    from _harness import run  # this folder is first on sys.path when the harness runs
+
+    run(TestOneInput)

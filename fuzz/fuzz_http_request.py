@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 
 try:
     import atheris
@@ -114,12 +113,7 @@ def TestOneInput(data: bytes) -> None:
     _json(body)
 
 
-def main() -> None:
-    if atheris is None:
-        sys.exit("atheris is not installed: make fuzz installs it (pip install -e '.[fuzz]').")
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    from _harness import run  # this folder is first on sys.path when the harness runs
+
+    run(TestOneInput)
