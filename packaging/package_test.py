@@ -36,6 +36,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cardbridge.demo.headless import CHROMIUM_ARGS
+from cardbridge.demo.runner import free_port
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 SUITE = "bookworm"
@@ -46,15 +49,7 @@ EXTENSION_ID = "lpofidgjknhefhoajeebdlcfmapohlip"
 ORIGIN = "https://login.example.no"
 TOOLS = ("softhsm2", "chromium")  # for the test only: Suggests of the package
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8"}
-CHROMIUM_FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
+CHROMIUM_FLAGS = ("--headless=new", *CHROMIUM_ARGS)  # the flags cardbridge's own headless Chromium uses
 
 
 class Failed(Exception):
@@ -63,13 +58,6 @@ class Failed(Exception):
 
 def say(text: str) -> None:
     print(f"package-test: {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Chroot:

@@ -10,17 +10,10 @@ from aiohttp import web
 
 from cardbridge.demo.headless import CHROMIUM_ARGS as BASE_CHROMIUM_ARGS
 from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_app
+from cardbridge.demo.runner import free_port as free_port  # the one helper, imported here for the tests
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a downloaded browser
 CHROMIUM_ARGS = list(BASE_CHROMIUM_ARGS)
-
-
-def free_port() -> int:
-    """A loopback port where nothing listens (now)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Portal:

@@ -9,7 +9,6 @@ import resource
 import secrets
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
+from cardbridge.demo.runner import free_port as free_port  # the one helper, imported here for the tests
 from cardbridge.server import openapi_document
 
 ORIGIN = "https://login.example.no"
@@ -30,22 +30,6 @@ DOC = openapi_document()
 
 def nonce() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def free_port() -> int:
-    """A port free on both 127.0.0.1 and ::1 right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
-            v4.bind(("127.0.0.1", 0))
-            port = int(v4.getsockname()[1])
-            if not socket.has_ipv6:
-                return port
-            try:
-                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as v6:
-                    v6.bind(("::1", port))
-            except OSError:
-                continue
-            return port
 
 
 def conforms(path: str, method: str, status: int, content_type: str, body: Any) -> None:

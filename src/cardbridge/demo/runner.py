@@ -104,11 +104,20 @@ def person_pinentry(configured: str) -> str:
 
 
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 and (where there is IPv6) ::1 right now: the one helper
+    the demo, the tests and the package test use."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
+            v4.bind(("127.0.0.1", 0))
+            port = int(v4.getsockname()[1])
+            if not socket.has_ipv6:
+                return port
+            try:
+                with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as v6:
+                    v6.bind(("::1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _listen_loopback() -> socket.socket:
