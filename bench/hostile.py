@@ -1,6 +1,6 @@
 """A hostile local client against a real ``cardbridge serve`` on loopback.
 
-10,000 requests of 50 kinds — Host, Origin and CORS games, sizes, encodings, hostile JSON,
+10,000 requests of 61 kinds — Host, Origin and CORS games, sizes, encodings, hostile JSON,
 malformed HTTP, request smuggling, chunked bodies that break or stop, connections that
 send nothing, half a request line or a head one byte at a time, idle keep-alive, event
 streams dropped, valid logins cancelled, and bursts of connections beyond the bridge's

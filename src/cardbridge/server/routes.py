@@ -1,6 +1,7 @@
 """The endpoints under ``/v1``. Bodies are read with a limit and checked field by field;
 the origin always comes from the ``Origin`` header (the guard put it in ``request[ORIGIN]``),
-never from the body. A GET never touches a card."""
+never from the body. A GET never logs in or signs: ``/v1/status`` lists the tokens
+(C_GetSlotList and C_GetTokenInfo on the module's worker), nothing else reads a card."""
 
 from __future__ import annotations
 
