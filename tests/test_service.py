@@ -3,6 +3,7 @@ import base64
 import contextlib
 import hashlib
 import secrets
+from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -526,14 +527,16 @@ async def test_a_wrapper_dialog_is_ended_on_cancel_and_timeout_and_the_bridge_is
         await service.aclose()
 
 
-async def test_open_service_puts_the_pcsc_drivers_before_the_modules(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_open_service_puts_the_pcsc_drivers_before_the_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, softhsm: SoftHsm
+) -> None:
     """Every entry point (CLI, serve, native host, doctor) gets its backends here: the
     built-in PC/SC drivers first (a card both reach is used through the direct driver)."""
     from cardbridge.config import Config
     from cardbridge.service import open_service
 
     monkeypatch.delenv("CARDBRIDGE_PKCS11_MODULE", raising=False)
-    module = "/usr/lib/softhsm/libsofthsm2.so"
+    module = softhsm.module
     config = Config(path=tmp_path / "config.toml", pkcs11_modules=(module,))
     service = open_service(config)
     try:
