@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import pkcs11
 from cardbridge.errors import UserCancelledError
 from cardbridge.model import Purpose, SignatureAlgorithm
 from cardbridge.pkcs11 import _cryptoki
@@ -40,6 +39,24 @@ class SlowLogin:
                 self.returned.set()
 
         monkeypatch.setattr(_cryptoki.Cryptoki, "login", slow)
+
+
+class FinalizeSpy:
+    """Stands for a backend's module handle (python-pkcs11's ``lib``) and counts its
+    C_Finalize calls; every call, C_Finalize too, goes on to the real module."""
+
+    def __init__(self, backend: ModuleBackend) -> None:
+        self._real = backend._lib
+        self.finalized = 0
+        backend._lib = self
+
+    def finalize(self) -> None:
+        self.finalized += 1
+        assert self._real is not None
+        self._real.finalize()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
 
 
 @pytest.fixture
@@ -80,6 +97,7 @@ def test_close_waits_for_the_call_in_progress_then_closes_sessions_and_finalizes
     monkeypatch.setattr(_cryptoki.Cryptoki, "logout", logout_spy)
     backend = ModuleBackend(alone)
     token, certificate = _p256(backend)
+    finalize = FinalizeSpy(backend)
     slow = SlowLogin(monkeypatch)
     pin = bytearray(b"1234")
     in_progress = backend.executor.submit(token.sign_digest, certificate, pin, b"\x01" * 32, ES256)
@@ -98,8 +116,9 @@ def test_close_waits_for_the_call_in_progress_then_closes_sessions_and_finalizes
     assert len(logouts) == 1
     assert queued.cancelled(), "a call that had not started was cancelled"
     assert token.info.slot in closed_slots
-    assert pkcs11._loaded[alone].initialized is False, "C_Finalize"
+    assert finalize.finalized == 1, "C_Finalize"
     backend.close()  # idempotent
+    assert finalize.finalized == 1
     # The module loads again for the next user, and the token is whole.
     again = ModuleBackend(alone)
     token, certificate = _p256(again)
@@ -112,12 +131,13 @@ def test_a_module_used_by_another_backend_is_not_finalized_under_it(alone: str) 
     first, second = ModuleBackend(alone), ModuleBackend(alone)
     _p256(first)
     _p256(second)
+    spies = FinalizeSpy(first), FinalizeSpy(second)
     first.close()
-    assert pkcs11._loaded[alone].initialized is True
+    assert [spy.finalized for spy in spies] == [0, 0]
     token, certificate = _p256(second)
     assert second.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x03" * 32, ES256).result()
     second.close()
-    assert pkcs11._loaded[alone].initialized is False
+    assert [spy.finalized for spy in spies] == [0, 1], "the last backend finalizes the module"
 
 
 def test_shutdown_gives_up_on_a_call_that_outlasts_the_wait_and_says_so(
@@ -125,23 +145,35 @@ def test_shutdown_gives_up_on_a_call_that_outlasts_the_wait_and_says_so(
 ) -> None:
     backend = ModuleBackend(alone)
     token, certificate = _p256(backend)
+    finalize = FinalizeSpy(backend)
     slow = SlowLogin(monkeypatch)
     in_progress = backend.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x04" * 32, ES256)
     assert slow.entered.wait(20)
     assert backend_module.shutdown(0.2) is False, "a call still runs: the process must leave without it"
     assert backend.wait_closed(0.1) is False
+    assert finalize.finalized == 0, "finalized under a running call"
     slow.release.set()
     assert backend_module.shutdown(20) is True  # waits for the backend already closing
     assert isinstance(in_progress.exception(0), UserCancelledError)
-    assert pkcs11._loaded[alone].initialized is False
+    assert finalize.finalized == 1
 
 
-def test_shutdown_of_a_process_that_never_loaded_a_module() -> None:
+def test_shutting_down_a_backend_that_never_loaded_its_module_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     from cardbridge import pkcs11 as layer
 
+    loads: list[str] = []
+    real_lib = backend_module.pkcs11.lib
+
+    def counted(path: str) -> Any:
+        loads.append(path)
+        return real_lib(path)
+
+    monkeypatch.setattr(backend_module.pkcs11, "lib", counted)
     gc.collect()
-    unused = ModuleBackend("/nonexistent/module.so")  # never loaded: nothing to finalize
+    unused = ModuleBackend("/nonexistent/module.so")  # never used: nothing to close or finalize
     assert layer.shutdown() is True
+    assert unused.closing and unused.wait_closed(0) is True
+    assert loads == [], "shutdown loaded a module to finalize it"
     unused.close()
 
 
@@ -151,14 +183,15 @@ def test_the_module_is_not_finalized_while_another_backends_call_runs(
     busy, idle = ModuleBackend(alone), ModuleBackend(alone)
     token, certificate = _p256(busy)
     _p256(idle)
+    spies = FinalizeSpy(busy), FinalizeSpy(idle)
     slow = SlowLogin(monkeypatch)
     closing = threading.Thread(target=busy.close)
     in_progress = busy.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x05" * 32, ES256)
     assert slow.entered.wait(20)
     closing.start()  # busy is closing, its C_Login still runs
     idle.close()  # the other backend is done with the module, but busy is not
-    assert pkcs11._loaded[alone].initialized is True
+    assert [spy.finalized for spy in spies] == [0, 0]
     slow.release.set()
     closing.join(20)
     assert isinstance(in_progress.exception(0), UserCancelledError)
-    assert pkcs11._loaded[alone].initialized is False
+    assert [spy.finalized for spy in spies] == [1, 0]
