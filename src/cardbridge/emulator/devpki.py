@@ -102,6 +102,60 @@ class Citizen:
         )
 
 
+SATU_CHECK_CHARACTERS = "0123456789ABCDEFHJKLMNPRSTUVWXY"
+
+
+def satu_check_character(number: str) -> str:
+    """The check character of a Finnish SATU (sähköinen asiointitunnus, the electronic
+    identification number of the population register's certificates): the 8-digit number
+    modulo 31, as an index into ``0-9 A-F H J-N P R-Y`` (the henkilötunnus rule)."""
+    if len(number) != 8 or not number.isdigit():
+        raise InvalidInputError("a SATU number has 8 digits")
+    return SATU_CHECK_CHARACTERS[int(number) % 31]
+
+
+def is_valid_satu(satu: str) -> bool:
+    """8 digits and the right check character."""
+    return len(satu) == 9 and satu[:8].isdigit() and satu_check_character(satu[:8]) == satu[8]
+
+
+@dataclass(frozen=True, slots=True)
+class FinnishCitizen:
+    """A synthetic holder of a Finnish ID card, named as the population register's
+    certificates (FINEID S2) name their holders: ``C=FI``, ``serialNumber`` = the SATU
+    (no ETSI ``PNOFI-`` prefix: the Finnish certificates carry the bare SATU),
+    ``GN``, ``SN`` and ``CN = "SURNAME GIVENNAME SATU"``, names in capitals. The SATU is in
+    the 999… range the population register uses for its test cards, so it is never a
+    real person's number."""
+
+    given_name: str = "MAIJA"
+    surname: str = "MEIKÄLÄINEN"
+    number: str = "99912345"
+
+    @property
+    def satu(self) -> str:
+        return self.number + satu_check_character(self.number)
+
+    @property
+    def id_code(self) -> str:
+        return self.satu
+
+    @property
+    def common_name(self) -> str:
+        return f"{self.surname} {self.given_name} {self.satu}"
+
+    def name(self) -> x509.Name:
+        return x509.Name(
+            [
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "FI"),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, self.satu),
+                x509.NameAttribute(NameOID.GIVEN_NAME, self.given_name),
+                x509.NameAttribute(NameOID.SURNAME, self.surname),
+                x509.NameAttribute(NameOID.COMMON_NAME, self.common_name),
+            ]
+        )
+
+
 def generate_key(kind: str) -> PrivateKey:
     """A software key of ``kind`` (one of KEY_CHOICES)."""
     if kind == "ec-p256":

@@ -1,0 +1,502 @@
+"""The Finnish ID card (FINEID), emulated: the citizen certificate card of the Digital and
+Population Data Services Agency (DVV), as FINEID S1 (the application's commands) and
+S4-1 v4.0 (the card profile of the Thales MultiApp v5.0 cards issued since March 2023)
+describe it, with ECC P-384 keys.
+
+What the card has, as the public sources give it (the S1/S4-1 texts, DVV's ATR note, and the
+APDUs that web-eid's libelectronic-id and OpenSC send to real cards):
+
+- ATR ``3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00`` (DVV: Thales MultiApp
+  v5.0, S4-1 v4.0; T=0 only: the ATR has no TD1). Debian's pcsc-tools list does not name it
+  yet; it names the two Gemalto generations before it (…85 03 00 EF… S4-1 v3.0 and
+  …85 04 02 1B… S4-1 v3.1).
+- The PKCS#15 application ``A0 00 00 00 63 50 4B 43 53 2D 31 35``. Its files: EF.DIR 2F00,
+  EF.OD 5031, EF.TokenInfo 5032, EF.AOD 4401, EF.PrKD 4402, EF.CD 4403 (the holder's
+  certificates), EF.CD 4404 (trusted: the CA), the authentication certificate 4331, the
+  signature directory DF 5016 with the non-repudiation certificate 4332, the CA certificate
+  4334. Paths from the MF: ``00 A4 08 04 02 43 31`` and ``… 04 50 16 43 32`` as readers send
+  them.
+- PIN1, the basic PIN (*perustunnusluku*), reference 11 (global), 4 to 12 digits; PIN2, the
+  signature PIN (*allekirjoitustunnusluku*), reference 82, 6 to 12 digits; the PUK
+  (*PUK-tunnusluku*), reference 83, 7 to 12 digits (DVV issues 7 or 8). Each is sent padded
+  with 00 to 12 bytes; 5 tries each; a successful unblock resets the PUK's counter too.
+  Wrong: ``63Cx`` (``63C0`` on the try that blocks); blocked: ``6983``.
+- GET DATA ``00 CB 00 FF`` with ``A0 03 83 01 <ref>`` answers the PIN's attributes:
+  ``A0 23 83 01 ref 8C … 9C … DF21 04 <tries> FF A5 03 DF27 02 FF FF DF28 01 0C DF2F 01 01``
+  (the tries left first in DF21; DF28 the stored length; DF2F 01: the PIN was set by its
+  holder). The bytes after the tries are the ones a real card answered.
+- The keys: 01 authentication (PIN1; sign and key agreement), 02 non-repudiation (PIN2).
+  MSE SET ``00 22 41 B6 06 80 01 <alg> 84 01 <key>`` with ``alg`` = 04 (ECDSA) + the hash
+  (30 SHA-224, 40 SHA-256, 50 SHA-384, 60 SHA-512); ``41 B8`` names the key for key
+  agreement. Then PSO HASH ``00 2A 90 A0`` with ``90 <len> <hash>`` (the hash computed
+  outside the card) and PSO COMPUTE DIGITAL SIGNATURE ``00 2A 9E 9A 00``: raw ``r || s``.
+- GET RESPONSE: a T=0 card answers every command with data that has an answer (SELECT with
+  FCP, GET DATA) with ``61xx`` first.
+
+Choices the public description leaves open, made here:
+
+- The application is the card's default application, and its file system is the MF: the
+  readers above select paths from the MF after selecting the AID, and OpenSC finds EF.DIR at
+  3F00 2F00 before any SELECT by AID. EF.DIR names the application with path 3F00.
+- SELECT by AID (again) ends the security status of every PIN (as after a reset); that is
+  how a driver logs out.
+- The FCP of an EF is ``62 [81 size] [82 01] [83 fid] [8A 05]`` (real cards answered only
+  ``81``; the descriptor is there for readers that check the file type); a DF's has 82, 83 and
+  the AID for the MF.
+- READ BINARY with Le 00 answers at most 181 bytes (B5), as a recorded real card did; with
+  another Le, exactly that many (or the rest and ``6282`` at the end of the file).
+- PIN2 verifies from any DF of the application; a VERIFY spends one signature with key 02:
+  the next one needs PIN2 again. PIN1 stays verified until a reset or SELECT by AID.
+- A PIN outside its length rules: ``6A80`` and no try spent; VERIFY data not 12 bytes:
+  ``6700``. VERIFY without data gives the tries left (``63Cx``) or ``9000`` when verified.
+- PSO COMPUTE DIGITAL SIGNATURE with data, or with no hash from PSO HASH since the last MSE
+  SET: ``6985``. A hash whose length is not one of SHA-1/224/256/384/512: ``6A80``. An
+  algorithm byte that is not ECDSA with one of the hashes above: ``6A80`` to MSE SET.
+- PSO DECIPHER (key agreement) and INTERNAL AUTHENTICATE are not emulated: ``6D00``.
+- Certificates: from the development CA, the holder named as the population register names
+  its holders (see :class:`~cardbridge.emulator.devpki.FinnishCitizen`); the authentication
+  certificate has keyUsage digitalSignature and keyAgreement and no extendedKeyUsage, as the
+  real ones; the signature certificate nonRepudiation and the QC statements (compliance,
+  SSCD, type e-signature). EF.TokenInfo carries the card number (9 digits) as its serial,
+  manufacturer "Thales", label "HENKILOKORTTI".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from cardbridge.emulator.devpki import DevCA, FinnishCitizen
+from cardbridge.emulator.iso7816 import (
+    CRT_CT,
+    CRT_DST,
+    DF,
+    EF,
+    INS_GET_DATA,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_READ_BINARY,
+    SW_CONDITIONS,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_OK,
+    SW_REF_NOT_FOUND,
+    SW_WRONG_DATA,
+    CardKey,
+    CommandApdu,
+    Iso7816Card,
+    Pin,
+    sw,
+    tlv,
+)
+from cardbridge.emulator.kinds import PinDefault
+from cardbridge.errors import InvalidInputError
+from cardbridge.model import Purpose
+
+if TYPE_CHECKING:
+    from cardbridge.emulator.virtual_card import VirtualCard
+
+ATR = bytes.fromhex("3B7F96000080 31B865B085050011122460829000".replace(" ", ""))
+PKCS15_AID = bytes.fromhex("A000000063504B43532D3135")
+
+PIN1_REFERENCE = 0x11
+PIN2_REFERENCE = 0x82
+PUK_REFERENCE = 0x83
+PIN_TRIES = 5
+PIN_STORED_LENGTH = 12
+AUTH_KEY_REFERENCE = 0x01
+SIGN_KEY_REFERENCE = 0x02
+
+ALG_ECDSA = 0x04
+HASH_NIBBLES = {0x30: 28, 0x40: 32, 0x50: 48, 0x60: 64}
+READ_BINARY_MAX = 0xB5
+DEFAULT_PINS = {"pin": "1234", "pin2": "123456", "puk": "12345678"}
+
+# Labels as the FINEID cards write them (Finnish).
+AUTH_LABEL = "todentamis- ja salausvarmenne"
+SIGN_LABEL = "allekirjoitusvarmenne"
+AUTH_KEY_LABEL = "todentamis- ja salausavain"
+SIGN_KEY_LABEL = "allekirjoitusavain"
+PIN1_LABEL = "perustunnusluku"
+PIN2_LABEL = "allekirjoitustunnusluku"
+PUK_LABEL = "PUK-tunnusluku"
+
+_QC_STATEMENTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.3")
+_ETSI_QCS = bytes.fromhex("04008E4601")  # 0.4.0.1862.1
+
+
+# -- DER for the PKCS#15 files -------------------------------------------------------------
+def _seq(*items: bytes) -> bytes:
+    return tlv(0x30, b"".join(items))
+
+
+def _utf8(text: str) -> bytes:
+    return tlv(0x0C, text.encode())
+
+
+def _octets(value: bytes) -> bytes:
+    return tlv(0x04, value)
+
+
+def _int(value: int) -> bytes:
+    return tlv(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big"))
+
+
+def _bits(*named: int) -> bytes:
+    """A BIT STRING of named bits (DER: no trailing zero bits)."""
+    if not named:
+        return tlv(0x03, b"\x00")
+    top = max(named)
+    value = bytearray(top // 8 + 1)
+    for bit in named:
+        value[bit // 8] |= 0x80 >> (bit % 8)
+    return tlv(0x03, bytes([7 - top % 8]) + bytes(value))
+
+
+def _path(path: bytes) -> bytes:
+    return _seq(_octets(path))
+
+
+def _pin_object(label: str, auth_id: int, flags: tuple[int, ...], pin: Pin, puk_id: int | None) -> bytes:
+    common = _utf8(label) + _bits() + (_octets(bytes([puk_id])) if puk_id else b"")
+    attributes = _seq(
+        _bits(*flags),
+        tlv(0x0A, b"\x01"),  # ascii-numeric
+        _int(pin.min_length),
+        _int(PIN_STORED_LENGTH),
+        _int(pin.max_length),
+        tlv(0x80, bytes([pin.reference])),
+        _octets(b"\x00"),  # padChar
+    )
+    return _seq(tlv(0x30, common), _seq(_octets(bytes([auth_id]))), tlv(0xA1, attributes))
+
+
+def _ec_key_object(label: str, key_id: int, auth_id: int, usage: tuple[int, ...], reference: int) -> bytes:
+    return tlv(
+        0xA0,
+        _seq(_utf8(label), _bits(0), _octets(bytes([auth_id])))  # private
+        + _seq(_octets(bytes([key_id])), _bits(*usage), tlv(0x01, b"\xff"), _bits(0, 2, 3, 4), _int(reference))
+        + tlv(0xA1, _seq(_path(b"\x3f\x00"), _int(384))),
+    )
+
+
+def _cert_object(label: str, cert_id: int, path: bytes, *, authority: bool = False) -> bytes:
+    common_cert = _octets(bytes([cert_id])) + (tlv(0x01, b"\xff") if authority else b"")
+    return _seq(_seq(_utf8(label)), tlv(0x30, common_cert), tlv(0xA1, _seq(_path(path))))
+
+
+def _qc_statements() -> bytes:
+    """QcCompliance, QcSSCD and QcType e-signature (ETSI EN 319 412-5), DER."""
+    compliance = _seq(tlv(0x06, _ETSI_QCS + b"\x01"))
+    sscd = _seq(tlv(0x06, _ETSI_QCS + b"\x04"))
+    qc_type = _seq(tlv(0x06, _ETSI_QCS + b"\x06"), _seq(tlv(0x06, _ETSI_QCS + b"\x06\x01")))
+    return _seq(compliance, qc_type, sscd)
+
+
+class FineidEF(EF):
+    """A transparent EF whose FCP gives its size in tag 81, as the real cards answer."""
+
+    def fcp(self) -> bytes:
+        body = tlv(0x81, len(self.data).to_bytes(2, "big")) + tlv(0x82, b"\x01") + tlv(0x83, self.fid)
+        return tlv(0x62, body + tlv(0x8A, b"\x05"))
+
+
+# -- the card --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FineidCardData:
+    """What is on the card: keys and certificates (DER), the CA certificate, the card number."""
+
+    auth_key: ec.EllipticCurvePrivateKey
+    auth_cert: bytes
+    sign_key: ec.EllipticCurvePrivateKey
+    sign_cert: bytes
+    ca_cert: bytes
+    card_number: str
+
+
+class FineidApplet(Iso7816Card):
+    """The FINEID application (S1 commands, S4-1 v4.0 file system); see the module text."""
+
+    t0 = True
+
+    def __init__(self, data: FineidCardData, *, pin1: str, pin2: str, puk: str) -> None:
+        super().__init__(ATR)
+        self.pin1 = self.add_pin(self._pin(PIN1_REFERENCE, pin1, 4))
+        self.pin2 = self.add_pin(self._pin(PIN2_REFERENCE, pin2, 6))
+        self.puk = self.add_pin(self._pin(PUK_REFERENCE, puk, 7, unblocked_by=None))
+        self.add_key(
+            CardKey(AUTH_KEY_REFERENCE, data.auth_key, PIN1_REFERENCE, operations=frozenset({CRT_DST, CRT_CT}))
+        )
+        self.add_key(
+            CardKey(SIGN_KEY_REFERENCE, data.sign_key, PIN2_REFERENCE, pin_always=True, operations=frozenset({CRT_DST}))
+        )
+        self._hash: bytes | None = None
+        self._build(data)
+
+    @staticmethod
+    def _pin(reference: int, value: str, min_length: int, *, unblocked_by: int | None = PUK_REFERENCE) -> Pin:
+        if not (min_length <= len(value) <= PIN_STORED_LENGTH and value.isdigit()):
+            raise InvalidInputError(f"This FINEID PIN must have {min_length} to {PIN_STORED_LENGTH} digits.")
+        return Pin(
+            reference,
+            value.encode(),
+            min_length,
+            PIN_STORED_LENGTH,
+            max_tries=PIN_TRIES,
+            pad_length=PIN_STORED_LENGTH,
+            pad_byte=0x00,
+            unblocked_by=unblocked_by,
+        )
+
+    def _build(self, data: FineidCardData) -> None:
+        mf = self.mf
+        mf.name = PKCS15_AID
+        mf.add(FineidEF(b"\x2f\x00", tlv(0x61, tlv(0x4F, PKCS15_AID) + tlv(0x50, b"FINEID") + tlv(0x51, b"\x3f\x00"))))
+        mf.add(
+            FineidEF(
+                b"\x50\x31",
+                tlv(0xA0, _path(bytes.fromhex("3F004402")))  # private keys
+                + tlv(0xA4, _path(bytes.fromhex("3F004403")))  # certificates
+                + tlv(0xA5, _path(bytes.fromhex("3F004404")))  # trusted certificates
+                + tlv(0xA8, _path(bytes.fromhex("3F004401"))),  # authentication objects
+            )
+        )
+        token_info = _seq(
+            _int(0),
+            _octets(data.card_number.encode()),
+            _utf8("Thales"),
+            tlv(0x80, b"HENKILOKORTTI"),
+            _bits(0, 2, 3),  # readonly, prnGeneration, eidCompliant
+        )
+        mf.add(FineidEF(b"\x50\x32", token_info))
+        mf.add(
+            FineidEF(
+                b"\x44\x01",
+                _pin_object(PIN1_LABEL, 1, (4, 5), self.pin1, 3)  # initialized, needs-padding
+                + _pin_object(PIN2_LABEL, 2, (1, 4, 5), self.pin2, 3)  # + local
+                + _pin_object(PUK_LABEL, 3, (1, 4, 5, 6), self.puk, None),  # + unblockingPin
+            )
+        )
+        mf.add(
+            FineidEF(
+                b"\x44\x02",
+                _ec_key_object(AUTH_KEY_LABEL, 0x45, 1, (2, 8), AUTH_KEY_REFERENCE)  # sign, derive
+                + _ec_key_object(SIGN_KEY_LABEL, 0x46, 2, (9,), SIGN_KEY_REFERENCE),  # nonRepudiation
+            )
+        )
+        mf.add(
+            FineidEF(
+                b"\x44\x03",
+                _cert_object(AUTH_LABEL, 0x45, bytes.fromhex("3F004331"))
+                + _cert_object(SIGN_LABEL, 0x46, bytes.fromhex("3F0050164332")),
+            )
+        )
+        mf.add(FineidEF(b"\x44\x04", _cert_object("DVV dev CA", 0x47, bytes.fromhex("3F004334"), authority=True)))
+        mf.add(FineidEF(b"\x43\x31", data.auth_cert))
+        mf.add(FineidEF(b"\x43\x34", data.ca_cert))
+        esign = DF(b"\x50\x16")
+        mf.add(esign)
+        esign.add(FineidEF(b"\x43\x32", data.sign_cert))
+
+    # -- state ------------------------------------------------------------------------------
+    def power_off(self) -> None:
+        super().power_off()
+        self._hash = None
+
+    # -- commands ---------------------------------------------------------------------------
+    def handle(self, apdu: CommandApdu) -> bytes:
+        if apdu.ins == INS_GET_DATA:
+            return self.get_data(apdu)
+        if apdu.ins == INS_INTERNAL_AUTHENTICATE:
+            return sw(SW_INS_NOT_SUPPORTED)
+        if apdu.ins == INS_READ_BINARY and apdu.le_is_max and not apdu.extended:
+            apdu = CommandApdu(apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data, READ_BINARY_MAX, False)
+            response = self.read_binary(apdu)
+            if response[-2:] == b"\x62\x82" and len(response) > 2:  # Le 00: what there is, 9000
+                return response[:-2] + b"\x90\x00"
+            return response
+        return super().handle(apdu)
+
+    def get_data(self, apdu: CommandApdu) -> bytes:
+        data = apdu.data
+        if (apdu.p1, apdu.p2) != (0x00, 0xFF) or len(data) != 5 or data[:4] != b"\xa0\x03\x83\x01":
+            return sw(SW_REF_NOT_FOUND)
+        pin = next((p for p in self.pins if p.reference == data[4]), None)
+        if pin is None:
+            return sw(SW_REF_NOT_FOUND)
+        body = (
+            tlv(0x83, bytes([pin.reference]))
+            + tlv(0x8C, b"\xf0\x00\x00\x00")
+            + tlv(0x9C, b"\xf0\x00\x00\x00")
+            + tlv(0xDF21, bytes([pin.tries_left, 0xFF, 0xA5, 0x03]))
+            + tlv(0xDF27, b"\xff\xff")
+            + tlv(0xDF28, bytes([PIN_STORED_LENGTH]))
+            + tlv(0xDF2F, b"\x01")
+        )
+        return self.answer(tlv(0xA0, body), apdu)
+
+    def manage_security_environment(self, apdu: CommandApdu) -> bytes:
+        self._hash = None
+        return super().manage_security_environment(apdu)
+
+    def algorithm_ok(self, template: int, key: CardKey, algorithm: bytes | None) -> bool:
+        if template != CRT_DST:
+            return True
+        return (
+            algorithm is not None
+            and len(algorithm) == 1
+            and algorithm[0] & 0x0F == ALG_ECDSA
+            and (algorithm[0] & 0xF0 in HASH_NIBBLES)
+        )
+
+    def perform_security_operation(self, apdu: CommandApdu) -> bytes:
+        if (apdu.p1, apdu.p2) == (0x90, 0xA0):  # PSO HASH, hash computed outside the card
+            if CRT_DST not in self.environment:
+                return sw(SW_CONDITIONS)
+            data = apdu.data
+            if len(data) < 2 or data[0] != 0x90 or data[1] != len(data) - 2 or data[1] not in (20, 28, 32, 48, 64):
+                return sw(SW_WRONG_DATA)
+            self._hash = data[2:]
+            return sw(SW_OK)
+        if (apdu.p1, apdu.p2) == (0x9E, 0x9A):
+            digest, self._hash = self._hash, None
+            if apdu.data or digest is None:
+                return sw(SW_CONDITIONS)
+            key = self._key_for(CRT_DST)
+            if isinstance(key, int):
+                return sw(key)
+            size = (key.private_key.curve.key_size + 7) // 8
+            value = digest[:size].rjust(size, b"\x00")
+            chosen: hashes.HashAlgorithm = hashes.SHA384() if size == 48 else hashes.SHA256()
+            r, s = utils.decode_dss_signature(key.private_key.sign(value, ec.ECDSA(utils.Prehashed(chosen))))
+            if key.pin_always:
+                self.verified.discard(key.pin_reference)
+            return self.answer(r.to_bytes(size, "big") + s.to_bytes(size, "big"), apdu)
+        return sw(SW_INCORRECT_P1P2)
+
+
+# -- making the card -----------------------------------------------------------------------
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _key_usage(
+    *, digital_signature: bool = False, non_repudiation: bool = False, key_agreement: bool = False
+) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def load_or_create_fineid(
+    folder: Path, *, reader: int = 0, ca: DevCA | None = None, citizen: FinnishCitizen | None = None
+) -> FineidCardData:
+    """The card's keys and certificates, made once in ``folder/fineid-card-READER`` (mode
+    0700); the CA is ``folder/ca`` unless ``ca`` is given."""
+    here = folder / f"fineid-card-{reader}"
+    here.mkdir(parents=True, exist_ok=True, mode=0o700)
+    authority = ca or DevCA.load_or_create(folder / "ca")
+    files = {name: here / f"{name}.pem" for name in ("auth-key", "auth-cert", "sign-key", "sign-cert")}
+    meta_path = here / "card.json"
+    ca_der = authority.certificate.public_bytes(serialization.Encoding.DER)
+    if meta_path.exists() and all(p.exists() for p in files.values()):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("ca") == authority.certificate.fingerprint(hashes.SHA256()).hex():
+            keys = [
+                serialization.load_pem_private_key(files[n].read_bytes(), password=None)
+                for n in ("auth-key", "sign-key")
+            ]
+            certs = [x509.load_pem_x509_certificate(files[n].read_bytes()) for n in ("auth-cert", "sign-cert")]
+            if all(isinstance(k, ec.EllipticCurvePrivateKey) for k in keys):
+                return FineidCardData(
+                    keys[0],  # type: ignore[arg-type]
+                    certs[0].public_bytes(serialization.Encoding.DER),
+                    keys[1],  # type: ignore[arg-type]
+                    certs[1].public_bytes(serialization.Encoding.DER),
+                    ca_der,
+                    str(meta["card_number"]),
+                )
+    person = citizen or FinnishCitizen()
+    auth_key, sign_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
+    auth_cert = authority.issue(
+        auth_key.public_key(),
+        person,
+        Purpose.AUTHENTICATION,
+        key_usage=_key_usage(digital_signature=True, key_agreement=True),
+        extended_key_usage=[],
+    )
+    sign_cert = authority.issue(
+        sign_key.public_key(),
+        person,
+        Purpose.SIGNING,
+        key_usage=_key_usage(non_repudiation=True),
+        extensions=[x509.UnrecognizedExtension(_QC_STATEMENTS, _qc_statements())],
+    )
+    card_number = str(secrets.randbelow(900_000_000) + 100_000_000)
+    for name, key in (("auth-key", auth_key), ("sign-key", sign_key)):
+        _write_private(
+            files[name],
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+    files["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
+    files["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
+    meta_path.write_text(
+        json.dumps({"card_number": card_number, "ca": authority.certificate.fingerprint(hashes.SHA256()).hex()}),
+        encoding="utf-8",
+    )
+    return FineidCardData(
+        auth_key,
+        auth_cert.public_bytes(serialization.Encoding.DER),
+        sign_key,
+        sign_cert.public_bytes(serialization.Encoding.DER),
+        ca_der,
+        card_number,
+    )
+
+
+class _FineidKind:
+    """``cardbridge dev card --kind fineid``: the Finnish ID card (S4-1 v4.0, ECC P-384)."""
+
+    name = "fineid"
+    title = "Finnish ID card (FINEID, Thales S4-1 v4.0)"
+    pins = (
+        PinDefault("pin", "PIN1 (perustunnusluku)", DEFAULT_PINS["pin"]),
+        PinDefault("pin2", "PIN2 (allekirjoitustunnusluku)", DEFAULT_PINS["pin2"]),
+        PinDefault("puk", "PUK", DEFAULT_PINS["puk"]),
+    )
+    keys = ("ec-p384",)
+
+    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+        from cardbridge.emulator.virtual_card import VirtualCard
+
+        data = load_or_create_fineid(folder, reader=reader)
+        applet = FineidApplet(
+            data,
+            pin1=pins.get("pin", DEFAULT_PINS["pin"]),
+            pin2=pins.get("pin2", DEFAULT_PINS["pin2"]),
+            puk=pins.get("puk", DEFAULT_PINS["puk"]),
+        )
+        return VirtualCard(applet, reader=reader)
+
+
+FINEID_KIND = _FineidKind()

@@ -1,0 +1,134 @@
+"""The Finnish ID card (FINEID): the built-in driver for the citizen certificate card of the
+Digital and Population Data Services Agency (DVV), S4-1 v4.0 (Thales MultiApp v5.0, issued
+since March 2023: ECC P-384 keys).
+
+The card's commands (FINEID S1), as this driver sends them:
+
+- SELECT the PKCS#15 application by AID; certificates by path from the MF: the
+  authentication certificate 4331 and the non-repudiation certificate 5016/4332;
+  EF.TokenInfo 5032 for the card number (the cache key);
+- the PIN state before the dialog: GET DATA ``00 CB 00 FF`` ``A0 03 83 01 <ref>`` (the tries
+  left are the first byte of DF21), spending no try;
+- PIN1, the basic PIN (*perustunnusluku*), reference 11, 4 to 12 digits, for the
+  authentication key 01; PIN2, the signature PIN (*allekirjoitustunnusluku*), reference 82,
+  6 to 12 digits, for the non-repudiation key 02; both padded with 00 to 12 bytes;
+- MSE SET ``41 B6`` with ``80 <04 + hash>`` and ``84 <key>``, PSO HASH ``90 A0`` with the
+  digest in tag 90, PSO COMPUTE DIGITAL SIGNATURE ``9E 9A``: raw ``r || s``;
+- logout: SELECT the application again (it ends the PIN's security status).
+
+The dialog names the PIN as the card's holder knows it: "PIN1 (perustunnusluku)" and "PIN2
+(allekirjoitustunnusluku)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cardbridge.errors import CardError, UnsupportedKeyError
+from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.pcsc.apdu import ApduError, ApduTransport
+from cardbridge.pcsc.filesystem import (
+    CRT_DST,
+    INS_GET_DATA,
+    INS_PSO,
+    FileSystemSession,
+    FileSystemToken,
+    KeySpec,
+    Location,
+    PinSpec,
+    PinState,
+    SignCommand,
+    signature_to_raw,
+)
+from cardbridge.pcsc.piv import parse_tlv
+
+AID = bytes.fromhex("A000000063504B43532D3135")
+_APP = Location(aid=AID)
+
+PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_byte=0x00)
+PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00)
+
+ALG_ECDSA = 0x04
+_HASH_NIBBLE = {28: 0x30, 32: 0x40, 48: 0x50, 64: 0x60}
+PSO_HASH_P1P2 = (0x90, 0xA0)
+TAG_HASH = 0x90
+
+AUTH_KEY = KeySpec(
+    purpose=Purpose.AUTHENTICATION,
+    label="todentamis- ja salausvarmenne",
+    key_id=b"\x45",
+    key_reference=0x01,
+    certificate=Location(path=bytes.fromhex("4331")),  # after read_serial's SELECT
+    pin=PIN1,
+    location=_APP,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+)
+SIGN_KEY = KeySpec(
+    purpose=Purpose.SIGNING,
+    label="allekirjoitusvarmenne",
+    key_id=b"\x46",
+    key_reference=0x02,
+    certificate=Location(path=bytes.fromhex("50164332")),
+    pin=PIN2,
+    location=_APP,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+)
+
+
+class FineidToken(FileSystemToken):
+    """A FINEID card (S4-1 v4.0) in one reader (a :class:`cardbridge.model.Token`)."""
+
+    driver = "fineid"
+    aid = AID
+    keys = (AUTH_KEY, SIGN_KEY)
+    read_chunk = 0xFF
+
+    def read_serial(self, transport: ApduTransport) -> str:
+        """SELECT the application, then the card number from EF.TokenInfo (serialNumber)."""
+        fs = self.session(transport)
+        fs.select_aid(self.aid)
+        try:
+            token_info = fs.read_file(Location(path=bytes.fromhex("5032")), chunk=self.read_chunk)
+            outer = parse_tlv(token_info)
+            if not outer or outer[0][0] != 0x30:
+                return ""
+            fields = parse_tlv(outer[0][1])
+        except (ApduError, CardError):
+            return ""
+        serial = next((value for tag, value in fields if tag == 0x04), b"")
+        text = serial.decode("ascii", "replace")
+        return text if text.isalnum() else serial.hex()
+
+    def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
+        """GET DATA of the PIN's attributes: the tries left, spending none."""
+        self.enter(fs, pin.location)
+        data = fs.send(INS_GET_DATA, 0x00, 0xFF, bytes([0xA0, 0x03, 0x83, 0x01, pin.reference]), 0).check()
+        outer = parse_tlv(data)
+        if not outer or outer[0][0] != 0xA0:
+            raise CardError("The card's PIN attributes are malformed.")
+        attributes = dict(parse_tlv(outer[0][1]))
+        counter = attributes.get(0xDF21)
+        if not counter:
+            raise CardError("The card did not tell the PIN's tries left.")
+        tries = counter[0]
+        return PinState(tries, tries == 0)
+
+    def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        if certificate.key_type != "EC" or certificate.curve not in ("secp256r1", "secp384r1"):
+            return ()
+        first = "SHA-384" if certificate.curve == "secp384r1" else "SHA-256"
+        rest = [h for h in ("SHA-256", "SHA-384", "SHA-512") if h != first]
+        return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in (first, *rest))
+
+    def compute_signature(
+        self, fs: FileSystemSession, key: KeySpec, digest: bytes, certificate: CertificateInfo
+    ) -> bytes:
+        nibble = _HASH_NIBBLE.get(len(digest))
+        if nibble is None:
+            raise UnsupportedKeyError("The card signs only SHA-224/256/384/512 digests.")
+        fs.mse_set(key.mse_template, bytes([0x80, 0x01, ALG_ECDSA | nibble, 0x84, 0x01, key.key_reference]))
+        fs.send(INS_PSO, *PSO_HASH_P1P2, bytes([TAG_HASH, len(digest)]) + digest, None).check()
+        signature = fs.compute(key.sign_command, b"", 0)
+        return signature_to_raw(signature, (certificate.key_size + 7) // 8)

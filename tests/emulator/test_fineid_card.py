@@ -1,0 +1,214 @@
+"""The emulated Finnish ID card (FINEID S1 / S4-1 v4.0) at the APDU level, and the FINEID
+driver's commands against it (pure: the driver's ApduTransport talks to the applet's
+``process`` directly, no pcscd)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
+
+from cardbridge.certs import parse_certificate
+from cardbridge.emulator.devpki import DevCA, FinnishCitizen, is_valid_satu, satu_check_character
+from cardbridge.emulator.fineid_card import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
+from cardbridge.emulator.iso7816 import parse_tlv
+from cardbridge.errors import PinBlockedError, PinIncorrectError
+from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.filesystem import FileSystemSession, Location
+from cardbridge.pcsc.fineid_token import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
+
+SELECT_AID = bytes.fromhex("00A4040C0C") + PKCS15_AID
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fineid")
+
+
+@pytest.fixture
+def card(folder: Path) -> FineidApplet:
+    return FineidApplet(load_or_create_fineid(folder), pin1="1234", pin2="123456", puk="12345678")
+
+
+def run(card: FineidApplet, hex_apdu: str | bytes) -> tuple[bytes, int]:
+    raw = bytes.fromhex(hex_apdu) if isinstance(hex_apdu, str) else hex_apdu
+    response = card.process(raw)
+    return response[:-2], int.from_bytes(response[-2:], "big")
+
+
+def padded(pin: str) -> str:
+    return pin.encode().ljust(12, b"\x00").hex()
+
+
+class Direct:
+    def __init__(self, card: FineidApplet) -> None:
+        self.card = card
+
+    def transmit(self, apdu: bytes) -> bytes:
+        return self.card.process(apdu)
+
+
+def driver(card: FineidApplet) -> tuple[FineidToken, FileSystemSession]:
+    """The driver's card commands without a reader (its token methods that take a session)."""
+    return FineidToken.__new__(FineidToken), FileSystemSession(ApduTransport(Direct(card)))
+
+
+def test_satu_check_character() -> None:
+    # The test cards' SATUs in libelectronic-id's recorded FINEID traces.
+    assert satu_check_character("99902038") == "C"
+    assert satu_check_character("99900335") == "E"
+    assert is_valid_satu("99902038C") and not is_valid_satu("99902038D") and not is_valid_satu("9990203C")
+
+
+def test_certificates_name_the_holder_as_the_finnish_register_does(folder: Path) -> None:
+    data = load_or_create_fineid(folder)
+    cert = x509.load_der_x509_certificate(data.auth_cert)
+    person = FinnishCitizen()
+    assert [a.oid for a in cert.subject] == [
+        NameOID.COUNTRY_NAME,
+        NameOID.SERIAL_NUMBER,
+        NameOID.GIVEN_NAME,
+        NameOID.SURNAME,
+        NameOID.COMMON_NAME,
+    ]
+    values = {a.oid: a.value for a in cert.subject}
+    assert values[NameOID.SERIAL_NUMBER] == person.satu and is_valid_satu(person.satu)
+    assert values[NameOID.COMMON_NAME] == f"MEIKÄLÄINEN MAIJA {person.satu}"
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.key_agreement and not usage.content_commitment
+    with pytest.raises(x509.ExtensionNotFound):
+        cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    sign = x509.load_der_x509_certificate(data.sign_cert)
+    assert sign.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
+    assert isinstance(sign.public_key(), ec.EllipticCurvePublicKey) and sign.public_key().curve.key_size == 384
+    # Made once: the same card next time.
+    assert load_or_create_fineid(folder).auth_cert == data.auth_cert
+    ca = DevCA.load_or_create(folder / "ca").certificate
+    assert ca.public_bytes(serialization.Encoding.DER) == data.ca_cert
+
+
+def test_select_and_read_as_the_recorded_readers_do(card: FineidApplet) -> None:
+    assert card.atr == ATR and ATR.hex().upper().startswith("3B7F96")
+    assert run(card, SELECT_AID) == (b"", 0x9000)
+    # libelectronic-id: SELECT by path from the MF with FCP; a T=0 card says 61xx first.
+    _, status = run(card, "00A40804024331" + "00")
+    assert status >> 8 == 0x61
+    fcp, status = run(card, f"00C00000{status & 0xFF:02X}")
+    assert status == 0x9000
+    size = int.from_bytes(dict(parse_tlv(dict(parse_tlv(fcp))[0x62]))[0x81], "big")
+    # READ BINARY with Le 00 answers 181 bytes at a time, as the recorded card did.
+    chunk, status = run(card, "00B0000000")
+    assert status == 0x9000 and len(chunk) == 0xB5
+    content = b""
+    while len(content) < size:
+        part, status = run(card, f"00B0{len(content):04X}00")
+        assert status == 0x9000
+        content += part
+    assert x509.load_der_x509_certificate(content).subject.rfc4514_string().startswith("CN=MEIKÄLÄINEN MAIJA")
+    assert run(card, "00A408040450164332")[1] >> 8 == 0x61
+    assert run(card, "00A4080C024333")[1] == 0x6A82
+
+
+def test_get_data_pin_attributes_and_counters(card: FineidApplet) -> None:
+    run(card, SELECT_AID)
+    _, status = run(card, "00CB00FF05A003830111")
+    assert status == 0x6125
+    info, status = run(card, "00C0000025")
+    assert status == 0x9000
+    assert info == bytes.fromhex("A023830111 8C04F0000000 9C04F0000000 DF210405FFA503 DF2702FFFF DF28010C DF2F0101")
+    assert run(card, "00200011")[1] == 0x63C5
+    for left in (4, 3, 2, 1, 0):
+        assert run(card, "002000110C" + padded("9999"))[1] == 0x63C0 | left
+    assert run(card, "002000110C" + padded("1234"))[1] == 0x6983
+    run(card, "00CB00FF05A003830111")
+    assert run(card, "00C0000025")[0][20] == 0  # DF21: no tries left
+    # The PUK unblocks and sets a new PIN1 (RESET RETRY COUNTER P1 00, both padded).
+    assert run(card, "002C001118" + padded("12345678") + padded("4321"))[1] == 0x9000
+    assert run(card, "002000110C" + padded("4321"))[1] == 0x9000
+
+
+def test_pin_length_rules(card: FineidApplet) -> None:
+    run(card, SELECT_AID)
+    assert run(card, "002000820C" + padded("12345"))[1] == 0x6A80  # PIN2 has 6 to 12 digits
+    assert run(card, "0020008206" + b"123456".hex())[1] == 0x6700  # not padded to 12
+    assert run(card, "00200082")[1] == 0x63C5  # neither spent a try
+
+
+def sign_apdus(card: FineidApplet, key: int, digest: bytes, algorithm: int = 0x54) -> tuple[bytes, int]:
+    assert run(card, f"002241B6068001{algorithm:02X}8401{key:02X}")[1] == 0x9000
+    assert run(card, f"002A90A0{len(digest) + 2:02X}90{len(digest):02X}" + digest.hex())[1] == 0x9000
+    return run(card, "002A9E9A00")
+
+
+def verify_raw(der_cert: bytes, digest: bytes, signature: bytes) -> None:
+    public = x509.load_der_x509_certificate(der_cert).public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    r, s = int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big")
+    public.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+
+
+def test_mse_hash_and_compute_signature(card: FineidApplet, folder: Path) -> None:
+    data = load_or_create_fineid(folder)
+    digest = hashlib.sha384(b"M").digest()
+    run(card, SELECT_AID)
+    assert sign_apdus(card, 0x01, digest)[1] == 0x6982  # no PIN1 yet
+    assert run(card, "002000110C" + padded("1234"))[1] == 0x9000
+    signature, status = sign_apdus(card, 0x01, digest)
+    assert status == 0x9000 and len(signature) == 96
+    verify_raw(data.auth_cert, digest, signature)
+    assert sign_apdus(card, 0x01, digest)[1] == 0x9000  # PIN1 stays verified
+    # The signature key wants PIN2 before every signature.
+    assert run(card, "002000820C" + padded("123456"))[1] == 0x9000
+    signature, status = sign_apdus(card, 0x02, digest)
+    assert status == 0x9000
+    verify_raw(data.sign_cert, digest, signature)
+    assert sign_apdus(card, 0x02, digest)[1] == 0x6982
+    # COMPUTE DIGITAL SIGNATURE needs PSO HASH first; unknown keys and algorithms are refused.
+    assert run(card, "002241B606800154840101")[1] == 0x9000
+    assert run(card, "002A9E9A00")[1] == 0x6985
+    assert run(card, "002241B606800154840107")[1] == 0x6A88
+    assert run(card, "002241B606800102840101")[1] == 0x6A80  # not ECDSA
+    # SELECT by AID logs out.
+    run(card, SELECT_AID)
+    assert sign_apdus(card, 0x01, digest)[1] == 0x6982
+
+
+def test_pkcs15_directory_files(card: FineidApplet) -> None:
+    files = {c.fid.hex().upper(): c for c in card.mf.children}
+    assert {"2F00", "5031", "5032", "4401", "4402", "4403", "4404", "4331", "4334", "5016"} <= set(files)
+    (record,) = parse_tlv(files["2F00"].data)  # type: ignore[union-attr]
+    assert record[0] == 0x61 and dict(parse_tlv(record[1]))[0x4F] == PKCS15_AID
+    odf = dict(parse_tlv(files["5031"].data))  # type: ignore[union-attr]
+    assert set(odf) == {0xA0, 0xA4, 0xA5, 0xA8}
+    aodf = files["4401"].data  # type: ignore[union-attr]
+    assert b"perustunnusluku" in aodf and b"allekirjoitustunnusluku" in aodf
+
+
+def test_driver_reads_pin_state_and_signs(card: FineidApplet, folder: Path) -> None:
+    token, fs = driver(card)
+    data = load_or_create_fineid(folder)
+    cert = parse_certificate(data.auth_cert, key_id=AUTH_KEY.key_id, label=AUTH_KEY.label)
+    state = token.pin_state(fs, PIN1)
+    assert (state.retries_left, state.blocked) == (5, False)
+    digest = hashlib.sha384(b"origin-bound").digest()
+    fs.select_aid(PKCS15_AID)
+    fs.verify(PIN1, bytearray(b"1234"))
+    verify_raw(data.auth_cert, digest, token.compute_signature(fs, AUTH_KEY, digest, cert))
+    # A wrong PIN2 counts down; the driver reads the counter with GET DATA.
+    with pytest.raises(PinIncorrectError) as info:
+        fs.verify(PIN2, bytearray(b"000000"))
+    assert info.value.retries_left == 4
+    assert token.pin_state(fs, PIN2).retries_left == 4
+    assert fs.read_file(Location(aid=PKCS15_AID, path=bytes.fromhex("50164332"))).startswith(data.sign_cert)
+    for _ in range(3):
+        with pytest.raises(PinIncorrectError):
+            fs.verify(PIN2, bytearray(b"000000"))
+    with pytest.raises(PinBlockedError):
+        fs.verify(PIN2, bytearray(b"000000"))
+    assert token.pin_state(fs, PIN2).blocked
+    assert SIGN_KEY.pin is PIN2 and PIN2.name == "PIN2 (allekirjoitustunnusluku)"

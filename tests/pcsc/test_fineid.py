@@ -1,0 +1,439 @@
+"""The Finnish ID card (FINEID v4) emulated in pcscd's vpcd reader: OpenSC as the outside
+judge, and cardbridge's FINEID driver through the token, the CLI, the HTTP API and the
+native host."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from cardbridge.emulator.devpki import DevCA, FinnishCitizen
+from cardbridge.emulator.fineid_card import FineidApplet
+from cardbridge.emulator.virtual_card import VirtualCard
+from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError
+from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
+from cardbridge.pcsc import PcscBackend
+from cardbridge.portal import AuthTokenValidator
+from tests.conftest import ScriptedPinentry
+from tests.nativemsg.conftest import HostProcess, write_config
+from tests.pcsc.conftest import READER_0, Pcscd, start_kind, stop_card, wait_for_card
+from tests.server.conftest import start_serve
+from tests.verify import verify_token
+
+pytestmark = pytest.mark.pcsc
+T = TypeVar("T")
+ORIGIN = "https://login.example.fi"
+OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
+ES384 = SignatureAlgorithm("ECC", "SHA-384", "NONE")
+PIN1, PIN2, PUK = "1234", "123456", "12345678"
+INS_VERIFY, INS_PSO = 0x20, 0x2A
+
+
+@pytest.fixture
+def fineid(pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualCard]:
+    """A fresh FINEID card (5 tries on each PIN) in reader 0; its keys are made once."""
+    card = start_kind(card_folder / "fineid", "fineid")
+    try:
+        yield card
+    finally:
+        stop_card(card)
+
+
+def applet(card: VirtualCard) -> FineidApplet:
+    assert isinstance(card.applet, FineidApplet)
+    return card.applet
+
+
+def dev_ca(card_folder: Path) -> x509.Certificate:
+    return DevCA.load_or_create(card_folder / "fineid" / "ca").certificate
+
+
+def nonce() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Only the card in the reader: not the session's SoftHSM2 tokens."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")}
+    return {**env, **extra}
+
+
+def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cardbridge", "--lang", "en", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env or clean_env(),
+        timeout=60,
+        check=False,
+    )
+
+
+def on(token: Token, fn: Callable[..., T], *args: object) -> T:
+    return token.executor.submit(fn, *args).result(timeout=30)
+
+
+def cert_for(token: Token, purpose: Purpose) -> CertificateInfo:
+    return next(c for c in on(token, token.certificates) if c.purpose is purpose)
+
+
+def verify_raw(cert: CertificateInfo, digest: bytes, signature: bytes) -> None:
+    public = x509.load_der_x509_certificate(cert.der).public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    half = len(signature) // 2
+    der = utils.encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+    chosen = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
+    public.verify(der, digest, ec.ECDSA(utils.Prehashed(chosen)))
+
+
+# -- the outside judge: OpenSC ----------------------------------------------------------------
+def opensc(tool: str, *args: str, conf: Path | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if conf is not None:
+        env["OPENSC_CONF"] = str(conf)
+    return subprocess.run([tool, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def pkcs11_slots(conf: Path) -> dict[str, str]:
+    """OpenSC's slot ids by the PIN in the token label ("HENKILOKORTTI (perustunnusluku)" …)."""
+    listing = opensc("pkcs11-tool", "--module", str(OPENSC), "-L", conf=conf).stdout
+    slots = {}
+    for slot_id, label in re.findall(r"Slot \d+ \((0x[0-9a-f]+)\): .*?\n\s+token label\s+: (.*)\n", listing):
+        slots[label.strip().rsplit("(", 1)[-1].rstrip(")")] = slot_id
+    return slots
+
+
+@pytest.mark.skipif(not OPENSC.exists(), reason="OpenSC is not installed")
+def test_opensc_reads_the_pkcs15_application_logs_in_and_counts_down(fineid: VirtualCard, tmp_path: Path) -> None:
+    """Debian's OpenSC 0.23 has no driver for this ATR (no card-fineid; its FINEID support is
+    SetCOS FINEID v1/v2 in card-setcos.c), so with its packaged config it does not take the
+    card at all. With its own ``enable_default_driver`` its ISO 7816 default driver and its
+    generic ISO 7816-15 (PKCS#15) reader take it: they must read every PKCS#15 file of the
+    emulator right, log in with each PIN, count down, and unblock with the PUK. Signing is
+    not possible there, see the last step."""
+    card = applet(fineid)
+    stock = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=None)
+    assert stock.returncode != 0 and "Card is invalid or cannot be handled" in stock.stdout + stock.stderr
+
+    conf = tmp_path / "opensc.conf"
+    conf.write_text(
+        "app default {\n  enable_default_driver = true;\n  framework pkcs15 { use_file_caching = false; }\n}\n"
+    )
+    listed = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=conf)
+    assert listed.returncode == 0, listed.stderr
+    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
+        assert f"X.509 Certificate [{label}]" in listed.stdout
+    for cert_id, der in (("45", card.mf.child(b"\x43\x31")), ("46", None)):
+        pem = opensc("pkcs15-tool", "--reader", "0", "--read-certificate", cert_id, conf=conf).stdout
+        read = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
+        expected = der.data if der is not None else card.mf.child(b"\x50\x16").child(b"\x43\x32").data  # type: ignore[union-attr]
+        assert read == expected
+    pins = opensc("pkcs15-tool", "--reader", "0", "--list-pins", conf=conf).stdout
+    assert "PIN [perustunnusluku]" in pins and "Reference      : 17 (0x11)" in pins
+    assert "PIN [allekirjoitustunnusluku]" in pins and "Reference      : 130 (0x82)" in pins
+    keys = opensc("pkcs15-tool", "--reader", "0", "--list-keys", conf=conf).stdout
+    assert keys.count("Private EC Key") == 2 and "FieldLength    : 384" in keys
+
+    slots = pkcs11_slots(conf)
+    assert set(slots) == {"perustunnusluku", "allekirjoitustunnusluku"}, slots
+    module = ("--module", str(OPENSC))
+    for slot, pin in ((slots["perustunnusluku"], PIN1), (slots["allekirjoitustunnusluku"], PIN2)):
+        login = opensc("pkcs11-tool", *module, "--slot", slot, "--login", "--pin", pin, "-O", conf=conf)
+        assert login.returncode == 0, login.stderr
+    wrong = opensc(
+        "pkcs11-tool", *module, "--slot", slots["perustunnusluku"], "--login", "--pin", "9999", "-O", conf=conf
+    )
+    assert wrong.returncode != 0 and "CKR_PIN_INCORRECT" in wrong.stderr
+    assert card.pin1.tries_left == 4
+    unblock = opensc(
+        "pkcs15-tool", "--reader", "0", "--unblock-pin", "--auth-id", "01", "--puk", PUK, "--new-pin", "4321", conf=conf
+    )
+    assert unblock.returncode == 0, unblock.stderr
+    assert (card.pin1.tries_left, card.pin1.value) == (5, b"4321")
+    resets = [r for r in fineid.records if r.ins == 0x2C]
+    assert [r.command[2:4] for r in resets] == [b"\x00\x11"]  # RESET RETRY COUNTER, PUK and new PIN
+
+    # Signing: the default driver registers no algorithm (card-default.c), so OpenSC's PKCS#11
+    # module offers no ECDSA mechanism and pkcs15-sec.c (format_senv: sc_card_find_ec_alg()
+    # is NULL) refuses before any MSE SET reaches the card.
+    digest = tmp_path / "digest"
+    digest.write_bytes(hashlib.sha384(b"x").digest())
+    fineid.reset_count()
+    sign = opensc(
+        "pkcs11-tool",
+        *module,
+        "--slot",
+        slots["perustunnusluku"],
+        "--login",
+        "--pin",
+        "4321",
+        "--sign",
+        "-m",
+        "ECDSA",
+        "--id",
+        "45",
+        "-i",
+        str(digest),
+        "-o",
+        str(tmp_path / "signature"),
+        conf=conf,
+    )
+    assert sign.returncode != 0 and "CKR_MECHANISM_INVALID" in sign.stderr
+    assert not [r for r in fineid.records if r.ins in (0x22, INS_PSO)]
+
+
+# -- cardbridge's driver ------------------------------------------------------------------------
+@pytest.fixture
+def backend() -> Iterator[PcscBackend]:
+    b = PcscBackend()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def fineid_token(backend: PcscBackend) -> Token:
+    token: Token = backend.executor.submit(backend.token, READER_0).result(timeout=30)
+    return token
+
+
+def test_driver_reads_both_certificates_and_signs_with_each_pin(fineid: VirtualCard, backend: PcscBackend) -> None:
+    token = fineid_token(backend)
+    assert token.info.extra["driver"] == "fineid" and token.info.label == "MAIJA MEIKÄLÄINEN"
+    auth, sign = cert_for(token, Purpose.AUTHENTICATION), cert_for(token, Purpose.SIGNING)
+    assert auth.curve == "secp384r1" and auth.key_id == b"\x45" and sign.key_id == b"\x46"
+    status = on(token, token.pin_status, auth)
+    assert (status.retries_left, status.name, status.min_length, status.max_length) == (
+        5,
+        "PIN1 (perustunnusluku)",
+        4,
+        12,
+    )
+    assert on(token, token.pin_status, sign).name == "PIN2 (allekirjoitustunnusluku)"
+    for algorithm in token.supported_algorithms(auth):
+        digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"M").digest()
+        verify_raw(auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, algorithm))
+    digest = hashlib.sha384(b"document").digest()
+    fineid.reset_count()
+    verify_raw(sign, digest, on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384))
+    # PIN2 (reference 82) for the signing key 02; then the application is selected again (logout).
+    verify = next(r for r in fineid.records if r.ins == INS_VERIFY)
+    assert verify.command[3] == 0x82
+    assert [r.ins for r in fineid.records][-1] == 0xA4
+    with pytest.raises(PinIncorrectError):  # PIN1 does not open the signing key
+        on(token, token.sign_digest, sign, bytearray(b"1234000"), digest, ES384)
+
+
+def test_warm_login_apdus(fineid: VirtualCard, backend: PcscBackend) -> None:
+    token = fineid_token(backend)
+    auth = cert_for(token, Purpose.AUTHENTICATION)
+    fineid.reset_count()
+    on(token, token.pin_status, auth)
+    on(token, token.sign_digest, auth, bytearray(PIN1.encode()), hashlib.sha384(b"x").digest(), ES384)
+    # SELECT, GET DATA (+ GET RESPONSE: T=0); SELECT, VERIFY, MSE SET, PSO HASH, PSO CDS, SELECT.
+    assert [r.ins for r in fineid.records] == [0xA4, 0xCB, 0xC0, 0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4]
+
+
+def test_wrong_pin_counts_down_then_blocks_and_the_card_is_not_asked_again(
+    fineid: VirtualCard, backend: PcscBackend
+) -> None:
+    token = fineid_token(backend)
+    auth = cert_for(token, Purpose.AUTHENTICATION)
+    digest = hashlib.sha384(b"x").digest()
+    for expected in (4, 3, 2, 1):
+        with pytest.raises(PinIncorrectError) as info:
+            on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
+        assert info.value.retries_left == expected
+        assert on(token, token.pin_status, auth).retries_left == expected
+    assert on(token, token.pin_status, auth).final_try
+    with pytest.raises(PinBlockedError):
+        on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
+    status = on(token, token.pin_status, auth)
+    assert status.blocked and status.retries_left == 0
+    assert applet(fineid).pin1.tries_left == 0
+    # PIN2 is its own: still 5 tries.
+    assert on(token, token.pin_status, cert_for(token, Purpose.SIGNING)).retries_left == 5
+
+
+def test_card_removed_mid_signature_then_the_next_login_works(fineid: VirtualCard, backend: PcscBackend) -> None:
+    token = fineid_token(backend)
+    sign = cert_for(token, Purpose.SIGNING)
+    digest = hashlib.sha384(b"x").digest()
+    fineid.pull_when(INS_PSO)
+    with pytest.raises(CardRemovedError):
+        on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384)
+    wait_for_card(READER_0, False)
+    assert fineid.insert(wait=10)
+    wait_for_card(READER_0, True)
+    token = fineid_token(backend)
+    auth = cert_for(token, Purpose.AUTHENTICATION)
+    verify_raw(auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, ES384))
+
+
+# -- the whole bridge ---------------------------------------------------------------------------
+def validate(token: dict[str, Any], challenge: str, card_folder: Path) -> None:
+    """The portal's validator against the development CA: the Finnish identity."""
+    ca = dev_ca(card_folder).public_bytes(serialization.Encoding.PEM)
+    identity = AuthTokenValidator(ORIGIN, [ca]).validate(token, challenge)
+    person = FinnishCitizen()
+    assert (identity.given_name, identity.surname, identity.id_code, identity.country) == (
+        "MAIJA",
+        "MEIKÄLÄINEN",
+        person.satu,
+        "FI",
+    )
+    assert identity.common_name == f"MEIKÄLÄINEN MAIJA {person.satu}"
+
+
+def test_cli_authenticate_token_validates_with_the_finnish_identity(
+    fineid: VirtualCard, pinentry: ScriptedPinentry, card_folder: Path
+) -> None:
+    pinentry.respond(PIN1)
+    challenge = nonce()
+    result = cli(
+        "authenticate", "--origin", ORIGIN, "--nonce", challenge, "--reader", READER_0, env=clean_env(**pinentry.env())
+    )
+    assert result.returncode == 0, result.stderr
+    token = json.loads(result.stdout)
+    assert token["algorithm"] == "ES384"
+    verify_token(token, ORIGIN, challenge)
+    validate(token, challenge, card_folder)
+    (prompt,) = pinentry.texts("SETDESC")
+    assert "PIN1 (perustunnusluku)" in prompt and ORIGIN in prompt
+
+
+def test_cli_wrong_pins_count_down_and_a_blocked_pin_is_never_asked(
+    fineid: VirtualCard, pinentry: ScriptedPinentry
+) -> None:
+    args = ["authenticate", "--origin", ORIGIN, "--reader", READER_0, "--pin-stdin", "--json"]
+    errors = [json.loads(cli(*args, "--nonce", nonce(), stdin="9999\n").stdout)["error"] for _ in range(5)]
+    assert [e["code"] for e in errors] == ["PIN_INCORRECT"] * 4 + ["PIN_BLOCKED"]
+    assert [e.get("retriesLeft") for e in errors[:4]] == [4, 3, 2, 1]
+    pinentry.respond(PIN1)
+    result = cli(
+        "authenticate",
+        "--origin",
+        ORIGIN,
+        "--nonce",
+        nonce(),
+        "--reader",
+        READER_0,
+        "--json",
+        env=clean_env(**pinentry.env()),
+    )
+    assert json.loads(result.stdout)["error"]["code"] == "PIN_BLOCKED"
+    assert pinentry.dialogs() == [], "a blocked PIN is never asked for"
+
+
+def bridge_env(tmp_path: Path, pinentry: ScriptedPinentry) -> dict[str, str]:
+    folder = tmp_path / "cfg"
+    folder.mkdir(mode=0o700)
+    config = write_config(folder, allowed_origins=[ORIGIN])
+    return clean_env(
+        CARDBRIDGE_CONFIG=str(config),
+        CARDBRIDGE_DATA_DIR=str(tmp_path / "data"),
+        CARDBRIDGE_LOG_DIR=str(tmp_path / "log"),
+        **pinentry.env(),
+    )
+
+
+def test_http_api_authenticate(
+    fineid: VirtualCard, pinentry: ScriptedPinentry, tmp_path: Path, card_folder: Path
+) -> None:
+    import http.client
+
+    pinentry.respond(PIN1)
+    served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry))
+    try:
+        challenge = nonce()
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
+        body = json.dumps({"challengeNonce": challenge, "lang": "en"}).encode()
+        conn.request(
+            "POST",
+            "/v1/authenticate",
+            body=body,
+            headers={"Origin": ORIGIN, "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        token = json.loads(response.read())
+        conn.close()
+        assert response.status == 200, token
+        validate(token, challenge, card_folder)
+    finally:
+        served.stop()
+
+
+def test_native_host_authenticates_then_signs_with_pin2(
+    fineid: VirtualCard, pinentry: ScriptedPinentry, tmp_path: Path, card_folder: Path
+) -> None:
+    env = bridge_env(tmp_path, pinentry)
+    pinentry.respond(PIN1)
+    challenge = nonce()
+    host = HostProcess(env=env)
+    try:
+        host.read()
+        host.send(
+            {"command": "authenticate", "arguments": {"challengeNonce": challenge, "origin": ORIGIN, "lang": "en"}}
+        )
+        token = host.read()
+        host.finish()
+    finally:
+        host.kill()
+    validate(token, challenge, card_folder)
+
+    host = HostProcess(env=env)
+    try:
+        host.read()
+        host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN}})
+        answer = host.read()
+        host.finish()
+    finally:
+        host.kill()
+    certificate = x509.load_der_x509_certificate(base64.b64decode(answer["certificate"]))
+    assert certificate.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
+
+    pinentry.respond(PIN2)
+    digest = hashlib.sha256(b"the document").digest()
+    fineid.reset_count()
+    host = HostProcess(env=env)
+    try:
+        host.read()
+        host.send(
+            {
+                "command": "sign",
+                "arguments": {
+                    "hash": base64.b64encode(digest).decode(),
+                    "hashFunction": "SHA-256",
+                    "certificate": answer["certificate"],
+                    "origin": ORIGIN,
+                    "lang": "en",
+                },
+            }
+        )
+        signed = host.read()
+        host.finish()
+    finally:
+        host.kill()
+    assert signed["signatureAlgorithm"]["hashFunction"] == "SHA-256", signed
+    raw = base64.b64decode(signed["signature"])
+    key = certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    der = utils.encode_dss_signature(int.from_bytes(raw[:48], "big"), int.from_bytes(raw[48:], "big"))
+    key.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    assert [r.command[3] for r in fineid.records if r.ins == INS_VERIFY] == [0x82]
+    assert any("PIN2 (allekirjoitustunnusluku)" in text for text in pinentry.texts("SETDESC"))
