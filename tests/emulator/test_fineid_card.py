@@ -19,6 +19,7 @@ from cardbridge.emulator.fineid_card import ATR, PKCS15_AID, FineidApplet, load_
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
 from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.atr import identify
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
 from cardbridge.pcsc.fineid_token import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
 
@@ -56,6 +57,14 @@ class Direct:
 def driver(card: FineidApplet) -> tuple[FineidToken, FileSystemSession]:
     """The driver's card commands without a reader (its token methods that take a session)."""
     return FineidToken.__new__(FineidToken), FileSystemSession(ApduTransport(Direct(card)))
+
+
+def test_the_atr_picks_the_fineid_driver() -> None:
+    card = identify(ATR)
+    assert (card.driver, card.known, card.name) == ("fineid", True, "Finnish ID card (FINEID v4)")
+    # The 2025 batch (OpenSC master's "FinEID 2025") differs in bytes 12-13 only.
+    assert identify(bytes.fromhex("3B7F96000080 31B865B085051024122460829000".replace(" ", ""))).driver == "fineid"
+    assert identify(bytes.fromhex("3B7F96000080 31B865B085040 21B1200F6829000".replace(" ", ""))).driver != "fineid"
 
 
 def test_satu_check_character() -> None:

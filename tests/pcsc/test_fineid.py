@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen
 from cardbridge.emulator.fineid_card import FineidApplet
+from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
@@ -109,13 +109,18 @@ def opensc(tool: str, *args: str, conf: Path | None) -> subprocess.CompletedProc
     return subprocess.run([tool, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
-def pkcs11_slots(conf: Path) -> dict[str, str]:
-    """OpenSC's slot ids by the PIN in the token label ("HENKILOKORTTI (perustunnusluku)" …)."""
-    listing = opensc("pkcs11-tool", "--module", str(OPENSC), "-L", conf=conf).stdout
-    slots = {}
-    for slot_id, label in re.findall(r"Slot \d+ \((0x[0-9a-f]+)\): .*?\n\s+token label\s+: (.*)\n", listing):
-        slots[label.strip().rsplit("(", 1)[-1].rstrip(")")] = slot_id
-    return slots
+def opensc_pkcs11(conf: Path, *steps: str) -> list[str]:
+    """Steps of tests/pcsc/opensc_fineid.py in one process: one card bind for all of them."""
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("opensc_fineid.py")), str(OPENSC), READER_0, *steps],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENSC_CONF": str(conf)},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 @pytest.mark.skipif(not OPENSC.exists(), reason="OpenSC is not installed")
@@ -125,7 +130,7 @@ def test_opensc_reads_the_pkcs15_application_logs_in_and_counts_down(fineid: Vir
     card at all. With its own ``enable_default_driver`` its ISO 7816 default driver and its
     generic ISO 7816-15 (PKCS#15) reader take it: they must read every PKCS#15 file of the
     emulator right, log in with each PIN, count down, and unblock with the PUK. Signing is
-    not possible there, see the last step."""
+    not possible there (see the last step)."""
     card = applet(fineid)
     stock = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=None)
     assert stock.returncode != 0 and "Card is invalid or cannot be handled" in stock.stdout + stock.stderr
@@ -134,66 +139,44 @@ def test_opensc_reads_the_pkcs15_application_logs_in_and_counts_down(fineid: Vir
     conf.write_text(
         "app default {\n  enable_default_driver = true;\n  framework pkcs15 { use_file_caching = false; }\n}\n"
     )
-    listed = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=conf)
-    assert listed.returncode == 0, listed.stderr
-    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
-        assert f"X.509 Certificate [{label}]" in listed.stdout
-    for cert_id, der in (("45", card.mf.child(b"\x43\x31")), ("46", None)):
-        pem = opensc("pkcs15-tool", "--reader", "0", "--read-certificate", cert_id, conf=conf).stdout
-        read = x509.load_pem_x509_certificate(pem.encode()).public_bytes(serialization.Encoding.DER)
-        expected = der.data if der is not None else card.mf.child(b"\x50\x16").child(b"\x43\x32").data  # type: ignore[union-attr]
-        assert read == expected
-    pins = opensc("pkcs15-tool", "--reader", "0", "--list-pins", conf=conf).stdout
-    assert "PIN [perustunnusluku]" in pins and "Reference      : 17 (0x11)" in pins
-    assert "PIN [allekirjoitustunnusluku]" in pins and "Reference      : 130 (0x82)" in pins
-    keys = opensc("pkcs15-tool", "--reader", "0", "--list-keys", conf=conf).stdout
-    assert keys.count("Private EC Key") == 2 and "FieldLength    : 384" in keys
-
-    slots = pkcs11_slots(conf)
-    assert set(slots) == {"perustunnusluku", "allekirjoitustunnusluku"}, slots
-    module = ("--module", str(OPENSC))
-    for slot, pin in ((slots["perustunnusluku"], PIN1), (slots["allekirjoitustunnusluku"], PIN2)):
-        login = opensc("pkcs11-tool", *module, "--slot", slot, "--login", "--pin", pin, "-O", conf=conf)
-        assert login.returncode == 0, login.stderr
-    wrong = opensc(
-        "pkcs11-tool", *module, "--slot", slots["perustunnusluku"], "--login", "--pin", "9999", "-O", conf=conf
+    pem = tmp_path / "auth.pem"
+    listed = opensc(
+        "pkcs15-tool",
+        *("--reader", "0", "--list-certificates", "--list-pins", "--list-keys"),
+        *("--read-certificate", "45", "--output", str(pem)),
+        conf=conf,
     )
-    assert wrong.returncode != 0 and "CKR_PIN_INCORRECT" in wrong.stderr
-    assert card.pin1.tries_left == 4
+    assert listed.returncode == 0, listed.stderr
+    out = listed.stdout
+    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
+        assert f"X.509 Certificate [{label}]" in out
+    assert "Path           : 3f0050164332" in out
+    auth = card.mf.child(b"\x43\x31")
+    assert auth is not None and not isinstance(auth, DF)
+    assert x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(serialization.Encoding.DER) == auth.data
+    assert "PIN [perustunnusluku]" in out and "Reference      : 17 (0x11)" in out
+    assert "PIN [allekirjoitustunnusluku]" in out and "Reference      : 130 (0x82)" in out
+    assert out.count("Private EC Key") == 2 and "FieldLength    : 384" in out
+
+    # PKCS#11: a slot per PIN; each PIN logs in; a wrong PIN1 counts down on the card.
+    assert opensc_pkcs11(
+        conf, f"login:allekirjoitustunnusluku:{PIN2}", f"login:perustunnusluku:{PIN1}", "login:perustunnusluku:9999"
+    ) == ["slots allekirjoitustunnusluku,perustunnusluku", "ok", "ok", "PinIncorrect"]
+    assert (card.pin1.tries_left, card.pin2.tries_left) == (4, 5)
     unblock = opensc(
         "pkcs15-tool", "--reader", "0", "--unblock-pin", "--auth-id", "01", "--puk", PUK, "--new-pin", "4321", conf=conf
     )
     assert unblock.returncode == 0, unblock.stderr
     assert (card.pin1.tries_left, card.pin1.value) == (5, b"4321")
-    resets = [r for r in fineid.records if r.ins == 0x2C]
-    assert [r.command[2:4] for r in resets] == [b"\x00\x11"]  # RESET RETRY COUNTER, PUK and new PIN
+    assert [r.command[2:4] for r in fineid.records if r.ins == 0x2C] == [b"\x00\x11"]  # PUK + new PIN
 
     # Signing: the default driver registers no algorithm (card-default.c), so OpenSC's PKCS#11
-    # module offers no ECDSA mechanism and pkcs15-sec.c (format_senv: sc_card_find_ec_alg()
+    # module offers no ECDSA mechanism, and pkcs15-sec.c (format_senv: sc_card_find_ec_alg()
     # is NULL) refuses before any MSE SET reaches the card.
-    digest = tmp_path / "digest"
-    digest.write_bytes(hashlib.sha384(b"x").digest())
     fineid.reset_count()
-    sign = opensc(
-        "pkcs11-tool",
-        *module,
-        "--slot",
-        slots["perustunnusluku"],
-        "--login",
-        "--pin",
-        "4321",
-        "--sign",
-        "-m",
-        "ECDSA",
-        "--id",
-        "45",
-        "-i",
-        str(digest),
-        "-o",
-        str(tmp_path / "signature"),
-        conf=conf,
-    )
-    assert sign.returncode != 0 and "CKR_MECHANISM_INVALID" in sign.stderr
+    mechanisms, signed = opensc_pkcs11(conf, "mechanisms:perustunnusluku", "sign:perustunnusluku:4321:45")[1:]
+    assert "ECDSA" not in mechanisms.split(",") and signed == "MechanismInvalid"
+    assert [r.command[3] for r in fineid.records if r.ins == INS_VERIFY] == [0x11]  # it logged in
     assert not [r for r in fineid.records if r.ins in (0x22, INS_PSO)]
 
 
@@ -320,11 +303,13 @@ def test_cli_authenticate_token_validates_with_the_finnish_identity(
 def test_cli_wrong_pins_count_down_and_a_blocked_pin_is_never_asked(
     fineid: VirtualCard, pinentry: ScriptedPinentry
 ) -> None:
+    applet(fineid).pin1.tries_left = 2  # three wrong tries already made (fewer processes)
     args = ["authenticate", "--origin", ORIGIN, "--reader", READER_0, "--pin-stdin", "--json"]
-    errors = [json.loads(cli(*args, "--nonce", nonce(), stdin="9999\n").stdout)["error"] for _ in range(5)]
-    assert [e["code"] for e in errors] == ["PIN_INCORRECT"] * 4 + ["PIN_BLOCKED"]
-    assert [e.get("retriesLeft") for e in errors[:4]] == [4, 3, 2, 1]
+    errors = [json.loads(cli(*args, "--nonce", nonce(), stdin="9999\n").stdout)["error"] for _ in range(2)]
+    assert [e["code"] for e in errors] == ["PIN_INCORRECT", "PIN_BLOCKED"]
+    assert errors[0]["retriesLeft"] == 1
     pinentry.respond(PIN1)
+    fineid.reset_count()
     result = cli(
         "authenticate",
         "--origin",
@@ -338,6 +323,7 @@ def test_cli_wrong_pins_count_down_and_a_blocked_pin_is_never_asked(
     )
     assert json.loads(result.stdout)["error"]["code"] == "PIN_BLOCKED"
     assert pinentry.dialogs() == [], "a blocked PIN is never asked for"
+    assert not [r for r in fineid.records if r.ins == INS_VERIFY]
 
 
 def bridge_env(tmp_path: Path, pinentry: ScriptedPinentry) -> dict[str, str]:
@@ -396,6 +382,7 @@ def test_native_host_authenticates_then_signs_with_pin2(
         host.kill()
     validate(token, challenge, card_folder)
 
+    pinentry.respond("OK")  # the person agrees to share the certificate
     host = HostProcess(env=env)
     try:
         host.read()
@@ -404,6 +391,7 @@ def test_native_host_authenticates_then_signs_with_pin2(
         host.finish()
     finally:
         host.kill()
+    assert "certificate" in answer, answer
     certificate = x509.load_der_x509_certificate(base64.b64decode(answer["certificate"]))
     assert certificate.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
 

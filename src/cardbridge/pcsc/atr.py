@@ -59,10 +59,12 @@ KNOWN_CARDS: tuple[KnownCard, ...] = (
     _row("YubiKey 5 (PIV)", "3B FD 13 00 00 81 31 FE 15 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 40", driver="piv"),
     _row("YubiKey 5 NFC over NFC (PIV)", "3B 8D 80 01 80 73 C0 21 C0 57 59 75 62 69 4B 65 79 F9", driver="piv"),
     _row("YubiKey 4 (PIV)", "3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4", driver="piv"),
-    # The Finnish ID card, S4-1 v4.0 (DVV's ATR note: Thales MultiApp v5.0, since 2023).
+    # The Finnish ID card, S4-1 v4.0/v4.1 (DVV's ATR note: Thales MultiApp v5.0, since 2023;
+    # bytes 12-13 differ between batches: 05 00 11 … and 05 10 24 …, as libelectronic-id masks).
     _row(
         "Finnish ID card (FINEID v4)",
         "3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00",
+        "FF FF FF FF FF FF FF FF FF FF FF FF 00 00 FF FF FF FF FF FF",
         driver="fineid",
         country="FI",
     ),
