@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen
-from cardbridge.emulator.fineid_card import FineidApplet
+from cardbridge.emulator.fineid import FineidApplet
 from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, str | None] = {
     "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
     "esteid": "cardbridge.emulator.esteid:KIND",
-    "fineid": "cardbridge.emulator.fineid_card:FINEID_KIND",
+    "fineid": "cardbridge.emulator.fineid:KIND",
     "belpic": "cardbridge.emulator.belpic_card:BELPIC_KIND",
 }
 

@@ -18,7 +18,7 @@ DRIVERS: dict[str, str] = {
     "piv": "cardbridge.pcsc.piv_token:PivToken",
     "esteid": "cardbridge.pcsc.esteid:EsteidToken",
     "belpic": "cardbridge.pcsc.belpic:BelpicToken",
-    "fineid": "cardbridge.pcsc.fineid_token:FineidToken",
+    "fineid": "cardbridge.pcsc.fineid:FineidToken",
 }
 DEFAULT_DRIVER = "piv"  # an unknown ATR: PIV tokens come with many ATRs
 

@@ -499,4 +499,4 @@ class _FineidKind:
         return VirtualCard(applet, reader=reader)
 
 
-FINEID_KIND = _FineidKind()
+KIND = _FineidKind()

@@ -15,13 +15,13 @@ from cryptography.x509.oid import NameOID
 
 from cardbridge.certs import parse_certificate
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen, is_valid_satu, satu_check_character
-from cardbridge.emulator.fineid_card import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
+from cardbridge.emulator.fineid import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.atr import identify
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
-from cardbridge.pcsc.fineid_token import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
+from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
 
 SELECT_AID = bytes.fromhex("00A4040C0C") + PKCS15_AID
 
