@@ -425,3 +425,29 @@ def test_native_host_authenticates_then_signs_with_pin2(
     key.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
     assert [r.command[3] for r in fineid.records if r.ins == INS_VERIFY] == [0x82]
     assert any("PIN2 (allekirjoitustunnusluku)" in text for text in pinentry.texts("SETDESC"))
+
+
+def test_dev_card_kind_fineid_from_a_fresh_data_folder(pcscd: Pcscd, tmp_path: Path) -> None:
+    """``cardbridge dev card --kind fineid`` in a data folder where no PIV card was ever made
+    (its PID file's folder did not exist: the command failed before)."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cardbridge", "--lang", "en", "dev", "card", "--kind", "fineid", "--reader", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(CARDBRIDGE_DATA_DIR=str(tmp_path / "data")),
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "PIN1 (perustunnusluku) 1234" in first and "PIN2 (allekirjoitustunnusluku) 123456" in first, first + (
+            proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        )
+        wait_for_card("Virtual PCD 00 01", True)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    wait_for_card("Virtual PCD 00 01", False)
+    assert proc.returncode == 0

@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.x509.oid import NameOID
 
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen
 from cardbridge.emulator.iso7816 import (
@@ -299,7 +300,9 @@ class FineidApplet(Iso7816Card):
                 + _cert_object(SIGN_LABEL, 0x46, bytes.fromhex("3F0050164332")),
             )
         )
-        mf.add(FineidEF(b"\x44\x04", _cert_object("DVV dev CA", 0x47, bytes.fromhex("3F004334"), authority=True)))
+        ca_names = x509.load_der_x509_certificate(data.ca_cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        ca_label = str(ca_names[0].value) if ca_names else "CA"
+        mf.add(FineidEF(b"\x44\x04", _cert_object(ca_label, 0x47, bytes.fromhex("3F004334"), authority=True)))
         mf.add(FineidEF(b"\x43\x31", data.auth_cert))
         mf.add(FineidEF(b"\x43\x34", data.ca_cert))
         esign = DF(b"\x50\x16")

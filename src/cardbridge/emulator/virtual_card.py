@@ -428,6 +428,7 @@ def run_virtual_card(
 
     for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, on_signal)
+    pidf.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a kind keeps its keys elsewhere
     pidf.write_text(str(os.getpid()), encoding="utf-8")
     card.start()
     try:
