@@ -26,6 +26,7 @@ from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
+from cardbridge.origins import OriginStore
 from cardbridge.pcsc import PcscBackend
 from cardbridge.portal import AuthTokenValidator
 from tests.conftest import ScriptedPinentry
@@ -41,6 +42,12 @@ OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 ES384 = SignatureAlgorithm("ECC", "SHA-384", "NONE")
 PIN1, PIN2, PUK = "1234", "123456", "12345678"
 INS_VERIFY, INS_PSO = 0x20, 0x2A
+
+
+@pytest.fixture(autouse=True)
+def _login_page_allowed(origin_store: OriginStore) -> None:
+    """The person allowed ORIGIN before (the question about a new site has tests of its own)."""
+    origin_store.allow(ORIGIN)
 
 
 @pytest.fixture
