@@ -50,15 +50,23 @@ NAMES = {
     0x22: "MSE SET",
     0x88: "INTERNAL AUTHENTICATE",
     0x2A: "PSO",
+    0xE4: "GET CARD DATA",
+    0xE6: "LOG OFF",
 }
 # The card's least APDUs for a login (its description): select, verify, sign (+ MSE SET where
 # the card needs the key set before it signs).
-MINIMUM = {"piv": 3, "esteid": 4, "fineid": 5}  # FINEID: select, verify, MSE SET, PSO HASH, PSO CDS
+# FINEID: select, verify, MSE SET, PSO HASH, PSO CDS; Belpic: SELECT DF00, MSE SET, VERIFY,
+# PSO CDS and the GET RESPONSE that T=0 needs.
+MINIMUM = {"piv": 3, "esteid": 4, "fineid": 5, "belpic": 5}
 # Kinds Debian's OpenSC (0.23) cannot log in and sign with, and why.
 OPENSC_CANNOT = {
     "fineid": "OpenSC 0.23 has no driver for the FINEID v4 ATR; its default driver reads the PKCS#15 "
     "files but signs nothing (tests/pcsc/test_fineid.py)",
 }
+# Kinds measured with each of their keys (the Belgian card: applet 1.8 and applet 1.7).
+KIND_KEYS: dict[str, tuple[str, ...]] = {"belpic": ("ec-p384", "rsa-2048")}
+# The authentication key's CKA_ID in OpenSC where it is not 01 (Belpic: the PKCS#15 ID 02).
+OPENSC_KEY_ID = {"belpic": "02"}
 
 # A second process: OpenSC logs in and signs once (cold), says so, waits for a line, then
 # logs in and signs again (warm) and prints the warm time.
@@ -72,7 +80,7 @@ token = slots[0].get_token()
 def once():
     started = time.perf_counter()
     with token.open(user_pin=pin) as session:
-        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=b"\\x01")
+        key = session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=bytes.fromhex(sys.argv[6]))
         mech = Mechanism.ECDSA if key.key_type == pkcs11.KeyType.EC else Mechanism.RSA_PKCS
         prefix = bytes.fromhex("3031300d060960864801650304020105000420")
         payload = data if mech == Mechanism.ECDSA else prefix + data[:32]
@@ -178,8 +186,18 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
             backend.close()
         if OPENSC and kind_name not in OPENSC_CANNOT:
             digest = hashlib.sha384(b"bench").digest()[: 32 if key == "ec-p256" else 48]
-            proc = subprocess.Popen(
-                [sys.executable, "-c", OPENSC_LOGIN, OPENSC, READER, pins["pin"], digest.hex(), str(rounds)],
+            proc = subprocess.Popen(  # OpenSC 0.23's belpic driver signs RSA only: no row for applet 1.8
+                [
+                    sys.executable,
+                    "-c",
+                    OPENSC_LOGIN,
+                    OPENSC,
+                    READER,
+                    pins["pin"],
+                    digest.hex(),
+                    str(rounds),
+                    OPENSC_KEY_ID.get(kind_name, "01"),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -210,11 +228,12 @@ def main() -> int:
     results: dict[str, list[Row]] = {}
     with tempfile.TemporaryDirectory() as folder, Pcscd():
         for kind in kinds:
-            key = args.key if kind == "piv" else None
-            results[kind] = measure(kind, key, Path(folder), args.rounds)
+            for key in KIND_KEYS.get(kind, (args.key if kind == "piv" else None,)):
+                results[f"{kind} {key}" if kind in KIND_KEYS else kind] = measure(kind, key, Path(folder), args.rounds)
     print("APDUs and wall time for one login, per emulated card (best of", args.rounds, "warm logins):\n")
-    for kind, rows in results.items():
-        print(f"{card_kind(kind).title}:")
+    for name, rows in results.items():
+        kind, _, key = name.partition(" ")
+        print(f"{card_kind(kind).title}{f' ({key})' if key else ''}:")
         width = max(len(r.label) for r in rows)
         for row in rows:
             count, ms = len(row.records), row.seconds * 1000

@@ -901,7 +901,7 @@ class _BelpicKind:
     ``--key ec-p384``, the default; applet 1.7 with ``--key rsa-2048``)."""
 
     name = "belpic"
-    title = "Belgian eID card (Belpic applet 1.8)"
+    title = "Belgian eID card (Belpic)"
     pins = (PinDefault("pin", "PIN", DEFAULT_PIN),)
     keys = KEYS
 
