@@ -151,3 +151,31 @@ async def _next_event(response: Any) -> tuple[str, dict[str, Any]]:
             name = line[7:]
         elif line.startswith("data: ") and name:
             return name, json.loads(line[6:])
+
+
+async def test_a_denied_site_is_refused_at_the_guard_even_when_a_list_also_allows_it(
+    aiohttp_client: Any, softhsm: SoftHsm, origin_store: OriginStore, pinentry: ScriptedPinentry
+) -> None:
+    # The system file denies it, the user's file (or --allow-origin) allows it: deny wins.
+    config = Config(allowed_origins=(ORIGIN, DENIED), denied_origins=(DENIED,))
+    service = CardService(open_backends([softhsm.module]), user_timeout=20, sites=SitePolicy(config, origin_store))
+    port = free_port()
+    settings = ServerSettings(
+        port=port,
+        allowed_origins=frozenset({ORIGIN, DENIED}),
+        token_label="p256",
+        pinentry_program=ScriptedPinentry.program,
+    )
+    client = await aiohttp_client(create_app(service, settings), server_kwargs={"port": port})
+    try:
+        for method, path in (("GET", "/v1/status"), ("GET", "/v1/events"), ("POST", "/v1/authenticate")):
+            response = await client.request(
+                method, path, json={"challengeNonce": nonce()} if method == "POST" else None, headers={"Origin": DENIED}
+            )
+            body = await response.json(content_type=None)
+            assert response.status == 403 and body["code"] == "ORIGIN_NOT_ALLOWED", (path, body)
+            assert "Access-Control-Allow-Origin" not in response.headers
+        assert (await client.get("/v1/status", headers={"Origin": ORIGIN})).status == 200
+        assert pinentry.dialogs() == []
+    finally:
+        await service.aclose()

@@ -52,10 +52,11 @@ def check_origin_header(request: web.Request) -> str | None:
     if len(origins) != 1:
         raise OriginNotAllowedError("The request must carry exactly one Origin header.")
     origin = origins[0]
-    if origin in request.app[SETTINGS].allowed_origins:
-        return origin
     service = request.app[SERVICE]
     decision = service.site_decision(origin)
+    if decision is None:  # a service with no policy: the settings' list alone
+        decision = Decision.ALLOW if origin in request.app[SETTINGS].allowed_origins else Decision.DENY
+    # The policy decides first: a denied site stays denied whatever list also names it.
     if decision is Decision.ALLOW or (decision is Decision.ASK and _web_origin(origin, service.allow_http_localhost)):
         return origin
     raise OriginNotAllowedError("This site is not allowed to use the ID card bridge.")
@@ -74,9 +75,10 @@ def origin_allowed(request: web.Request) -> bool:
     origin = request.get(ORIGIN)
     if origin is None:
         return False
-    if origin in request.app[SETTINGS].allowed_origins:
-        return True
-    return request.app[SERVICE].site_decision(origin) is Decision.ALLOW
+    decision = request.app[SERVICE].site_decision(origin)
+    if decision is None:  # a service with no policy: the settings' list alone
+        return origin in request.app[SETTINGS].allowed_origins
+    return decision is Decision.ALLOW
 
 
 def _route_error(request: web.Request) -> None:
