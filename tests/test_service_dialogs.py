@@ -320,3 +320,22 @@ async def test_cancel_in_the_choice_is_a_cancel(softhsm: SoftHsm, pinentry: Scri
         assert len(pinentry.dialogs()) == 2  # no PIN dialog
     finally:
         await service.aclose()
+
+
+async def test_an_unanswered_question_counts_as_no_for_the_pause(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # A page in a background tab must not raise the question again and again by leaving it
+    # unanswered: the pinentry times out (as pinentry does with --timeout), then the pause.
+    service = service_for(softhsm, Config(), origin_store)
+    try:
+        pinentry.respond("TIMEOUT")
+        with pytest.raises(UserTimeoutError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1
+        with pytest.raises(OriginNotAllowedError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1  # no second question
+        assert not origin_store.is_allowed(ORIGIN)
+    finally:
+        await service.aclose()

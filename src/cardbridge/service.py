@@ -556,9 +556,10 @@ class CardService:
                 dialogs.allow_site(SiteRequest(origin, lang, timeout=self._time_left())),
                 "The question about the website was not answered in time.",
             )
-        except UserCancelledError:
+        except (UserCancelledError, UserTimeoutError):
+            # No answer counts as no: a page cannot raise the question again at once.
             await asyncio.to_thread(sites.store.refuse, origin)
-            log.info("the person refused %s", origin)
+            log.info("the person refused %s (or did not answer)", origin)
             raise
         await asyncio.to_thread(sites.store.allow, origin)
         log.info("the person allowed %s", origin)
