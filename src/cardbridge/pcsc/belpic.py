@@ -34,13 +34,12 @@ from collections.abc import Sequence
 from cardbridge.errors import (
     CardbridgeError,
     CardError,
-    InvalidInputError,
     PinBlockedError,
     PinInvalidLengthError,
     UnsupportedCardError,
     UnsupportedKeyError,
 )
-from cardbridge.model import HASH_LENGTHS, CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport
 from cardbridge.pcsc.cardtoken import parse_or_warn
 from cardbridge.pcsc.filesystem import (
@@ -231,12 +230,7 @@ class BelpicToken(FileSystemToken):
         algorithm: SignatureAlgorithm,
     ) -> bytes:
         key = self.key_for(certificate)
-        if pin is None:
-            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
-        if algorithm not in self.supported_algorithms(certificate):
-            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
-        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
-            raise InvalidInputError("The digest length does not match the hash function.")
+        pin = self.check_sign_request(certificate, pin, digest, algorithm)
         if algorithm.crypto == "ECC":
             reference, data = _ECDSA[algorithm.hash_function], digest
         elif algorithm.hash_function == "SHA-256":

@@ -30,11 +30,13 @@ from cardbridge.errors import (
     CardError,
     CardRemovedError,
     CardResetError,
+    InvalidInputError,
     PinError,
     ServiceNotRunningError,
     UnsupportedCardError,
+    UnsupportedKeyError,
 )
-from cardbridge.model import CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, TokenInfo
+from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, TokenInfo
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.atr import CardIdentity, supports_extended_length
 from cardbridge.pcsc.readers import BACKEND_NAME, ReaderWorker
@@ -155,6 +157,19 @@ class CardToken:
         raise NotImplementedError
 
     # -- for drivers ---------------------------------------------------------------------
+    def check_sign_request(
+        self, certificate: CertificateInfo, pin: bytearray | None, digest: bytes, algorithm: SignatureAlgorithm
+    ) -> bytearray:
+        """What every driver checks before a card is touched: a PIN (no driver has a PIN-pad
+        path), an algorithm this key signs, a digest of the hash's length. Returns the PIN."""
+        if pin is None:
+            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
+        if algorithm not in self.supported_algorithms(certificate):
+            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
+        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
+            raise InvalidInputError("The digest length does not match the hash function.")
+        return pin
+
     def identify_card(self) -> None:
         """Confirm the card application (SELECT) and read what identifies the card; raises
         UnsupportedCardError when the application is not there. Cheap when cached."""

@@ -36,7 +36,7 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
-from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
+from cardbridge.model import CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
 from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
 from cardbridge.pcsc.piv import check_verify, ecdsa_der_to_raw, parse_tlv
@@ -318,12 +318,7 @@ class FileSystemToken(CardToken):
         algorithm: SignatureAlgorithm,
     ) -> bytes:
         key = self.key_for(certificate)
-        if pin is None:
-            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
-        if algorithm not in self.supported_algorithms(certificate):
-            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
-        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
-            raise InvalidInputError("The digest length does not match the hash function.")
+        pin = self.check_sign_request(certificate, pin, digest, algorithm)
         reset = [False]
 
         def step(transport: ApduTransport) -> bytes:

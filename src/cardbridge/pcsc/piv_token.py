@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
-from cardbridge.errors import CardbridgeError, CardError, InvalidInputError, NoCertificateError, UnsupportedKeyError
-from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, SignatureAlgorithm
+from cardbridge.errors import CardbridgeError, CardError, NoCertificateError
+from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
 from cardbridge.pcsc.piv import (
@@ -65,12 +65,7 @@ class PivToken(CardToken):
         algorithm: SignatureAlgorithm,
     ) -> bytes:
         key = _key_ref(certificate)
-        if pin is None:
-            raise InvalidInputError("This card needs a PIN; it has no PIN pad.")
-        if algorithm not in self.supported_algorithms(certificate):
-            raise UnsupportedKeyError(f"The card cannot sign {algorithm.jws} with this key.")
-        if len(digest) != HASH_LENGTHS[algorithm.hash_function]:
-            raise InvalidInputError("The digest length does not match the hash function.")
+        pin = self.check_sign_request(certificate, pin, digest, algorithm)
         if certificate.key_type == "RSA":
             alg = Algorithm.RSA_2048
             challenge = pkcs1_v15_block(digest, algorithm.hash_function, 256)
