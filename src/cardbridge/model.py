@@ -33,6 +33,8 @@ class PinKind(enum.StrEnum):
 
 
 HASH_LENGTHS: dict[str, int] = {"SHA-224": 28, "SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
+# The hash that goes with each ECDSA curve (its natural strength): ES256, ES384, ES512.
+CURVE_HASHES: dict[str, str] = {"secp256r1": "SHA-256", "secp384r1": "SHA-384", "secp521r1": "SHA-512"}
 DIGEST_INFO_PREFIXES: dict[str, bytes] = {
     "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
     "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),

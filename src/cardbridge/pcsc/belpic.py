@@ -39,7 +39,7 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
-from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import CURVE_HASHES, CertificateInfo, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport
 from cardbridge.pcsc.cardtoken import parse_or_warn
 from cardbridge.pcsc.filesystem import (
@@ -214,9 +214,9 @@ class BelpicToken(FileSystemToken):
         return fs.pin_state(pin.reference)  # a global PIN: no SELECT first
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type == "EC" and certificate.curve in ("secp256r1", "secp384r1", "secp521r1"):
-            natural = {"secp256r1": "SHA-256", "secp384r1": "SHA-384", "secp521r1": "SHA-512"}[certificate.curve]
-            hashes = [natural] + [h for h in ("SHA-256", "SHA-384", "SHA-512") if h != natural]
+        if certificate.key_type == "EC" and certificate.curve in CURVE_HASHES:
+            natural = CURVE_HASHES[certificate.curve]
+            hashes = [natural] + [h for h in CURVE_HASHES.values() if h != natural]
             return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in hashes)
         if certificate.key_type == "RSA" and certificate.key_size == 2048:
             return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))

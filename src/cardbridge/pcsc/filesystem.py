@@ -36,7 +36,7 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
-from cardbridge.model import CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
+from cardbridge.model import CURVE_HASHES, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
 from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
 from cardbridge.pcsc.piv import check_verify, ecdsa_der_to_raw, parse_tlv
@@ -304,9 +304,7 @@ class FileSystemToken(CardToken):
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
         if certificate.key_type == "EC":
-            hash_function = {"secp256r1": "SHA-256", "secp384r1": "SHA-384", "secp521r1": "SHA-512"}.get(
-                certificate.curve or ""
-            )
+            hash_function = CURVE_HASHES.get(certificate.curve or "")
             return (SignatureAlgorithm("ECC", hash_function, "NONE"),) if hash_function else ()
         return ()
 
