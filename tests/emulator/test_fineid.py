@@ -18,7 +18,7 @@ from cardbridge.emulator.devpki import DevCA, FinnishCitizen, is_valid_satu, sat
 from cardbridge.emulator.fineid import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
-from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.apdu import ApduTransport, split_response
 from cardbridge.pcsc.atr import identify
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
 from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
@@ -50,8 +50,8 @@ class Direct:
     def __init__(self, card: FineidApplet) -> None:
         self.card = card
 
-    def transmit(self, apdu: bytes) -> bytes:
-        return self.card.process(apdu)
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        return split_response(self.card.process(apdu))
 
 
 def driver(card: FineidApplet) -> tuple[FineidToken, FileSystemSession]:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cardbridge.emulator.iso7816 import DF, EF, CardKey, Iso7816Card, Pin
 from cardbridge.errors import PinBlockedError, PinIncorrectError, PinInvalidLengthError, UnsupportedCardError
-from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.apdu import ApduTransport, split_response
 from cardbridge.pcsc.filesystem import (
     CRT_AT,
     FileSystemSession,
@@ -45,8 +45,8 @@ class Direct:
     def __init__(self, card: Iso7816Card) -> None:
         self.card = card
 
-    def transmit(self, apdu: bytes) -> bytes:
-        return self.card.process(apdu)
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        return split_response(self.card.process(apdu))
 
 
 def session(card: Iso7816Card) -> FileSystemSession:

@@ -14,18 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cardbridge.pcsc.apdu import TRACE, ApduTransport, Response, encode_apdu
+from cardbridge.errors import CardError
+from cardbridge.pcsc.apdu import TRACE, ApduTransport, Response, encode_apdu, split_response
 
 
 class ScriptedCard:
     def __init__(self, *exchanges: tuple[str, str]) -> None:
         self.script = [(bytes.fromhex(c), bytes.fromhex(r)) for c, r in exchanges]
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         assert self.script, f"unexpected command {apdu.hex()}"
         command, response = self.script.pop(0)
         assert apdu == command, f"sent {apdu.hex()}, the card expected {command.hex()}"
-        return response
+        return split_response(response)
 
     def done(self) -> None:
         assert not self.script, "the card expected more commands"
@@ -123,3 +124,13 @@ def test_extended_encoding_round_trips(data: bytes, le: int | None) -> None:
 
     parsed = CommandApdu.parse(encode_apdu(0x00, 0x87, 0x07, 0x9A, data, le, extended=True))
     assert (parsed.data, parsed.le, parsed.extended) == (data, le, True)
+
+
+@pytest.mark.parametrize("raw", ["", "90"])
+def test_an_answer_shorter_than_a_status_word_is_a_card_error(raw: str) -> None:
+    with pytest.raises(CardError, match="shorter than a status word"):
+        split_response(bytes.fromhex(raw))
+
+
+def test_an_answer_splits_into_its_data_and_status_word() -> None:
+    assert split_response(bytes.fromhex("AABB6283")) == (b"\xaa\xbb", 0x6283)

@@ -30,7 +30,7 @@ from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardRemovedError, NoCardError, PinBlockedError, PinIncorrectError, PinInvalidLengthError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.pcsc import PcscBackend
-from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.apdu import ApduTransport, split_response
 from cardbridge.pcsc.belpic import PIN, BelpicSession, BelpicToken
 from cardbridge.portal import AuthTokenValidator
 from tests.conftest import ScriptedPinentry
@@ -57,9 +57,9 @@ class _Direct:
         self.card = card
         self.sent: list[bytes] = []
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         self.sent.append(apdu)
-        return self.card.process(apdu)
+        return split_response(self.card.process(apdu))
 
 
 @pytest.fixture(scope="module")

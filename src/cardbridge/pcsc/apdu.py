@@ -55,9 +55,18 @@ class SW(enum.IntEnum):
 
 
 class Connection(Protocol):
-    """A card connection: one command APDU in, one response APDU (data + SW) out."""
+    """A card connection: one command APDU in, the response's data and status word out
+    (:func:`split_response` makes them from the bytes a reader returns)."""
 
-    def transmit(self, apdu: bytes) -> bytes: ...
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]: ...
+
+
+def split_response(raw: bytes) -> tuple[bytes, int]:
+    """A response APDU's data and status word (ISO 7816-4: the last two bytes are SW1 SW2).
+    Fewer than two bytes is a broken answer: CardError."""
+    if len(raw) < 2:
+        raise CardError("The card sent a response shorter than a status word.")
+    return bytes(raw[:-2]), int.from_bytes(raw[-2:], "big")
 
 
 class ApduError(CardError):
@@ -88,12 +97,6 @@ class Response:
         if self.sw != SW.OK:
             raise ApduError(self.sw)
         return self.data
-
-    @classmethod
-    def parse(cls, raw: bytes) -> Response:
-        if len(raw) < 2:
-            raise CardError("The card sent a response shorter than a status word.")
-        return cls(bytes(raw[:-2]), int.from_bytes(raw[-2:], "big"))
 
 
 def encode_apdu(
@@ -148,8 +151,7 @@ class ApduTransport:
         if log.isEnabledFor(TRACE):
             log.log(TRACE, "> %s", _describe(apdu))
         self.count += 1
-        raw = self.connection.transmit(apdu)
-        response = Response.parse(raw)
+        response = Response(*self.connection.transmit(apdu))
         if log.isEnabledFor(TRACE):
             log.log(TRACE, "< %s %04X", response.data.hex(" ").upper(), response.sw)
         return response

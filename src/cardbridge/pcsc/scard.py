@@ -27,6 +27,7 @@ from cardbridge.errors import (
     NoReadersError,
     ServiceNotRunningError,
 )
+from cardbridge.pcsc.apdu import split_response
 
 log = logging.getLogger(__name__)
 
@@ -231,12 +232,12 @@ class CardConnection:
         self._protocol = protocol
         self.disposition = LEAVE_CARD
 
-    def transmit(self, apdu: bytes) -> bytes:
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
         code, response = _s.SCardTransmit(self._handle, self._protocol, list(apdu))
         if _u32(code) != S_SUCCESS:
             self.context.lost(code)
             raise error_for(code, self.reader)
-        return bytes(response)
+        return split_response(bytes(response))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[CardConnection]:
