@@ -3,32 +3,36 @@ import base64
 import contextlib
 import hashlib
 import secrets
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 
 from cardbridge.authtoken import authentication_digest
+from cardbridge.config import Config, load_config
 from cardbridge.errors import (
     AmbiguousCertificateError,
     BusyError,
     InvalidInputError,
     InvalidNonceError,
     InvalidOriginError,
-    NoTokenError,
+    OriginNotAllowedError,
     PinIncorrectError,
     UserCancelledError,
     UserTimeoutError,
 )
 from cardbridge.model import Purpose
+from cardbridge.origins import REFUSAL_PAUSE, OriginStore, SitePolicy
 from cardbridge.pinentry import FixedPinSource, PinentrySource
 from cardbridge.service import CardService, Selection, open_backends
-from tests.conftest import ScriptedPinentry, ended
+from tests.conftest import ScriptedPinentry, alive, ended
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
 
 pytestmark = pytest.mark.softhsm
 ORIGIN = "https://login.example.no"
+OTHER = "https://skatt.example.no"
 
 
 def nonce() -> str:
@@ -68,32 +72,6 @@ async def test_token_verifies_and_one_changed_character_does_not(
         if c.purpose is Purpose.AUTHENTICATION
     ]
     assert token.unverified_certificate == cert.der
-
-
-async def test_two_authentication_certificates_are_ambiguous(service: CardService, pinentry: ScriptedPinentry) -> None:
-    pinentry.respond("1234")
-    with pytest.raises(AmbiguousCertificateError) as info:
-        await service.authenticate(
-            ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="two-auth")
-        )
-    candidates = info.value.details["candidates"]
-    assert len(candidates) == 2
-    assert pinentry.dialogs() == [], "no dialog before the certificate is chosen"
-    chosen = candidates[1]["sha256"]
-    challenge = nonce()
-    token = await service.authenticate(
-        ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(certificate_sha256=chosen)
-    )
-    import hashlib
-
-    assert hashlib.sha256(token.unverified_certificate).hexdigest() == chosen
-    verify_token(token.to_dict(), ORIGIN, challenge)
-
-
-async def test_several_tokens_and_no_dialog_to_choose_are_ambiguous(service: CardService) -> None:
-    with pytest.raises(AmbiguousCertificateError) as info:
-        await service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"))
-    assert len(info.value.details["candidates"]) >= 5
 
 
 async def test_wrong_pin_is_reported_in_the_next_dialog_then_cancel_is_a_cancel(
@@ -189,13 +167,6 @@ async def test_bad_input_never_reaches_a_backend(pinentry: ScriptedPinentry) -> 
     with pytest.raises(InvalidInputError):
         await service.sign(ORIGIN, b"", b"\x00" * 31, "SHA-256", PinentrySource(pinentry.program))
     assert pinentry.dialogs() == []
-
-
-async def test_no_token_and_no_dialog_to_wait_with(softhsm: SoftHsm) -> None:
-    service = CardService(open_backends([softhsm.module]))
-    with pytest.raises(NoTokenError):
-        await service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"), selection=Selection(token_label="missing"))
-    await service.aclose()
 
 
 async def test_sign_with_the_signing_key(service: CardService, pinentry: ScriptedPinentry) -> None:
@@ -744,3 +715,196 @@ async def test_closing_the_service_does_not_block_the_event_loop(
         login.cancel()
         with contextlib.suppress(BaseException):
             await login
+
+
+# -- the question about a new website (origin_policy = "ask") ------------------------------
+
+
+def service_for(softhsm: SoftHsm, config: Config, store: OriginStore, *, user_timeout: float = 10) -> CardService:
+    return CardService(open_backends([softhsm.module]), user_timeout=user_timeout, sites=SitePolicy(config, store))
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+P384 = Selection(token_label="p384")
+
+
+# -- a new website ------------------------------------------------------------------------
+
+
+async def test_first_login_asks_naming_the_origin_and_the_second_does_not(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    service = service_for(softhsm, Config(), origin_store)
+    try:
+        pinentry.respond("OK", "1234")
+        challenge = nonce()
+        token = await service.authenticate(ORIGIN, challenge, PinentrySource(pinentry.program), selection=P384)
+        verify_token(token.to_dict(), ORIGIN, challenge)
+        question, pin = pinentry.dialogs()
+        assert ["CONFIRM", ""] in question["commands"]
+        (title, desc) = (arg for verb, arg in question["commands"] if verb in ("SETTITLE", "SETDESC"))
+        assert desc.splitlines()[0] == ORIGIN  # first, and on a line of its own
+        assert "nettsted" in title.lower()
+        assert any(verb == "GETPIN" for verb, _ in pin["commands"])
+        assert origin_store.is_allowed(ORIGIN)
+
+        pinentry.respond("1234")
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384, lang="en")
+        (only,) = pinentry.dialogs()
+        assert any(verb == "GETPIN" for verb, _ in only["commands"])  # the PIN, no question
+
+        assert origin_store.forget(ORIGIN)  # what `cardbridge origins forget` does
+        pinentry.respond("OK", "1234")
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384, lang="en")
+        question, _ = pinentry.dialogs()
+        texts = dict((verb, arg) for verb, arg in question["commands"] if verb.startswith("SET"))
+        assert texts["SETTITLE"] == "A new website wants your ID card" and texts["SETOK"] == "Allow"
+        assert texts["SETDESC"].startswith(f"{ORIGIN}\n\nwants to use your ID card.")
+    finally:
+        await service.aclose()
+
+
+async def test_cancel_refuses_this_time_and_the_site_cannot_ask_again_at_once(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    service = service_for(softhsm, Config(), origin_store)
+    try:
+        pinentry.respond("CANCEL", "OK", "1234")
+        with pytest.raises(UserCancelledError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1  # the question only: no card touched, no PIN asked
+        assert not origin_store.is_allowed(ORIGIN)
+        for _ in range(3):  # the pause: refused at once, no dialog
+            with pytest.raises(OriginNotAllowedError) as refused:
+                await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+            assert "30" in refused.value.message
+        assert len(pinentry.dialogs()) == 1
+        # Another site is not paused; after the pause the first may ask again.
+        assert SitePolicy(Config(), origin_store).decide(OTHER) == "ask"
+        later = time.time() + REFUSAL_PAUSE + 1
+        from cardbridge.origins import decide
+
+        assert decide(ORIGIN, Config(), origin_store, now=later) == "ask"
+    finally:
+        await service.aclose()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(denied_origins=(ORIGIN,)),
+        Config(denied_origins=(ORIGIN,), allowed_origins=(ORIGIN,)),  # denied wins
+        Config(origin_policy="allow-list"),
+        Config(origin_policy="allow-list", allowed_origins=(OTHER,)),
+    ],
+)
+async def test_denied_or_unlisted_is_never_asked(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore, config: Config
+) -> None:
+    origin_store.allow(ORIGIN)  # even a site the person allowed before, when the config denies it
+    if config.origin_policy == "allow-list":
+        origin_store.forget(ORIGIN)
+    service = service_for(softhsm, config, origin_store)
+    try:
+        pinentry.respond("OK", "1234")
+        with pytest.raises(OriginNotAllowedError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert pinentry.dialogs() == []
+    finally:
+        await service.aclose()
+
+
+async def test_a_locked_system_setting_wins_over_the_users_file(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore, tmp_path: Path
+) -> None:
+    system = write(
+        tmp_path / "system.toml",
+        f'origin_policy = "allow-list"\nallowed_origins = ["{OTHER}"]\nlocked = ["origin_policy", "allowed_origins"]\n',
+    )
+    user = write(tmp_path / "user.toml", f'origin_policy = "ask"\nallowed_origins = ["{ORIGIN}"]\n')
+    config = load_config(user, system_path=system)
+    assert (config.origin_policy, config.allowed_origins) == ("allow-list", (OTHER,))
+    service = service_for(softhsm, config, origin_store)
+    try:
+        pinentry.respond("OK", "1234")
+        with pytest.raises(OriginNotAllowedError) as refused:
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert "allowed_origins" in refused.value.message
+        assert pinentry.dialogs() == []
+        # Unlocked, the user's file would have let it through.
+        write(system, f'origin_policy = "allow-list"\nallowed_origins = ["{OTHER}"]\n')
+        service.sites = SitePolicy(load_config(user, system_path=system), origin_store)
+        pinentry.respond("OK", "1234")
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+    finally:
+        await service.aclose()
+
+
+async def test_one_question_at_a_time(softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore) -> None:
+    service = service_for(softhsm, Config(), origin_store, user_timeout=30)
+    try:
+        pinentry.respond("HANG")
+        first = asyncio.create_task(
+            service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        )
+        for _ in range(200):
+            if pinentry.dialogs():
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(BusyError):
+            await service.authenticate(OTHER, nonce(), PinentrySource(pinentry.program), selection=P384)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        (dialog,) = pinentry.dialogs()
+        assert not alive(dialog["pid"])
+        assert not origin_store.is_allowed(ORIGIN)
+    finally:
+        await service.aclose()
+
+
+# -- waiting for a card -------------------------------------------------------------------
+
+
+async def test_the_question_and_the_wait_share_one_timeout(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # A page's client waits user_timeout (plus a margin) for the whole login, not per dialog.
+    service = service_for(softhsm, Config(), origin_store, user_timeout=6)
+    try:
+        pinentry.respond("AFTER 4 OK", "WAIT")  # 4 s to allow the site, then no card
+        started = time.monotonic()
+        with pytest.raises(UserTimeoutError):
+            await service.authenticate(
+                ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="missing")
+            )
+        assert time.monotonic() - started < 8.5  # one budget of 6 s, not 4 s + 6 s
+        question, notice = pinentry.dialogs()
+        timeouts = [int(arg) for d in (question, notice) for verb, arg in d["commands"] if verb == "SETTIMEOUT"]
+        assert timeouts[0] <= 6 and timeouts[1] <= 2  # the notice gets what is left
+    finally:
+        await service.aclose()
+
+
+async def test_an_unanswered_question_counts_as_no_for_the_pause(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # A page in a background tab must not raise the question again and again by leaving it
+    # unanswered: the pinentry times out (as pinentry does with --timeout), then the pause.
+    service = service_for(softhsm, Config(), origin_store)
+    try:
+        pinentry.respond("TIMEOUT")
+        with pytest.raises(UserTimeoutError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1
+        with pytest.raises(OriginNotAllowedError):
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1  # no second question
+        assert not origin_store.is_allowed(ORIGIN)
+    finally:
+        await service.aclose()

@@ -492,7 +492,7 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     monitor = None if args.no_pcsc else _card_monitor()
     if monitor is not None:
-        service.watch(monitor)
+        service.events.watch(monitor)
 
     def ready(urls: list[str]) -> None:
         print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)

@@ -252,6 +252,14 @@ class Backend(Protocol):
     @property
     def executor(self) -> Executor: ...
 
+    @property
+    def tokens_share_worker(self) -> bool:
+        """True when its tokens' calls run on the backend's own worker (their ``executor``
+        is the backend's: a PKCS#11 module's one thread), so one call on that worker can
+        read its tokens too; False when each token has a thread of its own (a PC/SC
+        reader's)."""
+        ...
+
     def tokens(self) -> Sequence[Token]:
         """The tokens present now. Blocks: run on ``executor``."""
         ...

@@ -721,7 +721,7 @@ class FakeMonitor:
 
 async def test_events_status_first_then_card_events(make_client: MakeClient, service: CardService) -> None:
     monitor = FakeMonitor()
-    service.watch(monitor)
+    service.events.watch(monitor)
     client = await make_client(heartbeat=0.2)
     response = await client.get("/v1/events", headers=origin_headers())
     assert response.status == 200
@@ -750,7 +750,7 @@ async def test_events_status_first_then_card_events(make_client: MakeClient, ser
         },
     )
     response.close()
-    service.unwatch()
+    service.events.unwatch()
     assert monitor.callbacks == []
 
 

@@ -135,7 +135,7 @@ async def test_events_for_a_new_site_carry_no_card_data(client: TestClient[Any, 
             if not sees_cards:
                 assert first[1] == {"version": __version__}
             await asyncio.sleep(0.1)
-            service.publish({"type": "card-inserted", "reader": "Virtual PCD 00 00"})
+            service.events.publish({"type": "card-inserted", "reader": "Virtual PCD 00 00"})
             try:
                 event = await asyncio.wait_for(_next_event(response), 1.5)
             except TimeoutError:

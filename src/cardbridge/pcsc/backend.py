@@ -59,6 +59,11 @@ class PcscBackend:
         return self._executor
 
     @property
+    def tokens_share_worker(self) -> bool:
+        """Each reader's card runs on that reader's worker thread, not the listing thread."""
+        return False
+
+    @property
     def apdu_count(self) -> int:
         """APDUs this backend's tokens sent."""
         return self._counter.count

@@ -135,6 +135,11 @@ class ModuleBackend:
         return self._executor
 
     @property
+    def tokens_share_worker(self) -> bool:
+        """Its tokens run on the module's one worker thread (python-pkcs11 is not thread-safe)."""
+        return True
+
+    @property
     def closing(self) -> bool:
         """True once :meth:`close` has begun: a call in progress starts nothing new."""
         return self._closed is not None

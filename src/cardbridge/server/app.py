@@ -47,7 +47,7 @@ def begin_stopping(app: web.Application) -> set[asyncio.Future[Any]]:
     if STOPPING not in app or app[STOPPING].is_set():
         return set()
     app[STOPPING].set()
-    app[SERVICE].publish({"type": STOPPING_EVENT})
+    app[SERVICE].events.publish({"type": STOPPING_EVENT})
     operations: dict[asyncio.Future[Any], asyncio.Future[None]] = app[OPERATIONS]
     for work, stopped in operations.items():
         work.cancel()

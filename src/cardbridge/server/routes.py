@@ -106,7 +106,7 @@ async def status_body(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE]
     errors: list[CardbridgeError] = []
     try:
-        readers = service.readers()
+        readers = service.events.readers()
         pcsc: dict[str, Any] = {"watched": readers is not None, "running": True if readers is not None else None}
     except ServiceNotRunningError as exc:
         readers, pcsc = [], {"watched": True, "running": False}
@@ -222,7 +222,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     service, settings = request.app[SERVICE], request.app[SETTINGS]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
     allowed = origin_allowed(request)  # else: the version, keep-alives and the end, nothing of cards
-    with service.subscribe() as subscription:
+    with service.events.subscribe() as subscription:
         snapshot = await status_body(request)
         await response.prepare(request)
         try:
