@@ -74,6 +74,15 @@ async def test_every_subscriber_gets_each_event_in_order_and_its_own_copy() -> N
         assert got[0] == {"type": "a"} and await second.get() == {"type": "b"}
 
 
+async def test_a_slow_subscriber_loses_the_oldest_and_is_told() -> None:
+    hub = EventHub()
+    with hub.subscribe(maxsize=3) as slow:
+        for n in range(5):
+            hub.publish({"type": "card-inserted", "n": n})
+        got = [await slow.get() for _ in range(3)]
+    assert got[0] == {"type": "overflow"} and got[-1] == {"type": "card-inserted", "n": 4}
+
+
 async def test_a_closed_subscription_gets_nothing_more() -> None:
     hub = EventHub()
     subscription = hub.subscribe()
@@ -121,3 +130,21 @@ def test_an_event_after_the_loop_closed_is_dropped() -> None:
     watcher.emit("card-removed")
     assert watcher.errors == []  # no RuntimeError on the watcher's thread
     hub.unwatch()
+
+
+@pytest.mark.parametrize("maxsize", [2, 3, 8])
+async def test_after_an_overflow_the_newest_events_are_kept_behind_one_notice(maxsize: int) -> None:
+    hub = EventHub()
+    with hub.subscribe(maxsize=maxsize) as slow:
+        for n in range(3 * maxsize):
+            hub.publish({"type": "card-inserted", "n": n})
+        got = [await slow.get() for _ in range(maxsize)]
+        assert got[0] == {"type": "overflow"}
+        assert [e["n"] for e in got[1:]] == list(range(2 * maxsize + 1, 3 * maxsize))
+        hub.publish({"type": "card-removed"})  # after it was read, nothing more is lost
+        assert await slow.get() == {"type": "card-removed"}
+
+
+def test_a_subscription_keeps_at_least_the_notice_and_the_newest() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        EventHub().subscribe(maxsize=1)

@@ -13,7 +13,9 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-__all__ = ["CardWatcher", "EventHub", "EventSubscription", "ReaderState", "WatchedEvent"]
+__all__ = ["OVERFLOW", "CardWatcher", "EventHub", "EventSubscription", "ReaderState", "WatchedEvent"]
+
+OVERFLOW = {"type": "overflow"}  # in place of the events a slow subscriber lost
 
 
 class ReaderState(Protocol):
@@ -46,17 +48,21 @@ class EventSubscription:
     (and gets an ``overflow`` event in their place). Use as a context manager."""
 
     def __init__(self, unsubscribe: Callable[[EventSubscription], None], maxsize: int = 64) -> None:
+        if maxsize < 2:
+            raise ValueError("a subscription keeps at least 2 events (the overflow notice and the newest)")
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize)
         self._unsubscribe = unsubscribe
         self.closed = False
 
     def put(self, event: dict[str, Any]) -> None:
-        if self._queue.full():
-            self._queue.get_nowait()
-            if self._queue.full():  # pragma: no cover - maxsize 1
-                self._queue.get_nowait()
-            self._queue.put_nowait({"type": "overflow"})
-        self._queue.put_nowait(event)
+        queue = self._queue
+        if queue.full():  # the oldest go; one notice, first, says so
+            waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+            events = [e for e in waiting if e != OVERFLOW]
+            kept = events[len(events) - (queue.maxsize - 2) :]
+            for kept_event in [dict(OVERFLOW), *kept]:
+                queue.put_nowait(kept_event)
+        queue.put_nowait(event)
 
     async def get(self) -> dict[str, Any]:
         """The next event (cancel-safe: a timeout around it loses nothing)."""
