@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean deb deb-deps fuzz package-test
+.PHONY: test demo deps venv lint clean deb deb-deps fuzz package-test lock
 
 # The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
 DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
@@ -88,14 +88,37 @@ clean:
 deb-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DEB_BUILD_PACKAGES)"
 
-# The wheels of cardbridge's dependencies, fetched with Debian's Python (the one the
-# package's environment is made with; without pip's cache, so that a wheel built from source
-# is built by it); the package build itself downloads nothing.
-$(PKG_CACHE)/wheels/.fetched: pyproject.toml
-	@mkdir -p $(PKG_CACHE)/wheels
-	test -x $(PKG_CACHE)/pip-venv/bin/pip || /usr/bin/python3 -m venv $(PKG_CACHE)/pip-venv
-	$(PKG_CACHE)/pip-venv/bin/pip wheel -q --no-cache-dir --wheel-dir $(PKG_CACHE)/wheels '.[portal]' "setuptools>=68" wheel
-	rm -f $(PKG_CACHE)/wheels/cardbridge-*.whl
+# The package's Python dependencies are hash-pinned in two lock files that git keeps:
+# packaging/requirements.lock (what runs: cardbridge's dependencies and its [portal] extra,
+# for Debian 12's Python 3.11) and packaging/build-requirements.lock (what builds: the build
+# backends of cardbridge and of pyscard, whose sdist is built; from
+# packaging/build-requirements.in). tests/test_package_lock.py checks the first against
+# pyproject.toml. After changing a dependency in pyproject.toml, regenerate both with
+# pip-compile (pip-tools, in a venv of Debian's python3 in the cache):
+#     make lock                      # keeps the pins that still fit, adds what is new
+#     make lock LOCK_ARGS=--upgrade  # the newest versions that fit
+LOCK_VENV := $(PKG_CACHE)/lock-venv
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || { /usr/bin/python3 -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/pip install -q "pip-tools>=7.4"; }
+	$(PIP_COMPILE) --extra portal --output-file packaging/requirements.lock pyproject.toml
+	$(PIP_COMPILE) --output-file packaging/build-requirements.lock packaging/build-requirements.in
+
+# The locked files (wheels, and pyscard's sdist), fetched with Debian's Python, the one the
+# package's environment is made with: every file checked against its hash
+# (--require-hashes), and pyscard's metadata made with the locked build tools (no unpinned
+# download). The folder holds only the locked files; the package build downloads nothing and
+# checks the hashes again.
+$(PKG_CACHE)/wheels/.fetched: packaging/requirements.lock packaging/build-requirements.lock
+	rm -rf $(PKG_CACHE)/wheels $(PKG_CACHE)/pip-venv && mkdir -p $(PKG_CACHE)/wheels
+	/usr/bin/python3 -m venv $(PKG_CACHE)/pip-venv
+	$(PKG_CACHE)/pip-venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps \
+		-r packaging/build-requirements.lock
+	$(PKG_CACHE)/pip-venv/bin/pip download -q --no-cache-dir --require-hashes --no-deps --no-build-isolation \
+		--dest $(PKG_CACHE)/wheels -r packaging/requirements.lock -r packaging/build-requirements.lock
 	@touch $@
 
 # cardbridge_VERSION_ARCH.deb and cardbridge-webeid_VERSION_all.deb in dist/, then lintian.
