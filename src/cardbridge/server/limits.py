@@ -14,6 +14,27 @@
   log line (:mod:`cardbridge.server.peers`).
 - A malformed request (aiohttp's parser refused it) is answered with problem+json and
   logged as one rate-limited line, never a traceback.
+
+aiohttp has no public API for a connection cap or for the answer to a request its parser
+refused (its issue 3287 asks for one; no middleware sees such a request), so this module
+relies on these aiohttp internals, checked by tests/server/test_aiohttp_internals.py
+(pyproject.toml bounds aiohttp to the minor version they were checked with):
+
+- ``web.AppRunner._make_server()``: where the runner makes its ``web.Server`` (the app's
+  handler and request factory, after the app's startup); overridden to make a
+  :class:`BridgeServer` from it;
+- ``web.Server``'s attributes ``request_handler``, ``request_factory``,
+  ``handler_cancellation`` and ``_kwargs``: what the app's server was made with (``_kwargs``:
+  the keyword arguments for each ``web.RequestHandler``: access log, timeouts, debug flag,
+  the app's handler_args);
+- ``web.RequestHandler(manager, loop=…, **kwargs)`` and its ``handle_error(request,
+  status, exc, message)``: the connection's protocol, and the method aiohttp answers a
+  refused request (and a handler's crash or timeout) with.
+
+The rest is aiohttp's public API: ``web.Server`` is a protocol factory for
+``loop.create_server`` (one call, one ``RequestHandler``) whose ``connections`` lists the
+open connections; ``BaseRequest.writer.output_size`` (``aiohttp.abc.AbstractStreamWriter``)
+counts what was sent.
 """
 
 from __future__ import annotations
@@ -26,7 +47,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_request import BaseRequest
 
 from cardbridge.errors import CardbridgeError, InternalError, InvalidInputError, RequestTooLargeError
 from cardbridge.server.peers import same_user
@@ -75,34 +95,33 @@ class BridgeRequestHandler(web.RequestHandler):
     """aiohttp's connection handler, with problem+json and one log line for a request its
     parser refused (instead of text/plain and an ERROR with a traceback)."""
 
+    def __init__(self, server: BridgeServer, **kwargs: Any) -> None:
+        super().__init__(server, **kwargs)
+        self.bridge = server
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        server = self._manager
-        if isinstance(server, BridgeServer):
-            server.connected(self)
+        server = self.bridge
+        server.connected(self)
         super().connection_made(transport)
-        if isinstance(server, BridgeServer) and not same_user(
-            transport.get_extra_info("peername"), transport.get_extra_info("sockname")
-        ):
+        if not same_user(transport.get_extra_info("peername"), transport.get_extra_info("sockname")):
             server.foreign("refused a connection from another user's program (port %s)", _port(transport))
             transport.close()  # before a byte is read: no answer at all
 
     def handle_error(
         self,
-        request: BaseRequest,
+        request: web.BaseRequest,
         status: int = 500,
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        server = self._manager
         error: CardbridgeError
         if status >= 500:
             # Only a bug gets here (the problem middleware answers every handler error).
-            self.logger.error("error handling a request: %s: %s", type(exc).__name__, exc)
+            log.error("error handling a request: %s: %s", type(exc).__name__, exc)
             error = InternalError("The bridge failed to answer.")
         else:
             reason = f"{type(exc).__name__}: {str(exc)[:120]!r}" if exc is not None else (message or "")
-            if isinstance(server, BridgeServer):
-                server.malformed("malformed request refused (%s): %s", status, reason)
+            self.bridge.malformed("malformed request refused (%s): %s", status, reason)
             if status in (413, 431):
                 error = RequestTooLargeError("The request is too large.")
             else:
@@ -122,9 +141,22 @@ def _port(transport: asyncio.BaseTransport) -> object:
 class BridgeServer(web.Server):
     """aiohttp's server with a cap on open connections."""
 
-    def __init__(self, handler: Any, *, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        max_connections: int,
+        request_factory: Any = None,
+        handler_cancellation: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            handler, request_factory=request_factory, handler_cancellation=handler_cancellation, loop=loop, **kwargs
+        )
         self.max_connections = max_connections
+        self.loop = loop
+        self.handler_kwargs = kwargs  # for each RequestHandler, as web.Server passes them
         # Handlers made but not yet connected (asyncio connects them a loop turn later).
         self._pending: dict[BridgeRequestHandler, float] = {}
         self.malformed = RateLimitedLog(log, logging.INFO)
@@ -133,7 +165,7 @@ class BridgeServer(web.Server):
 
     @property
     def open_connections(self) -> int:
-        return len(self._connections) + len(self._pending)
+        return len(self.connections) + len(self._pending)
 
     def connected(self, handler: BridgeRequestHandler) -> None:
         self._pending.pop(handler, None)
@@ -148,7 +180,7 @@ class BridgeServer(web.Server):
                 "refused a connection: %d are open, the limit is %d", self.open_connections, self.max_connections
             )
             return _Refused()
-        handler = BridgeRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler = BridgeRequestHandler(self, loop=self.loop, **self.handler_kwargs)
         self._pending[handler] = time.monotonic()
         return handler
 
@@ -160,7 +192,7 @@ class BridgeRunner(web.AppRunner):
         super().__init__(app, **kwargs)
         self.max_connections = max_connections
 
-    async def _make_server(self) -> web.Server:
+    async def _make_server(self) -> web.Server:  # aiohttp internal (see the module's docstring)
         plain = await super()._make_server()  # runs the app's startup, freezes it
         return BridgeServer(
             plain.request_handler,
