@@ -67,24 +67,51 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import logging
-import os
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 from cardbridge.emulator.belgium import BelgianCitizen, CertificateHolder, card_number
+from cardbridge.emulator.cardfiles import CardFolder
+from cardbridge.emulator.der import bits, der, integer, octets, path, seq, utf8
 from cardbridge.emulator.devpki import DevCA, PrivateKey, generate_key
-from cardbridge.emulator.iso7816 import DF, EF, Applet, CommandApdu, sw
-from cardbridge.emulator.kinds import PinDefault
-from cardbridge.emulator.virtual_card import VirtualCard
+from cardbridge.emulator.iso7816 import (
+    DF,
+    EF,
+    SW_AUTH_BLOCKED,
+    SW_CLA_NOT_SUPPORTED,
+    SW_COMMAND_NOT_ALLOWED,
+    SW_CONDITIONS,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_LC_INCONSISTENT,
+    SW_OK,
+    SW_REF_NOT_FOUND,
+    SW_SECURITY_STATUS,
+    SW_WRONG_DATA,
+    SW_WRONG_LENGTH,
+    SW_WRONG_OFFSET,
+    CommandApdu,
+    Iso7816Card,
+    sw,
+)
+from cardbridge.emulator.kinds import AppletKind, PinDefault
 from cardbridge.errors import InvalidInputError
+from cardbridge.iso7816 import (
+    INS_CHANGE_REFERENCE_DATA,
+    INS_GET_RESPONSE,
+    INS_MSE,
+    INS_PSO,
+    INS_READ_BINARY,
+    INS_RESET_RETRY_COUNTER,
+    INS_SELECT,
+    INS_VERIFY,
+)
 from cardbridge.model import Purpose
 
 log = logging.getLogger(__name__)
@@ -130,14 +157,6 @@ EF_SGN_ADDRESS = b"\x40\x34"
 
 CLA_ISO = 0x00
 CLA_PROPRIETARY = 0x80
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_VERIFY = 0x20
-INS_CHANGE_REFERENCE_DATA = 0x24
-INS_RESET_RETRY_COUNTER = 0x2C
-INS_MSE = 0x22
-INS_PSO = 0x2A
-INS_GET_RESPONSE = 0xC0
 INS_GET_CARD_DATA = 0xE4
 INS_LOG_OFF = 0xE6
 
@@ -148,21 +167,6 @@ PIN_BLOCK = 8
 DEFAULT_PIN = "1234"
 KEY_AUTHENTICATION = 0x82
 KEY_NON_REPUDIATION = 0x83
-
-SW_OK = 0x9000
-SW_WRONG_LENGTH = 0x6700
-SW_SECURITY_STATUS = 0x6982
-SW_AUTH_BLOCKED = 0x6983
-SW_CONDITIONS = 0x6985
-SW_NO_CURRENT_EF = 0x6986
-SW_WRONG_DATA = 0x6A80
-SW_FILE_NOT_FOUND = 0x6A82
-SW_INCORRECT_P1P2 = 0x6A86
-SW_LC_INCONSISTENT = 0x6A87
-SW_REF_NOT_FOUND = 0x6A88
-SW_WRONG_P1P2 = 0x6B00
-SW_INS_NOT_SUPPORTED = 0x6D00
-SW_CLA_NOT_SUPPORTED = 0x6E00
 
 CERT_PADDING = 1100  # zero bytes after each certificate (card content, §8)
 EMPTY_CERT_FILE = 2500  # a certificate file without a certificate
@@ -194,95 +198,58 @@ _PREHASHED_BY_LENGTH: dict[int, hashes.HashAlgorithm] = {
 }
 
 
-# -- DER (only what the PKCS#15 files need) -------------------------------------------------
-def _der(tag: int, *parts: bytes) -> bytes:
-    value = b"".join(parts)
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = bytes([0x81, n])
-    else:
-        length = b"\x82" + n.to_bytes(2, "big")
-    return bytes([tag]) + length + value
-
-
-def _seq(*parts: bytes) -> bytes:
-    return _der(0x30, *parts)
-
-
-def _utf8(text: str) -> bytes:
-    return _der(0x0C, text.encode())
-
-
-def _octets(value: bytes) -> bytes:
-    return _der(0x04, value)
-
-
-def _int(value: int) -> bytes:
-    return _der(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big"))
-
-
-def _bits(unused: int, *value: int) -> bytes:
-    return _der(0x03, bytes([unused, *value]))
-
-
-def _path(*fids: bytes) -> bytes:
-    return _seq(_octets(b"".join(fids)))
-
-
-_FLAGS_PRIVATE_MODIFIABLE = _bits(6, 0xC0)
-_FLAGS_MODIFIABLE = _bits(6, 0x40)
-_AUTH_ID = _octets(b"\x01")
+_FLAGS_PRIVATE_MODIFIABLE = bits(0, 1)
+_FLAGS_MODIFIABLE = bits(1)
+_AUTH_ID = octets(b"\x01")
 
 
 def ef_dir() -> bytes:
     """EF(DIR): the PKCS#15 application's template (card content, §5.2.1)."""
-    return _der(
+    return der(
         0x61,
-        _der(0x4F, BELPIC_AID),
-        _der(0x50, b"BELPIC"),
-        _der(0x51, MF + DF_BELPIC),
-        _der(0x73, _der(0x06, bytes.fromhex("603802"))),  # 2.16.56.2: a Belpic card
+        der(0x4F, BELPIC_AID),
+        der(0x50, b"BELPIC"),
+        der(0x51, MF + DF_BELPIC),
+        der(0x73, der(0x06, bytes.fromhex("603802"))),  # 2.16.56.2: a Belpic card
     )
 
 
 def ef_odf() -> bytes:
     """EF(ODF): where the PrKDF, CDF and AODF are."""
     return (
-        _der(0xA0, _path(MF, DF_BELPIC, EF_PRKDF))
-        + _der(0xA4, _path(MF, DF_BELPIC, EF_CDF))
-        + _der(0xA8, _path(MF, DF_BELPIC, EF_AODF))
+        der(0xA0, path(MF, DF_BELPIC, EF_PRKDF))
+        + der(0xA4, path(MF, DF_BELPIC, EF_CDF))
+        + der(0xA8, path(MF, DF_BELPIC, EF_AODF))
     )
 
 
 def ef_tokeninfo(serial: bytes, version: AppletVersion) -> bytes:
     """EF(TokenInfo): version 0, the chip serial, label BELPIC, the personalisation versions."""
     perso = 0x04 if version is AppletVersion.V1_8 else 0x03
-    return _seq(
-        _int(0),
-        _octets(serial),
-        _der(0x80, b"BELPIC"),
-        _bits(4, 0x30),  # prnGeneration, eidCompliant
-        _der(0x9E, bytes([0x00, perso, 0x00, 0x40])),  # graphical, electrical, interface, RFU
+    return seq(
+        integer(0),
+        octets(serial),
+        der(0x80, b"BELPIC"),
+        bits(2, 3),  # prnGeneration, eidCompliant
+        der(0x9E, bytes([0x00, perso, 0x00, 0x40])),  # graphical, electrical, interface, RFU
     )
 
 
 def ef_aodf() -> bytes:
     """EF(AODF): the one PIN, "Basic PIN", reference 1, BCD, 4 digits at least, 8 bytes, FF."""
-    return _seq(
-        _seq(_utf8("Basic PIN"), _FLAGS_PRIVATE_MODIFIABLE),
-        _seq(_AUTH_ID),
-        _der(
+    return seq(
+        seq(utf8("Basic PIN"), _FLAGS_PRIVATE_MODIFIABLE),
+        seq(_AUTH_ID),
+        der(
             0xA1,
-            _seq(
-                _bits(2, 0x0C),  # initialized, needs-padding
-                _der(0x0A, b"\x00"),  # bcd
-                _int(PIN_MIN),
-                _int(PIN_BLOCK),
-                _der(0x80, bytes([PIN_REFERENCE])),
-                _octets(b"\xff"),
-                _path(MF),
+            seq(
+                bits(4, 5),  # initialized, needs-padding
+                der(0x0A, b"\x00"),  # bcd
+                integer(PIN_MIN),
+                integer(PIN_BLOCK),
+                der(0x80, bytes([PIN_REFERENCE])),
+                octets(b"\xff"),
+                path(MF),
             ),
         ),
     )
@@ -293,15 +260,15 @@ def ef_prkdf(version: AppletVersion, key_bits: int) -> bytes:
     nonRepudiation, key 83, userConsent 1); EC keys on applet 1.8, RSA on 1.7."""
 
     def key(label: str, key_id: int, usage: bytes, reference: int, consent: bool) -> bytes:
-        common = _seq(_utf8(label), _FLAGS_PRIVATE_MODIFIABLE, _AUTH_ID, *((_int(1),) if consent else ()))
-        key_attributes = _seq(_octets(bytes([key_id])), usage, _bits(3, 0xB8), _der(0x02, bytes([0x00, reference])))
-        type_attributes = _der(0xA1, _seq(_seq(_octets(MF + DF_BELPIC)), _int(key_bits)))
+        common = seq(utf8(label), _FLAGS_PRIVATE_MODIFIABLE, _AUTH_ID, *((integer(1),) if consent else ()))
+        key_attributes = seq(octets(bytes([key_id])), usage, bits(0, 2, 3, 4), der(0x02, bytes([0x00, reference])))
+        type_attributes = der(0xA1, seq(seq(octets(MF + DF_BELPIC)), integer(key_bits)))
         if version is AppletVersion.V1_8:
-            return _der(0xA0, common, key_attributes, type_attributes)  # privateECKey [0]
-        return _seq(common, key_attributes, type_attributes)  # privateRSAKey
+            return der(0xA0, common, key_attributes, type_attributes)  # privateECKey [0]
+        return seq(common, key_attributes, type_attributes)  # privateRSAKey
 
-    return key("Authentication", 2, _bits(5, 0x20), KEY_AUTHENTICATION, False) + key(
-        "Signature", 3, _bits(6, 0x00, 0x40), KEY_NON_REPUDIATION, True
+    return key("Authentication", 2, bits(2), KEY_AUTHENTICATION, False) + key(
+        "Signature", 3, bits(9), KEY_NON_REPUDIATION, True
     )
 
 
@@ -309,14 +276,14 @@ def ef_cdf() -> bytes:
     """EF(CDF): Authentication (02), Signature (03), CA (04) and Root (06)."""
 
     def cert(label: str, cert_id: int, fid: bytes, authority: bool) -> bytes:
-        attributes = [_octets(bytes([cert_id]))]
+        attributes = [octets(bytes([cert_id]))]
         if authority:
-            attributes.append(_der(0x01, b"\xff"))
-        attributes.append(_der(0x83, b"\x00"))  # implicitTrust FALSE
-        return _seq(
-            _seq(_utf8(label), _FLAGS_MODIFIABLE, _AUTH_ID),
-            _seq(*attributes),
-            _der(0xA1, _seq(_path(MF, DF_BELPIC, fid))),
+            attributes.append(der(0x01, b"\xff"))
+        attributes.append(der(0x83, b"\x00"))  # implicitTrust FALSE
+        return seq(
+            seq(utf8(label), _FLAGS_MODIFIABLE, _AUTH_ID),
+            seq(*attributes),
+            der(0xA1, seq(path(MF, DF_BELPIC, fid))),
         )
 
     return (
@@ -430,15 +397,15 @@ _CARD_DATA_TAIL = {
 }
 
 
-class BelpicCard(Applet):
+class BelpicCard(Iso7816Card):
     """The Belpic applet on a T=0 card, over the engine's file system (:class:`DF`,
-    :class:`EF`) and command parsing (:class:`CommandApdu`)."""
+    :class:`EF`), command parsing (:class:`CommandApdu`) and SELECT (with the card's own
+    rules in :meth:`select_target`); its other commands are the card's own."""
 
     def __init__(self, data: BelpicCardData, pin: str = DEFAULT_PIN) -> None:
-        super().__init__()
         self.data = data
         self.version = data.version
-        self.atr = data.atr
+        super().__init__(data.atr)
         self._pin = encode_pin(pin)
         self.pin_tries_left = PIN_TRIES
         self.mf = self._build()
@@ -483,14 +450,12 @@ class BelpicCard(Applet):
     # -- card state ---------------------------------------------------------------------------
     def power_off(self) -> None:
         """Lose the volatile state: current file, PIN status, security environment, answer."""
-        self.current_df: DF = getattr(self, "mf", DF(MF))
-        self.current_ef: EF | None = None
+        super().power_off()
         self.se_key: int | None = None
         self.se_algorithm = 0
         self._auth_open = False  # "PIN once" granted to the authentication key
         self._fresh_verify = False  # a VERIFY that a non-repudiation signature may still use
         self._since_verify = 0
-        self._response = b""
 
     @property
     def pin_verified(self) -> bool:
@@ -506,9 +471,9 @@ class BelpicCard(Applet):
             return sw(SW_WRONG_LENGTH)  # T=0: short APDUs only
         if (apdu.cla, apdu.ins) == (CLA_ISO, INS_GET_RESPONSE):
             return self._get_response(apdu)
-        self._response = b""
+        self._pending = b""
         handlers: dict[tuple[int, int], Handler] = {
-            (CLA_ISO, INS_SELECT): self._select,
+            (CLA_ISO, INS_SELECT): self.select,
             (CLA_ISO, INS_READ_BINARY): self._read_binary,
             (CLA_ISO, INS_VERIFY): self._verify,
             (CLA_ISO, INS_CHANGE_REFERENCE_DATA): self._change_reference_data,
@@ -539,57 +504,43 @@ class BelpicCard(Applet):
 
     def _case4(self, data: bytes) -> bytes:
         """T=0: a case-4 command's answer waits for GET RESPONSE."""
-        self._response = data
+        self._pending = data
         return sw(0x6100 | (len(data) if len(data) < 256 else 0))
 
     def _get_response(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0, 0):
-            return sw(SW_WRONG_P1P2)
-        if not self._response:
+            return sw(SW_WRONG_OFFSET)
+        if not self._pending:
             return sw(SW_CONDITIONS)
         want = apdu.le if apdu.le is not None else 256
-        data = self._response
+        data = self._pending
         if want > len(data):
             return sw(0x6C00 | len(data))  # the answer waits for a GET RESPONSE with that Le
-        self._response = data[want:]
-        rest = len(self._response)
+        self._pending = data[want:]
+        rest = len(self._pending)
         if rest:
             return sw(0x6100 | (rest if rest < 256 else 0), data[:want])
         return sw(SW_OK, data)
 
     # -- SELECT -----------------------------------------------------------------------------------
-    def _select(self, apdu: CommandApdu) -> bytes:
+    def select_target(self, apdu: CommandApdu) -> DF | EF | int | None:
+        """The card's SELECT: by AID (P1 04; the applet's own AID is the MF and starts a new
+        session), by FID (P1 02: a child of the current DF, or a DF under the MF) or by path
+        from the MF (P1 08, with or without 3F00); P2 0C only (the card gives no FCI)."""
         if apdu.p2 != 0x0C:
-            return sw(SW_INCORRECT_P1P2)  # the card returns no FCI
-        node: DF | EF | None
+            return SW_INCORRECT_P1P2
         if apdu.p1 == 0x04:
-            node = self._by_aid(apdu.data)
-            if node is self.mf:
+            if apdu.data == APPLET_AID:
                 self.power_off()  # the applet selected again: a new session
-        elif apdu.p1 == 0x02:
-            if len(apdu.data) != 2:
-                return sw(SW_LC_INCONSISTENT)
-            node = self._by_fid(apdu.data)
-        elif apdu.p1 == 0x08:
-            if not apdu.data or len(apdu.data) % 2:
-                return sw(SW_LC_INCONSISTENT)
-            node = self._by_path(apdu.data)
-        else:
-            return sw(SW_INCORRECT_P1P2)
-        if node is None:
-            return sw(SW_FILE_NOT_FOUND)
-        if isinstance(node, DF):
-            self.current_df, self.current_ef = node, None
-        else:
-            self.current_df, self.current_ef = node.parent or self.mf, node
-        return sw(SW_OK)
+                return self.mf
+            return self.find_df_by_name(apdu.data)
+        if apdu.p1 == 0x02:
+            return self._fid_here(apdu.data) if len(apdu.data) == 2 else SW_LC_INCONSISTENT
+        if apdu.p1 == 0x08:
+            return self._by_path(self.mf, apdu.data) if apdu.data and not len(apdu.data) % 2 else SW_LC_INCONSISTENT
+        return SW_INCORRECT_P1P2
 
-    def _by_aid(self, aid: bytes) -> DF | None:
-        if aid == APPLET_AID:
-            return self.mf
-        return next((df for df in self.mf.walk() if df.name and df.name == aid), None)
-
-    def _by_fid(self, fid: bytes) -> DF | EF | None:
+    def _fid_here(self, fid: bytes) -> DF | EF | None:
         if fid == MF:
             return self.mf
         found = self.current_df.child(fid)
@@ -598,32 +549,18 @@ class BelpicCard(Applet):
         sibling = self.mf.child(fid)
         return sibling if isinstance(sibling, DF) else None
 
-    def _by_path(self, path: bytes) -> DF | EF | None:
-        fids = [path[i : i + 2] for i in range(0, len(path), 2)]
-        if fids[0] == MF:
-            fids = fids[1:]
-        node: DF | EF = self.mf
-        for fid in fids:
-            if not isinstance(node, DF):
-                return None
-            child = node.child(fid)
-            if child is None:
-                return None
-            node = child
-        return node
-
     # -- READ BINARY --------------------------------------------------------------------------------
     def _read_binary(self, apdu: CommandApdu) -> bytes:
         if apdu.data:
             return sw(SW_WRONG_LENGTH)
         if apdu.p1 & 0x80:
-            return sw(SW_WRONG_P1P2)  # no short EF identifiers
+            return sw(SW_WRONG_OFFSET)  # no short EF identifiers
         if self.current_ef is None:
-            return sw(SW_NO_CURRENT_EF)
+            return sw(SW_COMMAND_NOT_ALLOWED)
         content = self.current_ef.data
         offset = (apdu.p1 << 8) | apdu.p2
         if offset >= len(content):
-            return sw(SW_WRONG_P1P2)  # offset outside the EF
+            return sw(SW_WRONG_OFFSET)  # offset outside the EF
         want = apdu.le if apdu.le is not None else 256
         left = len(content) - offset
         if want > left:
@@ -685,7 +622,7 @@ class BelpicCard(Applet):
 
     def _log_off(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0, 0):
-            return sw(SW_WRONG_P1P2)
+            return sw(SW_WRONG_OFFSET)
         if apdu.data:
             return sw(SW_WRONG_LENGTH)
         self._lose_pin_status()
@@ -694,7 +631,7 @@ class BelpicCard(Applet):
     # -- signing --------------------------------------------------------------------------------------
     def _mse(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0x41, 0xB6):
-            return sw(SW_WRONG_P1P2)
+            return sw(SW_WRONG_OFFSET)
         data = apdu.data
         if len(data) != 5:
             return sw(SW_WRONG_LENGTH)
@@ -712,7 +649,7 @@ class BelpicCard(Applet):
     def _pso(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0x9E, 0x9A):
             self._one_more_command()
-            return sw(SW_WRONG_P1P2)
+            return sw(SW_WRONG_OFFSET)
         if self.se_key is None:
             self._one_more_command()
             return sw(SW_CONDITIONS)
@@ -738,7 +675,7 @@ class BelpicCard(Applet):
     # -- GET CARD DATA ---------------------------------------------------------------------------------
     def _get_card_data(self, apdu: CommandApdu) -> bytes:
         if apdu.p1 != 0 or apdu.p2 not in (0, 1) or (apdu.p2 == 1 and self.version is AppletVersion.V1_7):
-            return sw(SW_WRONG_P1P2)
+            return sw(SW_WRONG_OFFSET)
         # serial, component code, OS number and version, softmask number and version, …
         tail = _CARD_DATA_TAIL[self.version]
         card_data = self.data.card.chip_serial + bytes([0x12, 0x01, 0x01, 0x01, 0x01]) + tail
@@ -785,7 +722,6 @@ def card_signature(key: PrivateKey, algorithm: int, dtbs: bytes) -> bytes:
 
 # -- making and keeping a card ---------------------------------------------------------------------
 KEYS = ("ec-p384", "rsa-2048")  # applet 1.8 (the default), applet 1.7
-_FILES = ("auth-key", "auth-cert", "sign-key", "sign-cert")
 
 
 def _version_for(key: str) -> AppletVersion:
@@ -805,37 +741,22 @@ def load_or_create_belpic(
     ``key`` than the stored one (another applet version) makes a new card."""
     if key not in KEYS:
         raise InvalidInputError(f"A Belgian eID card has no {key} key; choose one of {', '.join(KEYS)}.")
-    here = folder / f"belpic-card-{reader}"
-    here.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = CardFolder(folder / f"belpic-card-{reader}")
     authority = ca or DevCA.load_or_create(folder / "ca")
     person = citizen or BelgianCitizen()
-    meta_path = here / "card.json"
-    paths = {name: here / f"{name}.pem" for name in _FILES}
-    if meta_path.exists() and all(p.exists() for p in paths.values()):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("key") == key and meta.get("ca") == str(authority.cert_path):
-            keys = [
-                serialization.load_pem_private_key(paths[n].read_bytes(), password=None)
-                for n in ("auth-key", "sign-key")
-            ]
-            if all(isinstance(k, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) for k in keys):
-                certs = [_der_of(paths[n].read_bytes()) for n in ("auth-cert", "sign-cert")]
-                facts = CardFacts(
-                    bytes.fromhex(meta["chip"]),
-                    meta["cardNumber"],
-                    dt.date.fromisoformat(meta["validFrom"]),
-                    dt.date.fromisoformat(meta["validUntil"]),
-                )
-                return BelpicCardData(
-                    _version_for(key),
-                    keys[0],  # type: ignore[arg-type]
-                    certs[0],
-                    keys[1],  # type: ignore[arg-type]
-                    certs[1],
-                    _cert_der(authority.certificate),
-                    person,
-                    facts,
-                )
+    ca_der = authority.certificate.public_bytes(serialization.Encoding.DER)
+    stored = store.load()
+    if stored is not None and stored[1].get("key") == key and stored[1].get("ca") == str(authority.cert_path):
+        keys, meta = stored
+        facts = CardFacts(
+            bytes.fromhex(meta["chip"]),
+            meta["cardNumber"],
+            dt.date.fromisoformat(meta["validFrom"]),
+            dt.date.fromisoformat(meta["validUntil"]),
+        )
+        return BelpicCardData(
+            _version_for(key), keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, ca_der, person, facts
+        )
     auth_key, sign_key = generate_key(key), generate_key(key)
     auth_cert = authority.issue(
         auth_key.public_key(), CertificateHolder(person, Purpose.AUTHENTICATION), Purpose.AUTHENTICATION
@@ -851,15 +772,6 @@ def load_or_create_belpic(
         if not (today.month == 2 and today.day == 29)
         else today + dt.timedelta(days=3652),
     )
-    for name, private in (("auth-key", auth_key), ("sign-key", sign_key)):
-        _write_private(
-            paths[name],
-            private.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
-        )
-    paths["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
-    paths["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
     meta = {
         "kind": "belpic",
         "key": key,
@@ -869,47 +781,23 @@ def load_or_create_belpic(
         "validFrom": facts.valid_from.isoformat(),
         "validUntil": facts.valid_until.isoformat(),
     }
-    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    keys = store.save(auth_key, auth_cert, sign_key, sign_cert, meta)
     return BelpicCardData(
-        _version_for(key),
-        auth_key,
-        _cert_der(auth_cert),
-        sign_key,
-        _cert_der(sign_cert),
-        _cert_der(authority.certificate),
-        person,
-        facts,
+        _version_for(key), keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, ca_der, person, facts
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+def _make_card(folder: Path, reader: int, key: str, pins: Mapping[str, str]) -> BelpicCard:
+    encode_pin(pins["pin"])  # InvalidInputError for a PIN the card would not take, before any file is made
+    return BelpicCard(load_or_create_belpic(folder, key=key, reader=reader), pins["pin"])
 
 
-def _cert_der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
-
-
-def _der_of(pem: bytes) -> bytes:
-    return _cert_der(x509.load_pem_x509_certificate(pem))
-
-
-class _BelpicKind:
-    """``cardbridge dev card --kind belpic``: the Belgian eID card (applet 1.8 with
-    ``--key ec-p384``, the default; applet 1.7 with ``--key rsa-2048``)."""
-
-    name = "belpic"
-    title = "Belgian eID card (Belpic)"
-    pins = (PinDefault("pin", "PIN", DEFAULT_PIN),)
-    keys = KEYS
-
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
-        pin = pins.get("pin", DEFAULT_PIN)
-        encode_pin(pin)  # InvalidInputError for a PIN the card would not take
-        data = load_or_create_belpic(folder, key=key or KEYS[0], reader=reader)
-        return VirtualCard(BelpicCard(data, pin), reader=reader)
-
-
-BELPIC_KIND = _BelpicKind()
+# ``cardbridge dev card --kind belpic``: applet 1.8 with ``--key ec-p384`` (the default),
+# applet 1.7 with ``--key rsa-2048``.
+BELPIC_KIND = AppletKind(
+    name="belpic",
+    title="Belgian eID card (Belpic)",
+    pins=(PinDefault("pin", "PIN", DEFAULT_PIN),),
+    keys=KEYS,
+    make=_make_card,
+)

@@ -156,6 +156,23 @@ class FinnishCitizen:
         )
 
 
+def citizen_key_usage(
+    *, digital_signature: bool = False, non_repudiation: bool = False, key_agreement: bool = False
+) -> x509.KeyUsage:
+    """The keyUsage of a citizen's certificate: the usages named, no other."""
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=non_repudiation,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def generate_key(kind: str) -> PrivateKey:
     """A software key of ``kind`` (one of KEY_CHOICES)."""
     if kind == "ec-p256":
@@ -261,17 +278,7 @@ class DevCA:
         start = not_before or (_now() - dt.timedelta(days=1))
         if key_usage is None:
             auth = purpose is Purpose.AUTHENTICATION
-            key_usage = x509.KeyUsage(
-                digital_signature=auth,
-                content_commitment=not auth,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            )
+            key_usage = citizen_key_usage(digital_signature=auth, non_repudiation=not auth)
         if extended_key_usage is None and purpose is Purpose.AUTHENTICATION:
             extended_key_usage = [ExtendedKeyUsageOID.CLIENT_AUTH]
         builder = (

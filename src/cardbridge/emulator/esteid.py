@@ -50,23 +50,18 @@ Choices the public description leaves open, made here:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cardbridge.emulator.devpki import DevCA
+from cardbridge.emulator.cardfiles import CardFolder
+from cardbridge.emulator.devpki import DevCA, citizen_key_usage
 from cardbridge.emulator.iso7816 import (
-    CRT_AT,
-    CRT_CT,
-    CRT_DST,
     DF,
     EF,
     SW_INCORRECT_P1P2,
@@ -78,14 +73,11 @@ from cardbridge.emulator.iso7816 import (
     Iso7816Card,
     Pin,
     sw,
-    tlv,
 )
-from cardbridge.emulator.kinds import PinDefault
+from cardbridge.emulator.kinds import AppletKind, PinDefault
 from cardbridge.errors import InvalidInputError
+from cardbridge.iso7816 import CRT_AT, CRT_CT, CRT_DST, tlv
 from cardbridge.model import Purpose
-
-if TYPE_CHECKING:
-    from cardbridge.emulator.virtual_card import VirtualCard
 
 ATR = bytes.fromhex("3BDB960080B1FE451F830012233F536549440F9000F1")
 IASECC_AID = bytes.fromhex("A000000077010800070000FE00000100")
@@ -236,98 +228,45 @@ class EsteidCard(Iso7816Card):
 
 
 # -- making a card ------------------------------------------------------------------------
-def _auth_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=True,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
 def load_or_create_esteid(folder: Path, *, reader: int = 0, ca: DevCA | None = None) -> EsteidData:
     """The card's keys and certificates, made once in ``folder/esteid-card-READER`` with the
     development CA in ``folder/ca`` (the one every emulated card uses)."""
-    here = folder / f"esteid-card-{reader}"
-    here.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = CardFolder(folder / f"esteid-card-{reader}")
     holder = EstonianCitizen()
-    files = {name: here / f"{name}.pem" for name in ("auth-key", "auth-cert", "sign-key", "sign-cert")}
-    meta_path = here / "card.json"
-    if meta_path.exists() and all(p.exists() for p in files.values()):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        keys = {}
-        for name in ("auth-key", "sign-key"):
-            loaded = serialization.load_pem_private_key(files[name].read_bytes(), password=None)
-            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-                raise InvalidInputError(f"{files[name]} is not an EC key")
-            keys[name] = loaded
-        certs = {
-            name: x509.load_pem_x509_certificate(files[name].read_bytes()).public_bytes(serialization.Encoding.DER)
-            for name in ("auth-cert", "sign-cert")
-        }
-        return EsteidData(
-            keys["auth-key"], certs["auth-cert"], keys["sign-key"], certs["sign-cert"], meta["document"], holder
-        )
+    stored = store.load()
+    if stored is not None:
+        keys, meta = stored
+        if not isinstance(keys.auth_key, ec.EllipticCurvePrivateKey) or not isinstance(
+            keys.sign_key, ec.EllipticCurvePrivateKey
+        ):
+            raise InvalidInputError(f"{store.path} holds no EC keys")
+        return EsteidData(keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, meta["document"], holder)
     authority = ca or DevCA.load_or_create(folder / "ca")
     auth_key, sign_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
     auth_cert = authority.issue(
         auth_key.public_key(),
         holder,
         Purpose.AUTHENTICATION,
-        key_usage=_auth_usage(),
+        key_usage=citizen_key_usage(digital_signature=True, key_agreement=True),
         extended_key_usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
     )
     sign_cert = authority.issue(sign_key.public_key(), holder, Purpose.SIGNING)
-    _write_private(files["auth-key"], _pem(auth_key))
-    _write_private(files["sign-key"], _pem(sign_key))
-    files["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
-    files["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
     document = "NE" + str(int.from_bytes(os.urandom(4), "big") % 10_000_000).rjust(7, "0")
-    meta_path.write_text(json.dumps({"document": document, "ca": str(authority.cert_path)}), encoding="utf-8")
+    store.save(auth_key, auth_cert, sign_key, sign_cert, {"document": document, "ca": str(authority.cert_path)})
     der = serialization.Encoding.DER
     return EsteidData(auth_key, auth_cert.public_bytes(der), sign_key, sign_cert.public_bytes(der), document, holder)
 
 
-class _EsteidKind:
-    """``cardbridge dev card --kind esteid``."""
-
-    name = "esteid"
-    title = "Estonian ID card (IDEMIA, 2018)"
-    pins = (
+KIND = AppletKind(
+    name="esteid",
+    title="Estonian ID card (IDEMIA, 2018)",
+    pins=(
         PinDefault("pin", "PIN1", PIN1_DEFAULT),
         PinDefault("pin2", "PIN2", PIN2_DEFAULT),
         PinDefault("puk", "PUK", PUK_DEFAULT),
-    )
-    keys = ("ec-p384",)
-
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
-        from cardbridge.emulator.virtual_card import VirtualCard
-
-        data = load_or_create_esteid(folder, reader=reader)
-        card = EsteidCard(
-            data,
-            pin1=pins.get("pin", PIN1_DEFAULT),
-            pin2=pins.get("pin2", PIN2_DEFAULT),
-            puk=pins.get("puk", PUK_DEFAULT),
-        )
-        return VirtualCard(card, reader=reader)
-
-
-KIND = _EsteidKind()
+    ),
+    keys=("ec-p384",),
+    make=lambda folder, reader, key, pins: EsteidCard(
+        load_or_create_esteid(folder, reader=reader), pin1=pins["pin"], pin2=pins["pin2"], puk=pins["puk"]
+    ),
+)

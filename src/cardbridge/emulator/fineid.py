@@ -63,28 +63,21 @@ Choices the public description leaves open, made here:
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.oid import NameOID
 
-from cardbridge.emulator.devpki import DevCA, FinnishCitizen
+from cardbridge.emulator.cardfiles import CardFolder
+from cardbridge.emulator.der import bits, integer, octets, path, seq, utf8
+from cardbridge.emulator.devpki import DevCA, FinnishCitizen, citizen_key_usage
 from cardbridge.emulator.iso7816 import (
-    CRT_CT,
-    CRT_DST,
     DF,
     EF,
-    INS_GET_DATA,
-    INS_INTERNAL_AUTHENTICATE,
-    INS_READ_BINARY,
     SW_CONDITIONS,
     SW_INCORRECT_P1P2,
     SW_INS_NOT_SUPPORTED,
@@ -96,14 +89,11 @@ from cardbridge.emulator.iso7816 import (
     Iso7816Card,
     Pin,
     sw,
-    tlv,
 )
-from cardbridge.emulator.kinds import PinDefault
+from cardbridge.emulator.kinds import AppletKind, PinDefault
 from cardbridge.errors import InvalidInputError
+from cardbridge.iso7816 import CRT_CT, CRT_DST, INS_GET_DATA, INS_INTERNAL_AUTHENTICATE, INS_READ_BINARY, tlv
 from cardbridge.model import Purpose
-
-if TYPE_CHECKING:
-    from cardbridge.emulator.virtual_card import VirtualCard
 
 ATR = bytes.fromhex("3B7F96000080 31B865B085050011122460829000".replace(" ", ""))
 PKCS15_AID = bytes.fromhex("A000000063504B43532D3135")
@@ -134,72 +124,40 @@ _QC_STATEMENTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.3")
 _ETSI_QCS = bytes.fromhex("04008E4601")  # 0.4.0.1862.1
 
 
-# -- DER for the PKCS#15 files -------------------------------------------------------------
-def _seq(*items: bytes) -> bytes:
-    return tlv(0x30, b"".join(items))
-
-
-def _utf8(text: str) -> bytes:
-    return tlv(0x0C, text.encode())
-
-
-def _octets(value: bytes) -> bytes:
-    return tlv(0x04, value)
-
-
-def _int(value: int) -> bytes:
-    return tlv(0x02, value.to_bytes(max(1, (value.bit_length() + 8) // 8), "big"))
-
-
-def _bits(*named: int) -> bytes:
-    """A BIT STRING of named bits (DER: no trailing zero bits)."""
-    if not named:
-        return tlv(0x03, b"\x00")
-    top = max(named)
-    value = bytearray(top // 8 + 1)
-    for bit in named:
-        value[bit // 8] |= 0x80 >> (bit % 8)
-    return tlv(0x03, bytes([7 - top % 8]) + bytes(value))
-
-
-def _path(path: bytes) -> bytes:
-    return _seq(_octets(path))
-
-
 def _pin_object(label: str, auth_id: int, flags: tuple[int, ...], pin: Pin, puk_id: int | None) -> bytes:
-    common = _utf8(label) + _bits() + (_octets(bytes([puk_id])) if puk_id else b"")
-    attributes = _seq(
-        _bits(*flags),
+    common = utf8(label) + bits() + (octets(bytes([puk_id])) if puk_id else b"")
+    attributes = seq(
+        bits(*flags),
         tlv(0x0A, b"\x01"),  # ascii-numeric
-        _int(pin.min_length),
-        _int(PIN_STORED_LENGTH),
-        _int(pin.max_length),
+        integer(pin.min_length),
+        integer(PIN_STORED_LENGTH),
+        integer(pin.max_length),
         tlv(0x80, bytes([pin.reference])),
-        _octets(b"\x00"),  # padChar
+        octets(b"\x00"),  # padChar
     )
-    return _seq(tlv(0x30, common), _seq(_octets(bytes([auth_id]))), tlv(0xA1, attributes))
+    return seq(tlv(0x30, common), seq(octets(bytes([auth_id]))), tlv(0xA1, attributes))
 
 
 def _ec_key_object(label: str, key_id: int, auth_id: int, usage: tuple[int, ...], reference: int) -> bytes:
     return tlv(
         0xA0,
-        _seq(_utf8(label), _bits(0), _octets(bytes([auth_id])))  # private
-        + _seq(_octets(bytes([key_id])), _bits(*usage), tlv(0x01, b"\xff"), _bits(0, 2, 3, 4), _int(reference))
-        + tlv(0xA1, _seq(_path(b"\x3f\x00"), _int(384))),
+        seq(utf8(label), bits(0), octets(bytes([auth_id])))  # private
+        + seq(octets(bytes([key_id])), bits(*usage), tlv(0x01, b"\xff"), bits(0, 2, 3, 4), integer(reference))
+        + tlv(0xA1, seq(path(b"\x3f\x00"), integer(384))),
     )
 
 
-def _cert_object(label: str, cert_id: int, path: bytes, *, authority: bool = False) -> bytes:
-    common_cert = _octets(bytes([cert_id])) + (tlv(0x01, b"\xff") if authority else b"")
-    return _seq(_seq(_utf8(label)), tlv(0x30, common_cert), tlv(0xA1, _seq(_path(path))))
+def _cert_object(label: str, cert_id: int, where: bytes, *, authority: bool = False) -> bytes:
+    common_cert = octets(bytes([cert_id])) + (tlv(0x01, b"\xff") if authority else b"")
+    return seq(seq(utf8(label)), tlv(0x30, common_cert), tlv(0xA1, seq(path(where))))
 
 
 def _qc_statements() -> bytes:
     """QcCompliance, QcSSCD and QcType e-signature (ETSI EN 319 412-5), DER."""
-    compliance = _seq(tlv(0x06, _ETSI_QCS + b"\x01"))
-    sscd = _seq(tlv(0x06, _ETSI_QCS + b"\x04"))
-    qc_type = _seq(tlv(0x06, _ETSI_QCS + b"\x06"), _seq(tlv(0x06, _ETSI_QCS + b"\x06\x01")))
-    return _seq(compliance, qc_type, sscd)
+    compliance = seq(tlv(0x06, _ETSI_QCS + b"\x01"))
+    sscd = seq(tlv(0x06, _ETSI_QCS + b"\x04"))
+    qc_type = seq(tlv(0x06, _ETSI_QCS + b"\x06"), seq(tlv(0x06, _ETSI_QCS + b"\x06\x01")))
+    return seq(compliance, qc_type, sscd)
 
 
 class FineidEF(EF):
@@ -264,18 +222,18 @@ class FineidApplet(Iso7816Card):
         mf.add(
             FineidEF(
                 b"\x50\x31",
-                tlv(0xA0, _path(bytes.fromhex("3F004402")))  # private keys
-                + tlv(0xA4, _path(bytes.fromhex("3F004403")))  # certificates
-                + tlv(0xA5, _path(bytes.fromhex("3F004404")))  # trusted certificates
-                + tlv(0xA8, _path(bytes.fromhex("3F004401"))),  # authentication objects
+                tlv(0xA0, path(bytes.fromhex("3F004402")))  # private keys
+                + tlv(0xA4, path(bytes.fromhex("3F004403")))  # certificates
+                + tlv(0xA5, path(bytes.fromhex("3F004404")))  # trusted certificates
+                + tlv(0xA8, path(bytes.fromhex("3F004401"))),  # authentication objects
             )
         )
-        token_info = _seq(
-            _int(0),
-            _octets(data.card_number.encode()),
-            _utf8("Thales"),
+        token_info = seq(
+            integer(0),
+            octets(data.card_number.encode()),
+            utf8("Thales"),
             tlv(0x80, b"HENKILOKORTTI"),
-            _bits(0, 2, 3),  # readonly, prnGeneration, eidCompliant
+            bits(0, 2, 3),  # readonly, prnGeneration, eidCompliant
         )
         mf.add(FineidEF(b"\x50\x32", token_info))
         mf.add(
@@ -387,86 +345,42 @@ class FineidApplet(Iso7816Card):
 
 
 # -- making the card -----------------------------------------------------------------------
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def _key_usage(
-    *, digital_signature: bool = False, non_repudiation: bool = False, key_agreement: bool = False
-) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=non_repudiation,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=key_agreement,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
 def load_or_create_fineid(
     folder: Path, *, reader: int = 0, ca: DevCA | None = None, citizen: FinnishCitizen | None = None
 ) -> FineidCardData:
     """The card's keys and certificates, made once in ``folder/fineid-card-READER`` (mode
     0700); the CA is ``folder/ca`` unless ``ca`` is given."""
-    here = folder / f"fineid-card-{reader}"
-    here.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = CardFolder(folder / f"fineid-card-{reader}")
     authority = ca or DevCA.load_or_create(folder / "ca")
-    files = {name: here / f"{name}.pem" for name in ("auth-key", "auth-cert", "sign-key", "sign-cert")}
-    meta_path = here / "card.json"
     ca_der = authority.certificate.public_bytes(serialization.Encoding.DER)
-    if meta_path.exists() and all(p.exists() for p in files.values()):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("ca") == authority.certificate.fingerprint(hashes.SHA256()).hex():
-            keys = [
-                serialization.load_pem_private_key(files[n].read_bytes(), password=None)
-                for n in ("auth-key", "sign-key")
-            ]
-            certs = [x509.load_pem_x509_certificate(files[n].read_bytes()) for n in ("auth-cert", "sign-cert")]
-            if all(isinstance(k, ec.EllipticCurvePrivateKey) for k in keys):
-                return FineidCardData(
-                    keys[0],  # type: ignore[arg-type]
-                    certs[0].public_bytes(serialization.Encoding.DER),
-                    keys[1],  # type: ignore[arg-type]
-                    certs[1].public_bytes(serialization.Encoding.DER),
-                    ca_der,
-                    str(meta["card_number"]),
-                )
+    ca_fingerprint = authority.certificate.fingerprint(hashes.SHA256()).hex()
+    stored = store.load()
+    if stored is not None and stored[1].get("ca") == ca_fingerprint:
+        keys, meta = stored
+        if isinstance(keys.auth_key, ec.EllipticCurvePrivateKey) and isinstance(
+            keys.sign_key, ec.EllipticCurvePrivateKey
+        ):
+            return FineidCardData(
+                keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, ca_der, str(meta["card_number"])
+            )
     person = citizen or FinnishCitizen()
     auth_key, sign_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
     auth_cert = authority.issue(
         auth_key.public_key(),
         person,
         Purpose.AUTHENTICATION,
-        key_usage=_key_usage(digital_signature=True, key_agreement=True),
+        key_usage=citizen_key_usage(digital_signature=True, key_agreement=True),
         extended_key_usage=[],
     )
     sign_cert = authority.issue(
         sign_key.public_key(),
         person,
         Purpose.SIGNING,
-        key_usage=_key_usage(non_repudiation=True),
+        key_usage=citizen_key_usage(non_repudiation=True),
         extensions=[x509.UnrecognizedExtension(_QC_STATEMENTS, _qc_statements())],
     )
     card_number = str(secrets.randbelow(900_000_000) + 100_000_000)
-    for name, key in (("auth-key", auth_key), ("sign-key", sign_key)):
-        _write_private(
-            files[name],
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
-        )
-    files["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
-    files["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
-    meta_path.write_text(
-        json.dumps({"card_number": card_number, "ca": authority.certificate.fingerprint(hashes.SHA256()).hex()}),
-        encoding="utf-8",
-    )
+    store.save(auth_key, auth_cert, sign_key, sign_cert, {"card_number": card_number, "ca": ca_fingerprint})
     return FineidCardData(
         auth_key,
         auth_cert.public_bytes(serialization.Encoding.DER),
@@ -477,29 +391,16 @@ def load_or_create_fineid(
     )
 
 
-class _FineidKind:
-    """``cardbridge dev card --kind fineid``: the Finnish ID card (S4-1 v4.0, ECC P-384)."""
-
-    name = "fineid"
-    title = "Finnish ID card (FINEID, Thales S4-1 v4.0)"
-    pins = (
+KIND = AppletKind(
+    name="fineid",
+    title="Finnish ID card (FINEID, Thales S4-1 v4.0)",
+    pins=(
         PinDefault("pin", "PIN1 (perustunnusluku)", DEFAULT_PINS["pin"]),
         PinDefault("pin2", "PIN2 (allekirjoitustunnusluku)", DEFAULT_PINS["pin2"]),
         PinDefault("puk", "PUK", DEFAULT_PINS["puk"]),
-    )
-    keys = ("ec-p384",)
-
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
-        from cardbridge.emulator.virtual_card import VirtualCard
-
-        data = load_or_create_fineid(folder, reader=reader)
-        applet = FineidApplet(
-            data,
-            pin1=pins.get("pin", DEFAULT_PINS["pin"]),
-            pin2=pins.get("pin2", DEFAULT_PINS["pin2"]),
-            puk=pins.get("puk", DEFAULT_PINS["puk"]),
-        )
-        return VirtualCard(applet, reader=reader)
-
-
-KIND = _FineidKind()
+    ),
+    keys=("ec-p384",),
+    make=lambda folder, reader, key, pins: FineidApplet(
+        load_or_create_fineid(folder, reader=reader), pin1=pins["pin"], pin2=pins["pin2"], puk=pins["puk"]
+    ),
+)

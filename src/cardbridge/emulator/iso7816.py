@@ -49,6 +49,22 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from cardbridge.iso7816 import (
+    CRT_AT,
+    CRT_CT,
+    CRT_DST,
+    INS_CHANGE_REFERENCE_DATA,
+    INS_GET_RESPONSE,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_MSE,
+    INS_PSO,
+    INS_READ_BINARY,
+    INS_RESET_RETRY_COUNTER,
+    INS_SELECT,
+    INS_VERIFY,
+    tlv,
+)
+
 log = logging.getLogger(__name__)
 
 SW_OK = 0x9000
@@ -66,34 +82,8 @@ SW_WRONG_OFFSET = 0x6B00
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_COMMAND_NOT_ALLOWED = 0x6986
+SW_LC_INCONSISTENT = 0x6A87
 SW_CHAINING_NOT_SUPPORTED = 0x6884
-
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_VERIFY = 0x20
-INS_CHANGE_REFERENCE_DATA = 0x24
-INS_RESET_RETRY_COUNTER = 0x2C
-INS_MSE = 0x22
-INS_PSO = 0x2A
-INS_INTERNAL_AUTHENTICATE = 0x88
-INS_GET_RESPONSE = 0xC0
-INS_GET_DATA = 0xCB
-
-CRT_AT, CRT_DST, CRT_CT = 0xA4, 0xB6, 0xB8
-SECRET_INS = frozenset({INS_VERIFY, INS_CHANGE_REFERENCE_DATA, INS_RESET_RETRY_COUNTER})
-
-
-def tlv(tag: int | bytes, value: bytes) -> bytes:
-    """BER-TLV with definite length."""
-    tag_bytes = tag if isinstance(tag, bytes) else tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = b"\x81" + bytes([n])
-    else:
-        length = b"\x82" + n.to_bytes(2, "big")
-    return tag_bytes + length + value
 
 
 def parse_tlv(data: bytes) -> list[tuple[int, bytes]]:
@@ -443,44 +433,47 @@ class Iso7816Card(Applet):
         return node
 
     def select(self, apdu: CommandApdu) -> bytes:
-        p1, p2 = apdu.p1, apdu.p2 & 0xFC
-        if p2 not in (0x00, 0x04, 0x08, 0x0C):
-            return sw(SW_INCORRECT_P1P2)
-        node: DF | EF | None
-        if p1 == 0x00:
-            node = self.mf if not apdu.data else (self._by_fid(apdu.data) if len(apdu.data) == 2 else None)
-        elif p1 == 0x01:
-            found = self.current_df.child(apdu.data)
-            node = found if isinstance(found, DF) else None
-        elif p1 == 0x02:
-            found = self.current_df.child(apdu.data)
-            node = found if isinstance(found, EF) else None
-        elif p1 == 0x03:
-            node = self.current_df.parent or self.mf
-        elif p1 == 0x04:
-            node = self.find_df_by_name(apdu.data)
-            if node is not None and self.select_resets_security:
-                self.verified.clear()
-                self.environment.clear()
-        elif p1 == 0x08:
-            node = self._by_path(self.mf, apdu.data)
-        elif p1 == 0x09:
-            node = self._by_path(self.current_df, apdu.data)
-        else:
-            return sw(SW_INCORRECT_P1P2)
+        """SELECT: the file :meth:`select_target` names becomes the current one, and the
+        answer is what P2 asks for (FCI, FCP or nothing)."""
+        node = self.select_target(apdu)
+        if isinstance(node, int):
+            return sw(node)
         if node is None:
             return sw(SW_FILE_NOT_FOUND)
         if isinstance(node, DF):
             self.current_df, self.current_ef = node, None
         else:
             self.current_df, self.current_ef = node.parent or self.mf, node
-        if p2 == 0x0C:
-            return sw(SW_OK)
+        p2 = apdu.p2 & 0xFC
         if p2 == 0x04:
             return self.answer(node.fcp(), apdu)
         if p2 == 0x00:
             return self.answer(node.fci() if isinstance(node, DF) else node.fcp(), apdu)
         return sw(SW_OK)
+
+    def select_target(self, apdu: CommandApdu) -> DF | EF | int | None:
+        """The card's SELECT rules: the file a SELECT names (None: not found, 6A82) or the
+        status word to answer instead. These are ISO 7816-4's (P1 00-04, 08, 09; P2 00, 04,
+        08, 0C); a card with rules of its own overrides this hook."""
+        p1, p2 = apdu.p1, apdu.p2 & 0xFC
+        if p2 not in (0x00, 0x04, 0x08, 0x0C):
+            return SW_INCORRECT_P1P2
+        if p1 == 0x00:
+            return self.mf if not apdu.data else (self._by_fid(apdu.data) if len(apdu.data) == 2 else None)
+        if p1 in (0x01, 0x02):
+            found = self.current_df.child(apdu.data)
+            return found if isinstance(found, DF if p1 == 0x01 else EF) else None
+        if p1 == 0x03:
+            return self.current_df.parent or self.mf
+        if p1 == 0x04:
+            node = self.find_df_by_name(apdu.data)
+            if node is not None and self.select_resets_security:
+                self.verified.clear()
+                self.environment.clear()
+            return node
+        if p1 in (0x08, 0x09):
+            return self._by_path(self.mf if p1 == 0x08 else self.current_df, apdu.data)
+        return SW_INCORRECT_P1P2
 
     # -- READ BINARY -----------------------------------------------------------------------
     def read_binary(self, apdu: CommandApdu) -> bytes:

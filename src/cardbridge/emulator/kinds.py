@@ -11,7 +11,7 @@ To add a kind: a module with a ``CardKind`` object, and its line here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from cardbridge.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from cardbridge.emulator.iso7816 import Applet
     from cardbridge.emulator.virtual_card import VirtualCard
 
 KINDS: dict[str, str | None] = {
@@ -50,6 +51,26 @@ class CardKind(Protocol):
     def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
         """The card (not started), its keys and certificates made once in ``folder``."""
         ...
+
+
+@dataclass(slots=True)
+class AppletKind:
+    """A :class:`CardKind` whose card is one applet in the virtual reader, made by
+    ``make(folder, reader, key, pins)``: ``key`` is one of :attr:`keys` (the first when
+    none is asked for), ``pins`` has every PIN of :attr:`pins` by option name (the defaults
+    where none is given). A new card profile is one such object and its line in KINDS."""
+
+    name: str
+    title: str
+    pins: tuple[PinDefault, ...]
+    keys: tuple[str, ...]
+    make: Callable[[Path, int, str, Mapping[str, str]], Applet]
+
+    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+        from cardbridge.emulator.virtual_card import VirtualCard
+
+        applet = self.make(folder, reader, key or self.keys[0], pins_with_defaults(self, pins))
+        return VirtualCard(applet, reader=reader)
 
 
 def card_kind(name: str) -> CardKind:

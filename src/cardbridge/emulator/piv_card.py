@@ -20,7 +20,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 
 from cardbridge.emulator.devpki import PrivateKey
-from cardbridge.emulator.iso7816 import Applet, CommandApdu, parse_tlv, tlv
+from cardbridge.emulator.iso7816 import (
+    SW_AUTH_BLOCKED,
+    SW_CHAINING_NOT_SUPPORTED,
+    SW_CLA_NOT_SUPPORTED,
+    SW_CONDITIONS,
+    SW_FILE_NOT_FOUND,
+    SW_INCORRECT_P1P2,
+    SW_INS_NOT_SUPPORTED,
+    SW_OK,
+    SW_REF_NOT_FOUND,
+    SW_SECURITY_STATUS,
+    SW_WRONG_DATA,
+    SW_WRONG_LENGTH,
+    Applet,
+    CommandApdu,
+    parse_tlv,
+)
+from cardbridge.iso7816 import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_GET_RESPONSE, INS_SELECT, INS_VERIFY, tlv
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +60,6 @@ def _with_tck(body: bytes) -> bytes:
 
 ATR = _with_tck(_ATR_BODY)
 
-# Status words.
-SW_OK = 0x9000
-SW_FILE_NOT_FOUND = 0x6A82
-SW_WRONG_DATA = 0x6A80
-SW_INCORRECT_P1P2 = 0x6A86
-SW_WRONG_LENGTH = 0x6700
-SW_SECURITY_STATUS = 0x6982
-SW_AUTH_BLOCKED = 0x6983
-SW_CONDITIONS = 0x6985
-SW_INS_NOT_SUPPORTED = 0x6D00
-SW_CLA_NOT_SUPPORTED = 0x6E00
-SW_CHAINING_NOT_SUPPORTED = 0x6884
-SW_REF_NOT_FOUND = 0x6A88
-
-INS_SELECT = 0xA4
-INS_GET_DATA = 0xCB
-INS_VERIFY = 0x20
-INS_GENERAL_AUTHENTICATE = 0x87
-INS_GET_RESPONSE = 0xC0
 
 PIN_REFERENCE = 0x80
 PIN_TRIES = 3

@@ -33,7 +33,6 @@ card; the PIN retry counter lives only as long as the process.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -45,13 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from cryptography.hazmat.primitives import serialization
-
-from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, PrivateKey, generate_key
-from cardbridge.emulator.iso7816 import SECRET_INS, Applet
+from cardbridge.emulator.cardfiles import CardFolder
+from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, generate_key
+from cardbridge.emulator.iso7816 import Applet
 from cardbridge.emulator.kinds import PinDefault, card_kind, pins_with_defaults
 from cardbridge.emulator.piv_card import ATR, PivApplet, PivCardData
 from cardbridge.errors import ConfigError, InvalidInputError
+from cardbridge.iso7816 import SECRET_INS
 from cardbridge.model import Purpose
 
 log = logging.getLogger(__name__)
@@ -72,18 +71,6 @@ def card_folder(folder: Path, reader: int) -> Path:
     return folder / f"virtual-card-{reader}"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def load_or_create_card(
     folder: Path, *, key: str = "ec-p256", reader: int = 0, ca: DevCA | None = None, citizen: Citizen | None = None
 ) -> PivCardData:
@@ -94,49 +81,21 @@ def load_or_create_card(
     """
     if key not in KEY_CHOICES:
         raise InvalidInputError(f"Unknown key type {key!r}; choose one of {', '.join(KEY_CHOICES)}.")
-    here = card_folder(folder, reader)
-    here.mkdir(parents=True, exist_ok=True, mode=0o700)
-    meta_path = here / "card.json"
-    files = {name: here / f"{name}.pem" for name in ("auth-key", "auth-cert", "sign-key", "sign-cert")}
-    if meta_path.exists() and all(p.exists() for p in files.values()):
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("key") == key:
-            keys = {}
-            for name in ("auth-key", "sign-key"):
-                loaded = serialization.load_pem_private_key(files[name].read_bytes(), password=None)
-                keys[name] = loaded
-            certs = {name: _pem_to_der(files[name].read_bytes()) for name in ("auth-cert", "sign-cert")}
-            return PivCardData(
-                auth_key=keys["auth-key"],  # type: ignore[arg-type]
-                auth_cert=certs["auth-cert"],
-                sign_key=keys["sign-key"],  # type: ignore[arg-type]
-                sign_cert=certs["sign-cert"],
-                guid=bytes.fromhex(meta["guid"]),
-            )
+    store = CardFolder(card_folder(folder, reader))
+    stored = store.load()
+    if stored is not None and stored[1].get("key") == key:
+        keys, meta = stored
+        return PivCardData(keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, bytes.fromhex(meta["guid"]))
     authority = ca or DevCA.load_or_create(folder / "ca")
     person = citizen or Citizen()
     auth_key, sign_key = generate_key(key), generate_key(key)
     auth_cert = authority.issue(auth_key.public_key(), person, Purpose.AUTHENTICATION)
     sign_cert = authority.issue(sign_key.public_key(), person, Purpose.SIGNING)
-    _write_private(files["auth-key"], _key_pem(auth_key))
-    _write_private(files["sign-key"], _key_pem(sign_key))
-    files["auth-cert"].write_bytes(auth_cert.public_bytes(serialization.Encoding.PEM))
-    files["sign-cert"].write_bytes(sign_cert.public_bytes(serialization.Encoding.PEM))
     guid = secrets.token_bytes(16)
-    meta_path.write_text(json.dumps({"key": key, "guid": guid.hex(), "ca": str(authority.cert_path)}), encoding="utf-8")
-    return PivCardData(
-        auth_key=auth_key,
-        auth_cert=auth_cert.public_bytes(serialization.Encoding.DER),
-        sign_key=sign_key,
-        sign_cert=sign_cert.public_bytes(serialization.Encoding.DER),
-        guid=guid,
+    keys = store.save(
+        auth_key, auth_cert, sign_key, sign_cert, {"key": key, "guid": guid.hex(), "ca": str(authority.cert_path)}
     )
-
-
-def _pem_to_der(pem: bytes) -> bytes:
-    from cryptography import x509
-
-    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    return PivCardData(keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, guid)
 
 
 @dataclass(frozen=True, slots=True)
