@@ -18,8 +18,10 @@ from cardbridge.emulator.devpki import DevCA, FinnishCitizen, is_valid_satu, sat
 from cardbridge.emulator.fineid import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
+from cardbridge.model import SignatureAlgorithm
 from cardbridge.pcsc.apdu import ApduTransport, split_response
 from cardbridge.pcsc.atr import identify
+from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
 from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
 
@@ -207,7 +209,8 @@ def test_driver_reads_pin_state_and_signs(card: FineidApplet, folder: Path) -> N
     digest = hashlib.sha384(b"origin-bound").digest()
     fs.select_aid(PKCS15_AID)
     fs.verify(PIN1, bytearray(b"1234"))
-    verify_raw(data.auth_cert, digest, token.compute_signature(fs, AUTH_KEY, digest, cert))
+    request = SignRequest(cert, bytearray(), digest, SignatureAlgorithm("ECC", "SHA-384", "NONE"))
+    verify_raw(data.auth_cert, digest, token.compute_signature(fs, AUTH_KEY, request))
     # A wrong PIN2 counts down; the driver reads the counter with GET DATA.
     with pytest.raises(PinIncorrectError) as info:
         fs.verify(PIN2, bytearray(b"000000"))

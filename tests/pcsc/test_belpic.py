@@ -24,10 +24,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from cardbridge.emulator.belpic_card import INS_PSO, BelpicCard, load_or_create_belpic
+from cardbridge.emulator.belpic_card import BelpicCard, load_or_create_belpic
 from cardbridge.emulator.devpki import DevCA
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardRemovedError, NoCardError, PinBlockedError, PinIncorrectError, PinInvalidLengthError
+from cardbridge.iso7816 import INS_PSO
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.apdu import ApduTransport, split_response

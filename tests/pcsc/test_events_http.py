@@ -107,7 +107,7 @@ def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion
     import base64
     import secrets
 
-    from cardbridge.emulator.piv_card import INS_GENERAL_AUTHENTICATE
+    from cardbridge.iso7816 import INS_GENERAL_AUTHENTICATE
     from tests.pcsc.conftest import wait_for_card
     from tests.verify import verify_token
 

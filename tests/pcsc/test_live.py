@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
-from cardbridge.emulator.piv_card import ATR, INS_GENERAL_AUTHENTICATE
+from cardbridge.emulator.piv_card import ATR
 from cardbridge.emulator.virtual_card import VirtualPivCard
 from cardbridge.errors import (
     CardBusyError,
@@ -32,6 +32,7 @@ from cardbridge.errors import (
     ServiceNotRunningError,
     UnsupportedCardError,
 )
+from cardbridge.iso7816 import INS_GENERAL_AUTHENTICATE
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.pcsc import CardMonitor, EventKind, PcscBackend, PivToken, list_readers
 from tests.pcsc.conftest import READER_0, READER_1, Pcscd, start_card, stop_card, wait_for_card

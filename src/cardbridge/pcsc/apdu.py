@@ -22,17 +22,16 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cardbridge.errors import CardError
+from cardbridge.iso7816 import INS_GET_RESPONSE, SECRET_INS
 from cardbridge.logsetup import TRACE
 
 log = logging.getLogger("cardbridge.pcsc.apdu")
 
-INS_GET_RESPONSE = 0xC0
 CLA_CHAINING = 0x10
 SHORT_MAX_DATA = 255
 SHORT_MAX_LE = 256
 EXTENDED_MAX_DATA = 65535
 EXTENDED_MAX_LE = 65536
-_SECRET_INS = frozenset({0x20, 0x24, 0x2C})  # VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER
 _MAX_GET_RESPONSE = 64  # a card that keeps saying 61xx forever is broken
 
 
@@ -129,7 +128,7 @@ def encode_apdu(
 
 
 def _describe(apdu: bytes) -> str:
-    if len(apdu) > 4 and apdu[1] in _SECRET_INS:
+    if len(apdu) > 4 and apdu[1] in SECRET_INS:
         return apdu[:4].hex(" ").upper() + " <redacted>"
     return apdu.hex(" ").upper()
 

@@ -31,40 +31,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from cardbridge.errors import (
-    CardbridgeError,
-    CardError,
-    PinBlockedError,
-    PinInvalidLengthError,
-    UnsupportedCardError,
-    UnsupportedKeyError,
-)
-from cardbridge.model import CURVE_HASHES, CertificateInfo, Purpose, SignatureAlgorithm
-from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport
-from cardbridge.pcsc.cardtoken import parse_or_warn
+from cardbridge.errors import CardError, UnsupportedCardError
+from cardbridge.iso7816 import CRT_DST, INS_READ_BINARY, INS_SELECT
+from cardbridge.model import CURVE_HASHES, DIGEST_INFO_PREFIXES, CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.pcsc.apdu import SW, ApduTransport
+from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import (
-    CRT_DST,
     FileSystemSession,
     FileSystemToken,
     KeySpec,
     Location,
+    PinEncoding,
     PinSpec,
     PinState,
     SignCommand,
     der_length,
 )
-from cardbridge.pcsc.piv import check_verify
 
 log = logging.getLogger(__name__)
 
 AID_BELPIC = bytes.fromhex("A000000177504B43532D3135")  # DF(BELPIC), "PKCS-15"
 PATH_BELPIC = bytes.fromhex("3F00DF00")
 CLA_PROPRIETARY = 0x80
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_VERIFY = 0x20
-INS_MSE = 0x22
-INS_PSO = 0x2A
 INS_GET_CARD_DATA = 0xE4
 INS_LOG_OFF = 0xE6
 P1_SELECT_AID = 0x04
@@ -73,8 +61,8 @@ P2_NO_FCI = 0x0C
 CARD_DATA_LENGTH = 0x1C
 
 PIN_REFERENCE = 0x01
-PIN_BLOCK_LENGTH = 8
-PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12)
+KEYS_DF = Location(path=bytes.fromhex("DF00"))  # where MSE SET, VERIFY and PSO CDS are sent
+PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12, location=KEYS_DF, encoding=PinEncoding.FORMAT_2)
 KEY_AUTHENTICATION = 0x82
 KEY_NON_REPUDIATION = 0x83
 
@@ -82,10 +70,6 @@ KEY_NON_REPUDIATION = 0x83
 ALG_ECDSA_SHA256, ALG_ECDSA_SHA384, ALG_ECDSA_SHA512 = 0x01, 0x02, 0x04
 ALG_RSA_PKCS1, ALG_RSA_PKCS1_SHA256 = 0x01, 0x08
 _ECDSA = {"SHA-256": ALG_ECDSA_SHA256, "SHA-384": ALG_ECDSA_SHA384, "SHA-512": ALG_ECDSA_SHA512}
-_DIGEST_INFO = {
-    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
-}
 _READ_CHUNK = 0x100  # READ BINARY Le 00
 _MAX_CERTIFICATE = 0x2000
 
@@ -98,7 +82,7 @@ def _key(purpose: Purpose, label: str, key_id: int, reference: int, fid: str) ->
         key_reference=reference,
         certificate=Location(path=bytes.fromhex("DF00" + fid)),
         pin=PIN,
-        location=Location(path=bytes.fromhex("DF00")),
+        location=KEYS_DF,
         sign_command=SignCommand.PSO_CDS,
         mse_template=CRT_DST,
     )
@@ -140,34 +124,6 @@ class BelpicSession(FileSystemSession):
             data += part[:want]
         return bytes(data)
 
-    def verify(self, pin: PinSpec, value: bytearray) -> None:
-        """VERIFY in ISO 9564 format 2; checked first against the card's rules (4–12
-        digits). Sent once, never retried; the block is wiped."""
-        if not pin.min_length <= len(value) <= pin.max_length:
-            raise PinInvalidLengthError(
-                f"The {pin.name} must have {pin.min_length} to {pin.max_length} digits.",
-                minLength=pin.min_length,
-                maxLength=pin.max_length,
-            )
-        if any(not 0x30 <= c <= 0x39 for c in value):
-            raise PinInvalidLengthError(f"The {pin.name} has digits only.")
-        block = bytearray([0x20 | len(value)]) + bytearray([0xFF] * (PIN_BLOCK_LENGTH - 1))
-        for i, c in enumerate(value):  # two BCD digits a byte, the first in the high nibble
-            shift = 4 if i % 2 == 0 else 0
-            block[1 + i // 2] = (block[1 + i // 2] & ~(0x0F << shift) & 0xFF) | ((c - 0x30) << shift)
-        try:
-            response = self.send(INS_VERIFY, 0x00, pin.reference, bytes(block), None)
-        finally:
-            block[:] = b"\x00" * len(block)
-        check_verify(response)
-
-    def mse_set_signature(self, algorithm: int, key_reference: int) -> None:
-        data = bytes([0x04, 0x80, algorithm, 0x84, key_reference])
-        response = self.send(INS_MSE, 0x41, CRT_DST, data, None)
-        if response.sw in (SW.REFERENCE_NOT_FOUND, SW.WRONG_DATA):
-            raise UnsupportedKeyError("The card has no such key or algorithm.", sw=f"{response.sw:04X}")
-        response.check()
-
     def log_off(self) -> None:
         """LOG OFF: the card forgets the PIN (no reset)."""
         self.transport.send(CLA_PROPRIETARY, INS_LOG_OFF, 0x00, 0x00, b"", None).check()
@@ -193,22 +149,8 @@ class BelpicToken(FileSystemToken):
         fs.select_aid(self.aid)
         return fs.card_data()[:16].hex().upper()
 
-    def read_certificates(self, transport: ApduTransport) -> list[CertificateInfo]:
-        fs = self.session(transport)
-        out: list[CertificateInfo] = []
-        for key in self.keys:
-            try:
-                der = fs.read_certificate(key.certificate.path)
-            except ApduError as exc:
-                if exc.sw == SW.FILE_NOT_FOUND:
-                    continue
-                raise
-            if der is None:  # an empty certificate file (no such certificate on this card)
-                continue
-            cert = parse_or_warn(der, key.key_id, key.label)
-            if cert is not None:
-                out.append(cert)
-        return out
+    def read_certificate(self, fs: FileSystemSession, key: KeySpec) -> bytes | None:
+        return BelpicSession(fs.transport).read_certificate(key.certificate.path)
 
     def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
         return fs.pin_state(pin.reference)  # a global PIN: no SELECT first
@@ -222,47 +164,34 @@ class BelpicToken(FileSystemToken):
             return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))
         return ()
 
-    def sign_digest(
-        self,
-        certificate: CertificateInfo,
-        pin: bytearray | None,
-        digest: bytes,
-        algorithm: SignatureAlgorithm,
-    ) -> bytes:
-        key = self.key_for(certificate)
-        pin = self.check_sign_request(certificate, pin, digest, algorithm)
-        if algorithm.crypto == "ECC":
-            reference, data = _ECDSA[algorithm.hash_function], digest
-        elif algorithm.hash_function == "SHA-256":
-            reference, data = ALG_RSA_PKCS1_SHA256, digest
-        else:
-            reference, data = ALG_RSA_PKCS1, _DIGEST_INFO[algorithm.hash_function] + digest
-        verified = [False]
-        reset = [False]
+    def before_verify(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> None:
+        """SELECT DF(BELPIC), then MSE SET before the VERIFY (applet 1.7 wants the VERIFY
+        directly before a non-repudiation signature)."""
+        super().before_verify(fs, key, request)  # DF(BELPIC), where the PIN and the keys are
+        reference = _mse_reference(request.algorithm)
+        fs.mse_set(CRT_DST, bytes([0x04, 0x80, reference, 0x84, key.key_reference]))
 
-        def step(transport: ApduTransport) -> bytes:
-            fs = self.session(transport)
-            try:
-                fs.select_path(key.location.path)
-                fs.mse_set_signature(reference, key.key_reference)
-                fs.verify(key.pin, pin)
-                verified[0] = True
-                response = fs.send(INS_PSO, 0x9E, 0x9A, data, 0)
-                if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
-                    raise CardError("The card wants the PIN again before it signs.", sw=f"{response.sw:04X}")
-                if response.sw == SW.AUTH_METHOD_BLOCKED:
-                    raise PinBlockedError("The PIN is blocked.", retries_left=0)
-                signature = response.check()
-            finally:
-                if verified[0]:
-                    try:
-                        fs.log_off()
-                    except CardbridgeError:
-                        log.info("The card did not log out; it is reset on disconnect")
-                        reset[0] = True
-            expected = 2 * ((certificate.key_size + 7) // 8) if algorithm.crypto == "ECC" else 256
-            if len(signature) != expected:
-                raise CardError("The card's signature has the wrong length.")
-            return signature
+    def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
+        """PSO COMPUTE DIGITAL SIGNATURE of the hash (RSA with a DigestInfo but for the
+        SHA-256 reference, which adds its own)."""
+        algorithm = request.algorithm
+        data = request.digest
+        if algorithm.crypto != "ECC" and algorithm.hash_function != "SHA-256":
+            data = DIGEST_INFO_PREFIXES[algorithm.hash_function] + data
+        signature = fs.compute(SignCommand.PSO_CDS, data, 0)
+        expected = 2 * ((request.certificate.key_size + 7) // 8) if algorithm.crypto == "ECC" else 256
+        if len(signature) != expected:
+            raise CardError("The card's signature has the wrong length.")
+        return signature
 
-        return self.transact(step, reset=lambda: reset[0])
+    def logout(self, fs: FileSystemSession, key: KeySpec) -> None:
+        """LOG OFF: the card's own logout."""
+        BelpicSession(fs.transport).log_off()
+
+
+def _mse_reference(algorithm: SignatureAlgorithm) -> int:
+    """The MSE SET algorithm reference: ECDSA by its hash; RSA PKCS#1 v1.5 with SHA-256
+    (the card adds the DigestInfo) or with the DigestInfo sent."""
+    if algorithm.crypto == "ECC":
+        return _ECDSA[algorithm.hash_function]
+    return ALG_RSA_PKCS1_SHA256 if algorithm.hash_function == "SHA-256" else ALG_RSA_PKCS1

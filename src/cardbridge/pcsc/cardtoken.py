@@ -9,9 +9,10 @@ so none is held while a PIN dialog is open.
 
 A driver subclasses :class:`CardToken` (or :class:`cardbridge.pcsc.filesystem.FileSystemToken`
 for ISO 7816-4 file-system cards), sets :attr:`CardToken.driver`, and implements
-:meth:`CardToken.read_card` (the certificates and serial, read once per card and cached by
-the backend's :class:`CardCache`), ``pin_status``, ``supported_algorithms`` and
-``sign_digest``.
+:meth:`CardToken.read_serial` and :meth:`CardToken.read_certificates` (read once per card
+and cached by the backend's :class:`CardCache`), ``pin_status``, ``supported_algorithms``
+and :meth:`CardToken.sign_on_card` (``sign_digest`` checks the request first, for every
+driver alike).
 """
 
 from __future__ import annotations
@@ -77,6 +78,18 @@ class CardCache:
             self._items[key] = data
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+@dataclass(slots=True)
+class SignRequest:
+    """One signature as a driver makes it: checked by :meth:`CardToken.check_sign_request`
+    (a PIN, an algorithm the key signs, a digest of its hash's length)."""
+
+    certificate: CertificateInfo
+    pin: bytearray
+    digest: bytes
+    algorithm: SignatureAlgorithm
+    reset: bool = False  # the card did not log out: reset it on disconnect
 
 
 class ApduCounter:
@@ -154,9 +167,31 @@ class CardToken:
     def sign_digest(
         self, certificate: CertificateInfo, pin: bytearray | None, digest: bytes, algorithm: SignatureAlgorithm
     ) -> bytes:
-        raise NotImplementedError
+        """The checks (:meth:`check_key`, :meth:`check_sign_request`) before the card is
+        touched, then one transaction: the driver's :meth:`sign_on_card`."""
+        self.check_key(certificate)
+        checked_pin = self.check_sign_request(certificate, pin, digest, algorithm)
+        request = SignRequest(certificate, checked_pin, digest, algorithm)
+        return self.transact(lambda transport: self.sign_on_card(transport, request), reset=lambda: request.reset)
 
     # -- for drivers ---------------------------------------------------------------------
+    def check_key(self, certificate: CertificateInfo) -> None:
+        """NoCertificateError when ``certificate`` is not one of this card's keys."""
+
+    def sign_on_card(self, transport: ApduTransport, request: SignRequest) -> bytes:
+        """The driver's APDUs of one signature (log in, sign, :meth:`log_out`), inside the
+        transaction."""
+        raise NotImplementedError
+
+    def log_out(self, request: SignRequest, logout: Callable[[], object]) -> None:
+        """Run the card's own logout (``logout``) after a VERIFY; when the card does not
+        (gone, or it refuses), it is reset on disconnect instead (SCARD_RESET_CARD)."""
+        try:
+            logout()
+        except CardbridgeError:
+            log.info("The card did not log out; it is reset on disconnect")
+            request.reset = True
+
     def check_sign_request(
         self, certificate: CertificateInfo, pin: bytearray | None, digest: bytes, algorithm: SignatureAlgorithm
     ) -> bytearray:

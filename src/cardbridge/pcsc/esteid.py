@@ -18,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cardbridge.errors import CardError
+from cardbridge.iso7816 import CRT_AT, CRT_DST, INS_GET_DATA
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.filesystem import (
-    CRT_AT,
-    CRT_DST,
-    INS_GET_DATA,
     FileSystemSession,
     FileSystemToken,
     KeySpec,
@@ -44,32 +42,29 @@ PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=
 PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH)
 SIGNATURE_INPUT = 48  # the card signs a 48-byte value (P-384): shorter hashes left-padded
 
-AUTHENTICATION = KeySpec(
-    purpose=Purpose.AUTHENTICATION,
-    label="Isikutuvastus",
-    key_id=b"\x01",
-    key_reference=0x81,
-    certificate=Location(aid=IASECC_AID, path=b"\xad\xf1\x34\x01"),
-    pin=PIN1,
-    location=PIN1.location,
-    sign_command=SignCommand.INTERNAL_AUTHENTICATE,
-    mse_template=CRT_AT,
-    mse_data=bytes.fromhex("8004FF200800840181"),
-    digest_length=SIGNATURE_INPUT,
-)
-SIGNING = KeySpec(
-    purpose=Purpose.SIGNING,
-    label="Allkirjastamine",
-    key_id=b"\x02",
-    key_reference=0x9F,
-    certificate=Location(aid=IASECC_AID, path=b"\xad\xf2\x34\x1f"),
-    pin=PIN2,
-    location=PIN2.location,
-    sign_command=SignCommand.PSO_CDS,
-    mse_template=CRT_DST,
-    mse_data=bytes.fromhex("8004FF15080084019F"),
-    digest_length=SIGNATURE_INPUT,
-)
+
+def _key(purpose: Purpose, label: str, reference: int, certificate: bytes, pin: PinSpec, algorithm: str) -> KeySpec:
+    """A key of the card: its certificate's path under the IAS-ECC application, used where
+    its PIN is, with MSE SET naming the card's algorithm (``80 04 <algorithm>``) and the key
+    (``84 01 <reference>``)."""
+    authentication = purpose is Purpose.AUTHENTICATION
+    return KeySpec(
+        purpose=purpose,
+        label=label,
+        key_id=b"\x01" if authentication else b"\x02",
+        key_reference=reference,
+        certificate=Location(aid=IASECC_AID, path=certificate),
+        pin=pin,
+        location=pin.location,
+        sign_command=SignCommand.INTERNAL_AUTHENTICATE if authentication else SignCommand.PSO_CDS,
+        mse_template=CRT_AT if authentication else CRT_DST,
+        mse_data=bytes.fromhex("8004" + algorithm + "8401") + bytes([reference]),
+        digest_length=SIGNATURE_INPUT,
+    )
+
+
+AUTHENTICATION = _key(Purpose.AUTHENTICATION, "Isikutuvastus", 0x81, b"\xad\xf1\x34\x01", PIN1, "FF200800")
+SIGNING = _key(Purpose.SIGNING, "Allkirjastamine", 0x9F, b"\xad\xf2\x34\x1f", PIN2, "FF150800")
 _PIN_INFO = {0x01: Location(aid=IASECC_AID), 0x85: Location(aid=ADF2_AID)}
 
 

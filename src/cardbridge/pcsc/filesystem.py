@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from cardbridge.errors import (
-    CardbridgeError,
     CardError,
     InvalidInputError,
     NoCertificateError,
@@ -36,22 +35,21 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
+from cardbridge.iso7816 import (
+    CRT_AT,
+    INS_INTERNAL_AUTHENTICATE,
+    INS_MSE,
+    INS_PSO,
+    INS_READ_BINARY,
+    INS_SELECT,
+    INS_VERIFY,
+)
 from cardbridge.model import CURVE_HASHES, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
-from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
+from cardbridge.pcsc.cardtoken import CardToken, SignRequest, parse_or_warn
 from cardbridge.pcsc.piv import check_verify, ecdsa_der_to_raw, parse_tlv
 
 log = logging.getLogger(__name__)
-
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_VERIFY = 0x20
-INS_CHANGE_REFERENCE_DATA = 0x24
-INS_RESET_RETRY_COUNTER = 0x2C
-INS_MSE = 0x22
-INS_PSO = 0x2A
-INS_INTERNAL_AUTHENTICATE = 0x88
-INS_GET_DATA = 0xCB
 
 P1_SELECT_MF_DF_EF = 0x00
 P1_SELECT_CHILD_DF = 0x01
@@ -62,11 +60,10 @@ P2_FCP = 0x04
 P2_FCI = 0x00
 P2_NO_DATA = 0x0C
 MSE_SET_COMPUTE = 0x41  # P1 of MSE SET for computation (sign, authenticate)
-CRT_AT = 0xA4  # authentication template
-CRT_DST = 0xB6  # digital signature template
 PSO_CDS_P1P2 = (0x9E, 0x9A)
 
 MAX_EF_SIZE = 0x4000
+FORMAT_2_LENGTH = 8  # an ISO 9564 format-2 PIN block
 _NOT_APPLICATION = (SW.FILE_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED, SW.INS_NOT_SUPPORTED, SW.CLA_NOT_SUPPORTED)
 
 
@@ -86,6 +83,13 @@ class Location:
     path: bytes = b""
 
 
+class PinEncoding(enum.Enum):
+    """How VERIFY carries the PIN."""
+
+    PADDED = "padded"  # the typed characters, padded to ``pad_length`` with ``pad_byte``
+    FORMAT_2 = "iso9564-2"  # ISO 9564 format 2: 2L, BCD digits, F padding, 8 bytes
+
+
 @dataclass(frozen=True, slots=True)
 class PinSpec:
     """A PIN as the card keeps it."""
@@ -97,6 +101,7 @@ class PinSpec:
     location: Location = Location()  # where to be before VERIFY
     pad_length: int = 0  # pad to this many bytes (0: sent as typed)
     pad_byte: int = 0xFF
+    encoding: PinEncoding = PinEncoding.PADDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,17 +211,15 @@ class FileSystemSession:
         raise ApduError(response.sw, f"The card answered {response.sw:04X} to a PIN status query.")
 
     def verify(self, pin: PinSpec, value: bytearray) -> None:
-        """VERIFY ``value`` (checked against the PIN's length rules, padded as the card
-        keeps it). Sent once, never retried; the padded copy is wiped."""
+        """VERIFY ``value`` (checked against the PIN's length rules, encoded as the card
+        keeps it). Sent once, never retried; the encoded copy is wiped."""
         if not pin.min_length <= len(value) <= pin.max_length:
             raise PinInvalidLengthError(
                 f"The {pin.name} must have {pin.min_length} to {pin.max_length} digits.",
                 minLength=pin.min_length,
                 maxLength=pin.max_length,
             )
-        data = bytearray(value)
-        if pin.pad_length > len(data):
-            data += bytes([pin.pad_byte]) * (pin.pad_length - len(data))
+        data = encode_pin(pin, value)
         try:
             response = self.send(INS_VERIFY, 0x00, pin.reference, bytes(data), None)
         finally:
@@ -240,6 +243,22 @@ class FileSystemSession:
         if response.sw == SW.AUTH_METHOD_BLOCKED:
             raise PinBlockedError("The PIN is blocked.", retries_left=0)
         return response.check()
+
+
+def encode_pin(pin: PinSpec, value: bytearray) -> bytearray:
+    """The VERIFY data for ``value`` (a new buffer: the caller wipes it)."""
+    if pin.encoding is PinEncoding.FORMAT_2:
+        if any(not 0x30 <= c <= 0x39 for c in value):
+            raise PinInvalidLengthError(f"The {pin.name} has digits only.")
+        block = bytearray([0x20 | len(value)]) + bytearray([0xFF] * (FORMAT_2_LENGTH - 1))
+        for i, c in enumerate(value):  # two BCD digits a byte, the first in the high nibble
+            shift = 4 if i % 2 == 0 else 0
+            block[1 + i // 2] = (block[1 + i // 2] & ~(0x0F << shift) & 0xFF) | ((c - 0x30) << shift)
+        return block
+    data = bytearray(value)
+    if pin.pad_length > len(data):
+        data += bytes([pin.pad_byte]) * (pin.pad_length - len(data))
+    return data
 
 
 def fcp_size(fcp: bytes) -> int | None:
@@ -308,33 +327,22 @@ class FileSystemToken(CardToken):
             return (SignatureAlgorithm("ECC", hash_function, "NONE"),) if hash_function else ()
         return ()
 
-    def sign_digest(
-        self,
-        certificate: CertificateInfo,
-        pin: bytearray | None,
-        digest: bytes,
-        algorithm: SignatureAlgorithm,
-    ) -> bytes:
-        key = self.key_for(certificate)
-        pin = self.check_sign_request(certificate, pin, digest, algorithm)
-        reset = [False]
+    def sign_on_card(self, transport: ApduTransport, request: SignRequest) -> bytes:
+        """:meth:`before_verify`, VERIFY, the key's location (when not the PIN's),
+        :meth:`compute_signature`, and the card's :meth:`logout` after a VERIFY."""
+        key = self.key_for(request.certificate)
+        fs = self.session(transport)
+        self.before_verify(fs, key, request)
+        fs.verify(key.pin, request.pin)
+        try:
+            if key.location != key.pin.location:
+                self.enter(fs, key.location)
+            return self.compute_signature(fs, key, request)
+        finally:
+            self.log_out(request, lambda: self.logout(fs, key))
 
-        def step(transport: ApduTransport) -> bytes:
-            fs = self.session(transport)
-            self.enter(fs, key.pin.location)
-            fs.verify(key.pin, pin)
-            try:
-                if key.location != key.pin.location:
-                    self.enter(fs, key.location)
-                return self.compute_signature(fs, key, digest, certificate)
-            finally:
-                try:
-                    self.logout(fs, key)
-                except CardbridgeError:
-                    log.info("The card did not log out; it is reset on disconnect")
-                    reset[0] = True
-
-        return self.transact(step, reset=lambda: reset[0])
+    def check_key(self, certificate: CertificateInfo) -> None:
+        self.key_for(certificate)
 
     # -- hooks a driver may override -----------------------------------------------------
     def session(self, transport: ApduTransport) -> FileSystemSession:
@@ -342,6 +350,10 @@ class FileSystemToken(CardToken):
 
     def enter(self, fs: FileSystemSession, location: Location) -> None:
         fs.enter(location)
+
+    def before_verify(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> None:
+        """Before a signature's VERIFY: go where the PIN is."""
+        self.enter(fs, key.pin.location)
 
     def read_serial(self, transport: ApduTransport) -> str:
         """SELECT the application (the card's confirmation); no serial by default."""
@@ -353,34 +365,39 @@ class FileSystemToken(CardToken):
         out: list[CertificateInfo] = []
         for key in self.keys:
             try:
-                raw = fs.read_file(key.certificate, chunk=self.read_chunk)
+                der = self.read_certificate(fs, key)
             except ApduError as exc:
                 if exc.sw == SW.FILE_NOT_FOUND:
                     continue
                 raise
-            size = der_length(raw)
-            if size is None or size > len(raw):
-                log.warning("The %s certificate file holds no certificate", key.label)
-                continue
-            der = raw[:size]
-            cert = parse_or_warn(der, key.key_id, key.label)
+            cert = parse_or_warn(der, key.key_id, key.label) if der is not None else None
             if cert is not None:
                 out.append(cert)
         return out
+
+    def read_certificate(self, fs: FileSystemSession, key: KeySpec) -> bytes | None:
+        """The DER certificate of ``key`` (None when its file holds none): the whole EF,
+        cut to the certificate's DER length."""
+        raw = fs.read_file(key.certificate, chunk=self.read_chunk)
+        size = der_length(raw)
+        if size is None or size > len(raw):
+            log.warning("The %s certificate file holds no certificate", key.label)
+            return None
+        return raw[:size]
 
     def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
         self.enter(fs, pin.location)
         return fs.pin_state(pin.reference)
 
-    def compute_signature(
-        self, fs: FileSystemSession, key: KeySpec, digest: bytes, certificate: CertificateInfo
-    ) -> bytes:
+    def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
+        """After VERIFY: MSE SET (when the key has a CRT) and the signing command."""
         if key.mse_data:
             fs.mse_set(key.mse_template, key.mse_data)
         # ECDSA uses the hash's leftmost bits: a longer hash is cut, a shorter one left-padded.
+        digest = request.digest
         data = digest[: key.digest_length].rjust(key.digest_length, b"\x00") if key.digest_length else digest
         signature = fs.compute(key.sign_command, data, key.le)
-        field_bytes = (certificate.key_size + 7) // 8
+        field_bytes = (request.certificate.key_size + 7) // 8
         return signature_to_raw(signature, field_bytes)
 
     def logout(self, fs: FileSystemSession, key: KeySpec) -> None:

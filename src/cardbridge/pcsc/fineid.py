@@ -25,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cardbridge.errors import CardError, UnsupportedKeyError
+from cardbridge.iso7816 import CRT_DST, INS_GET_DATA, INS_PSO
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import ApduError, ApduTransport
+from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import (
-    CRT_DST,
-    INS_GET_DATA,
-    INS_PSO,
     FileSystemSession,
     FileSystemToken,
     KeySpec,
@@ -122,13 +121,12 @@ class FineidToken(FileSystemToken):
         rest = [h for h in ("SHA-256", "SHA-384", "SHA-512") if h != first]
         return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in (first, *rest))
 
-    def compute_signature(
-        self, fs: FileSystemSession, key: KeySpec, digest: bytes, certificate: CertificateInfo
-    ) -> bytes:
+    def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
+        digest = request.digest
         nibble = _HASH_NIBBLE.get(len(digest))
         if nibble is None:
             raise UnsupportedKeyError("The card signs only SHA-224/256/384/512 digests.")
         fs.mse_set(key.mse_template, bytes([0x80, 0x01, ALG_ECDSA | nibble, 0x84, 0x01, key.key_reference]))
         fs.send(INS_PSO, *PSO_HASH_P1P2, bytes([TAG_HASH, len(digest)]) + digest, None).check()
         signature = fs.compute(key.sign_command, b"", 0)
-        return signature_to_raw(signature, (certificate.key_size + 7) // 8)
+        return signature_to_raw(signature, (request.certificate.key_size + 7) // 8)

@@ -23,18 +23,13 @@ from cardbridge.errors import (
     UnsupportedCardError,
     UnsupportedKeyError,
 )
+from cardbridge.iso7816 import INS_GENERAL_AUTHENTICATE, INS_GET_DATA, INS_SELECT, INS_VERIFY, tlv
 from cardbridge.model import DIGEST_INFO_PREFIXES
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
 
 AID = bytes.fromhex("A000000308000010000100")  # NIST RID, PIX 00 00 10 00 01 00
 AID_SELECT = AID[:9]  # SP 800-73-4 part 2, 3.1.1: the right-truncated AID "A0 00 00 03 08 00 00 10 00"
 
-INS_SELECT = 0xA4
-INS_GET_DATA = 0xCB
-INS_VERIFY = 0x20
-INS_CHANGE_REFERENCE_DATA = 0x24
-INS_RESET_RETRY_COUNTER = 0x2C
-INS_GENERAL_AUTHENTICATE = 0x87
 INS_PUT_DATA = 0xDB
 INS_GENERATE_ASYMMETRIC_KEY_PAIR = 0x47
 
@@ -148,18 +143,6 @@ def find_tlv(data: bytes, tag: int) -> bytes | None:
     return None
 
 
-def encode_tlv(tag: int, value: bytes) -> bytes:
-    tag_bytes = tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")
-    n = len(value)
-    if n < 0x80:
-        length = bytes([n])
-    elif n <= 0xFF:
-        length = bytes([0x81, n])
-    else:
-        length = b"\x82" + n.to_bytes(2, "big")
-    return tag_bytes + length + value
-
-
 def _object_tag_bytes(object_id: int) -> bytes:
     return object_id.to_bytes((object_id.bit_length() + 7) // 8, "big")
 
@@ -246,7 +229,7 @@ class PivSession:
     def get_data(self, object_id: int) -> bytes | None:
         """GET DATA: the value inside the object's 0x53 (0x7E for the discovery object); None if absent."""
         tag = _object_tag_bytes(object_id)
-        response = self.transport.send(0x00, INS_GET_DATA, 0x3F, 0xFF, encode_tlv(TAG_OBJECT_ID, tag))
+        response = self.transport.send(0x00, INS_GET_DATA, 0x3F, 0xFF, tlv(TAG_OBJECT_ID, tag))
         if response.sw == SW.FILE_NOT_FOUND:
             return None
         data = response.check()
@@ -312,9 +295,7 @@ class PivSession:
     def general_authenticate(self, key: KeyRef, algorithm: Algorithm, challenge: bytes) -> bytes:
         """GENERAL AUTHENTICATE with a challenge: the card's signature (DER for ECDSA,
         the raw RSA result for RSA)."""
-        template = encode_tlv(
-            TAG_DYNAMIC_AUTH_TEMPLATE, encode_tlv(TAG_RESPONSE, b"") + encode_tlv(TAG_CHALLENGE, challenge)
-        )
+        template = tlv(TAG_DYNAMIC_AUTH_TEMPLATE, tlv(TAG_RESPONSE, b"") + tlv(TAG_CHALLENGE, challenge))
         response = self.transport.send(0x00, INS_GENERAL_AUTHENTICATE, algorithm, key, template)
         if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED:
             raise CardError("The card wants the PIN again before it signs.", sw=f"{response.sw:04X}")

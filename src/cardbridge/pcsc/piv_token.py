@@ -2,20 +2,20 @@
 
 A call that verified the PIN ends with the PIV logout (VERIFY with P1=FF, SP 800-73-4) in
 the same transaction, and the card is left as it is: a reset (SCARD_RESET_CARD) would also
-reset it for every other program that uses it. Certificates are cached by card identity
+reset it for every other program that uses it (only a card that does not log out is reset
+on disconnect). Certificates are cached by card identity
 (ATR and CHUID), so a warm authenticate is SELECT, VERIFY, GENERAL AUTHENTICATE and the
 logout.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 
-from cardbridge.errors import CardbridgeError, CardError, NoCertificateError
+from cardbridge.errors import CardError, NoCertificateError
 from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm
 from cardbridge.pcsc.apdu import ApduTransport
-from cardbridge.pcsc.cardtoken import CardToken, parse_or_warn
+from cardbridge.pcsc.cardtoken import CardToken, SignRequest, parse_or_warn
 from cardbridge.pcsc.piv import (
     KEY_LABELS,
     PIN_MAX,
@@ -57,37 +57,30 @@ class PivToken(CardToken):
             return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))
         return ()
 
-    def sign_digest(
-        self,
-        certificate: CertificateInfo,
-        pin: bytearray | None,
-        digest: bytes,
-        algorithm: SignatureAlgorithm,
-    ) -> bytes:
+    def check_key(self, certificate: CertificateInfo) -> None:
+        _key_ref(certificate)
+
+    def sign_on_card(self, transport: ApduTransport, request: SignRequest) -> bytes:
+        """VERIFY, GENERAL AUTHENTICATE, and the PIV logout."""
+        certificate = request.certificate
         key = _key_ref(certificate)
-        pin = self.check_sign_request(certificate, pin, digest, algorithm)
         if certificate.key_type == "RSA":
             alg = Algorithm.RSA_2048
-            challenge = pkcs1_v15_block(digest, algorithm.hash_function, 256)
+            challenge = pkcs1_v15_block(request.digest, request.algorithm.hash_function, 256)
         else:
             alg = Algorithm.ECC_P256 if certificate.curve == "secp256r1" else Algorithm.ECC_P384
-            challenge = digest
-        field_bytes = 32 if alg == Algorithm.ECC_P256 else 48
-
-        def step(transport: ApduTransport) -> bytes:
-            piv = PivSession(transport)
-            try:
-                piv.verify_pin(pin)
-                signature = piv.general_authenticate(key, alg, challenge)
-            finally:
-                _log_out(piv)
-            if alg == Algorithm.RSA_2048:
-                if len(signature) != 256:
-                    raise CardError("The card's RSA signature has the wrong length.")
-                return signature
-            return ecdsa_der_to_raw(signature, field_bytes)
-
-        return self.transact(step)
+            challenge = request.digest
+        piv = PivSession(transport)
+        try:
+            piv.verify_pin(request.pin)
+            signature = piv.general_authenticate(key, alg, challenge)
+        finally:
+            self.log_out(request, piv.reset_security_status)
+        if alg == Algorithm.RSA_2048:
+            if len(signature) != 256:
+                raise CardError("The card's RSA signature has the wrong length.")
+            return signature
+        return ecdsa_der_to_raw(signature, 32 if alg == Algorithm.ECC_P256 else 48)
 
     # -- CardToken ---------------------------------------------------------------------
     def read_serial(self, transport: ApduTransport) -> str:
@@ -105,12 +98,6 @@ class PivToken(CardToken):
             if cert is not None:
                 certs.append(cert)
         return certs
-
-
-def _log_out(piv: PivSession) -> None:
-    """End the PIN's security status; a card that is gone has nothing to log out."""
-    with contextlib.suppress(CardbridgeError):
-        piv.reset_security_status()
 
 
 def _key_ref(certificate: CertificateInfo) -> KeyRef:
