@@ -9,7 +9,8 @@ never locks a citizen out. Verification (signatures, chains) is done elsewhere, 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import TypedDict
 
 from asn1crypto import x509 as asn1x509
 
@@ -36,17 +37,14 @@ def parse_certificate(der: bytes, *, key_id: bytes = b"", label: str = "") -> Ce
             subject=format_name(subject),
             issuer=format_name(cert.issuer),
             serial=format(tbs["serial_number"].native, "x"),
-            not_before=_utc(tbs["validity"]["not_before"].native),
-            not_after=_utc(tbs["validity"]["not_after"].native),
+            not_before=utc_time(tbs["validity"]["not_before"].native),
+            not_after=utc_time(tbs["validity"]["not_after"].native),
             key_type=key_type,
             key_size=int(key_size),
             curve=curve,
             purpose=certificate_purpose(cert),
-            common_name=_first(names.get("common_name")),
-            given_name=_first(names.get("given_name")),
-            surname=_first(names.get("surname")),
-            id_code=_first(names.get("serial_number")),
-            country=_first(names.get("country_name")),
+            id_code=first_value(names.get("serial_number")),
+            **holder_names(names),
             key_id=key_id,
             label=label,
         )
@@ -138,11 +136,36 @@ def format_name(name: asn1x509.Name) -> str:
     return ",".join(parts)
 
 
-def _first(value: object) -> str | None:
+class HolderNames(TypedDict):
+    """The holder's names in a certificate's subject, read the same way by the bridge
+    (:class:`~cardbridge.model.CertificateInfo`) and the validator (``cardbridge.portal``)."""
+
+    common_name: str | None
+    given_name: str | None
+    surname: str | None
+    country: str | None
+
+
+def holder_names(names: Mapping[str, object]) -> HolderNames:
+    """The names in a subject (asn1crypto's ``native`` form), the first of each kind."""
+    return HolderNames(
+        common_name=first_value(names.get("common_name")),
+        given_name=first_value(names.get("given_name")),
+        surname=first_value(names.get("surname")),
+        country=first_value(names.get("country_name")),
+    )
+
+
+def first_value(value: object) -> str | None:
+    """An attribute's value as text: the first when the name has several, else None."""
     if isinstance(value, list):
         value = value[0] if value else None
     return None if value is None else str(value)
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
+def utc_time(value: object) -> dt.datetime:
+    """A certificate time (asn1crypto's ``native``) as an aware UTC datetime; TypeError
+    when it is not a time."""
+    if not isinstance(value, dt.datetime):
+        raise TypeError("not a time")
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

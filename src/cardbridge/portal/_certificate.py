@@ -31,7 +31,7 @@ from pyhanko_certvalidator.policy_decl import (
     RevocationCheckingRule,
 )
 
-from cardbridge.certs import login_purpose_problem
+from cardbridge.certs import first_value, holder_names, login_purpose_problem, utc_time
 from cardbridge.errors import ConfigError
 from cardbridge.portal.errors import (
     CertificateExpiredError,
@@ -79,26 +79,14 @@ class SubjectCertificate:
     extended_key_usage: frozenset[str] | None  # None: the extension is absent
 
 
-def _first(value: object) -> str | None:
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return None if value is None else str(value)
-
-
-def _utc(value: object) -> dt.datetime:
-    if not isinstance(value, dt.datetime):
-        raise TypeError("not a time")
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def parse_subject_certificate(der: bytes) -> SubjectCertificate:
     """Parse leniently (asn1crypto) and load the key; raises CertificateMalformedError."""
     try:
         cert = asn1x509.Certificate.load(der, strict=True)
         tbs = cert["tbs_certificate"]
         validity = tbs["validity"]
-        not_before = _utc(validity["not_before"].native)
-        not_after = _utc(validity["not_after"].native)
+        not_before = utc_time(validity["not_before"].native)
+        not_after = utc_time(validity["not_after"].native)
         names = cert.subject.native
         if not isinstance(names, dict):
             raise TypeError("the subject is not a name")
@@ -121,7 +109,7 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
     # would still verify for bytes nobody signed in that form.
     if not signature_contents or signature_contents[0] != 0:
         raise CertificateMalformedError("The certificate's signature is a BIT STRING with unused bits (not DER).")
-    id_code = _first(names.get("serial_number"))
+    id_code = first_value(names.get("serial_number"))
     if not id_code:
         raise CertificateNoIdentityError("The certificate's subject has no serialNumber (identification code).")
     return SubjectCertificate(
@@ -129,10 +117,7 @@ def parse_subject_certificate(der: bytes) -> SubjectCertificate:
         asn1=cert,
         public_key=key,
         id_code=id_code,
-        given_name=_first(names.get("given_name")),
-        surname=_first(names.get("surname")),
-        common_name=_first(names.get("common_name")),
-        country=_first(names.get("country_name")),
+        **holder_names(names),
         not_before=not_before,
         not_after=not_after,
         policies=policies,
@@ -266,8 +251,8 @@ class ChainValidator:
         certs = list(path.iter_certs(include_root=True))
         if len(certs) < 2:  # the leaf is itself one of the trusted certificates
             raise CertificateUntrustedError("The certificate is itself a trusted CA certificate.")
-        starts = [_utc(c["tbs_certificate"]["validity"]["not_before"].native) for c in certs]
-        ends = [_utc(c["tbs_certificate"]["validity"]["not_after"].native) for c in certs]
+        starts = [utc_time(c["tbs_certificate"]["validity"]["not_before"].native) for c in certs]
+        ends = [utc_time(c["tbs_certificate"]["validity"]["not_after"].native) for c in certs]
         chain = ValidatedChain(issuer=certs[-2], valid_from=max(starts), valid_until=min(ends))
         check_validity(chain.valid_from, chain.valid_until, at, "A certificate in the chain")
         return chain
