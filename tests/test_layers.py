@@ -7,7 +7,10 @@ under ``src/cardbridge`` is parsed with ``ast`` and every import in it counts, a
 - aiohttp only in ``server/``, ``portal/`` and the demo;
 - ``nativemsg`` and ``server`` import neither the card layers (``cardbridge.pkcs11``,
   ``cardbridge.pcsc``) nor each other;
-- nothing imports the CLI (``cardbridge.cli``) but the entry point (``cardbridge.__main__``);
+- nothing imports the CLI (the ``cardbridge.cli`` package) but the entry point
+  (``cardbridge.__main__``);
+- only the CLI prints or exits (``print``, ``sys.exit``, ``os._exit``, ``raise SystemExit``),
+  besides the entry point and the native host's own process entry (``nativemsg.host.launch``);
 - ``portal`` (the validator library a portal server imports) imports no card code:
   ``cardbridge.pkcs11``, ``cardbridge.pcsc``, ``cardbridge.emulator``, ``cardbridge.service``.
 """
@@ -51,6 +54,32 @@ def imports(path: Path, name: str | None = None) -> set[str]:
 
 
 MODULES = {module_name(path): imports(path) for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def prints_or_exits(path: Path, name: str | None = None) -> list[str]:
+    """``module:line what`` for each ``print(…)``, ``sys.exit(…)``, ``os._exit(…)``,
+    ``exit(…)``/``quit(…)`` and ``raise SystemExit`` in ``path``."""
+    name = name or module_name(path)
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        what = None
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in ("print", "exit", "quit"):
+                what = func.id
+            elif (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and (func.value.id, func.attr) in (("sys", "exit"), ("os", "_exit"))
+            ):
+                what = f"{func.value.id}.{func.attr}"
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name) and raised.id == "SystemExit":
+                what = "SystemExit"
+        if what:
+            found.append(f"{name}:{getattr(node, 'lineno', 0)} {what}")
+    return found
 
 
 def within(name: str, *packages: str) -> bool:
@@ -98,6 +127,15 @@ def test_nothing_imports_the_cli() -> None:
     assert offenders(("cardbridge",), ("cardbridge.cli",), allowed=("cardbridge.cli", "cardbridge.__main__")) == []
 
 
+def test_only_the_cli_prints_or_exits() -> None:
+    allowed = ("cardbridge.cli", "cardbridge.__main__", "cardbridge.nativemsg.host")
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) for hit in prints_or_exits(path)]
+    assert any(hit.startswith("cardbridge.cli.") for hit in found)  # the check sees the CLI's
+    assert [hit for hit in found if not within(hit.partition(":")[0], *allowed)] == []
+    launch = [hit for hit in found if hit.startswith("cardbridge.nativemsg.host:")]
+    assert all(hit.endswith(" os._exit") for hit in launch), launch
+
+
 def test_the_portal_imports_no_card_code() -> None:
     card_code = (
         "cardbridge.pkcs11",
@@ -115,5 +153,14 @@ def test_a_broken_rule_is_seen(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text("import os\n\ndef f():\n    from ..pcsc import readers\n    import smartcard.System\n")
     found = imports(probe, "cardbridge.nativemsg.probe")
+    assert prints_or_exits(probe, "cardbridge.probe") == []
+    body = ("print(1)", "sys.exit(2)", "os._exit(3)", "raise SystemExit")
+    probe.write_text("import os, sys\n\ndef f():\n" + "".join(f"    {line}\n" for line in body))
+    assert sorted(prints_or_exits(probe, "cardbridge.probe")) == [
+        "cardbridge.probe:4 print",
+        "cardbridge.probe:5 sys.exit",
+        "cardbridge.probe:6 os._exit",
+        "cardbridge.probe:7 SystemExit",
+    ]
     assert {"cardbridge.pcsc", "cardbridge.pcsc.readers", "smartcard.System", "os"} <= found
     assert within("smartcard.System", "smartcard") and not within("smartcardx", "smartcard")

@@ -1,6 +1,6 @@
 """The ``cardbridge`` command's entry point (and ``python -m cardbridge``).
 
-The two commands that must start fast go without loading the command line (``cli.py``: its
+The two commands that must start fast go without loading the command line (``cardbridge.cli``: its
 parser, its messages, logging, asyncio): ``cardbridge --version``, and ``cardbridge
 native-host``, whose handshake the browser waits for. Everything else is ``cli.main``.
 """

@@ -1,17 +1,16 @@
-"""The ``cardbridge`` command, run as a real process."""
+"""``cardbridge list`` and ``cardbridge authenticate`` (``cardbridge.cli.cards``)."""
 
 import base64
+import hashlib
 import json
-import os
 import secrets
-import struct
-import subprocess
-import sys
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from cardbridge import __version__
 from cardbridge.origins import OriginStore
+from tests.cli import run
 from tests.conftest import ScriptedPinentry
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
@@ -27,24 +26,6 @@ def _login_page_allowed(origin_store: OriginStore) -> None:
 
 def nonce() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cardbridge", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env or dict(os.environ),
-        timeout=60,
-        check=False,
-    )
-
-
-def test_version() -> None:
-    result = run("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"cardbridge {__version__}"
 
 
 @pytest.mark.parametrize(
@@ -228,100 +209,4 @@ def test_ambiguous_lists_candidates_and_certificate_picks(softhsm: SoftHsm) -> N
     assert result.returncode == 0, result.stderr
     token = json.loads(result.stdout)
     cert = verify_token(token, ORIGIN, challenge)
-    import hashlib
-
-    from cryptography.hazmat.primitives import serialization
-
     assert hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == shas[0]
-
-
-@pytest.mark.softhsm
-def test_dev_token_create(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path)}
-    env.pop("SOFTHSM2_CONF", None)
-    result = run("dev", "token", "create", "--key", "ec-p256", "--json", env=env)
-    assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
-    assert info["softhsm2_conf"].startswith(str(tmp_path))
-    assert info["id_code"].startswith("PNONO-")
-    # It is a working card: list it and log in with it.
-    env["SOFTHSM2_CONF"] = info["softhsm2_conf"]
-    challenge = nonce()
-    result = run(
-        "authenticate",
-        "--origin",
-        ORIGIN,
-        "--nonce",
-        challenge,
-        "--module",
-        info["module"],
-        "--pin-stdin",
-        env=env,
-        stdin=info["pin"] + "\n",
-    )
-    assert result.returncode == 0, result.stderr
-    cert = verify_token(json.loads(result.stdout), ORIGIN, challenge)
-    assert info["id_code"] in cert.subject.rfc4514_string()
-    # Made once: a second call gives the same card.
-    again = json.loads(run("dev", "token", "create", "--json", env=env).stdout)
-    assert again == info
-
-
-def test_every_command_ends_through_the_pkcs11_shutdown(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """cli.main leaves only through cardbridge.pkcs11.shutdown (the module call in progress
-    waited for, sessions closed, modules finalized), and with os._exit when a module call
-    still runs after it (a hung module would keep the interpreter from exiting)."""
-    from cardbridge import cli, pkcs11
-
-    monkeypatch.setenv("CARDBRIDGE_CONFIG", str(tmp_path / "config.toml"))
-    answers = [True]
-    calls: list[bool] = []
-
-    def shutdown() -> bool:
-        calls.append(answers[0])
-        return answers[0]
-
-    class Left(Exception):
-        pass
-
-    def leave(status: int) -> None:
-        raise Left(status)
-
-    monkeypatch.setattr(pkcs11, "shutdown", shutdown)
-    monkeypatch.setattr(cli.os, "_exit", leave)
-    assert cli.main(["config", "path"]) == 0
-    assert calls == [True]
-    answers[0] = False
-    with pytest.raises(Left) as left:
-        cli.main(["config", "path"])
-    assert left.value.args == (0,)
-    with pytest.raises(Left) as left:  # a usage error too
-        cli.main(["no-such-command"])
-    assert left.value.args == (1,)
-
-
-@pytest.mark.parametrize(
-    ("arguments", "stdin"),
-    [
-        (["--version"], b""),
-        (["native-host"], struct.pack("=I", 36) + b'{"command": "quit", "arguments": {}}'),
-    ],
-    ids=["version", "native-host"],
-)
-def test_fast_commands_load_no_command_line(arguments: list[str], stdin: bytes) -> None:
-    # `cardbridge --version` and `cardbridge native-host` start without the CLI's parser,
-    # messages, asyncio, ssl or the server (bench/cli_start.py measures the time).
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cardbridge", *arguments],
-        input=stdin,
-        capture_output=True,
-        timeout=30,
-        check=True,
-    )
-    modules = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines() if "|" in line}
-    for heavy in ("asyncio", "ssl", "aiohttp", "argparse", "cardbridge.cli", "cardbridge.server", "cardbridge.i18n"):
-        assert not {m for m in modules if m == heavy or m.startswith(heavy + ".")}, heavy
-    if arguments == ["--version"]:
-        assert result.stdout.decode() == f"cardbridge {__version__}\n"
-    else:
-        assert result.stdout.endswith(b"{}")
