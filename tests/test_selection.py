@@ -16,10 +16,10 @@ import pytest
 
 from cardbridge.errors import AmbiguousCertificateError, NoTokenError, UserCancelledError, UserTimeoutError
 from cardbridge.events import EventHub
-from cardbridge.model import Backend, Purpose
+from cardbridge.model import Backend, Purpose, TokenInfo
 from cardbridge.pinentry import FixedPinSource, PinentrySource
 from cardbridge.pkcs11.backend import ModuleBackend
-from cardbridge.selection import CertificateFinder, Selection
+from cardbridge.selection import CertificateFinder, Selection, once_per_card
 from cardbridge.service import CardService, open_backends
 from cardbridge.workers import Workers
 from tests.conftest import ScriptedPinentry, alive
@@ -249,3 +249,21 @@ async def test_cancel_in_the_choice_is_a_cancel(softhsm: SoftHsm, pinentry: Scri
         assert len(pinentry.dialogs()) == 2  # no PIN dialog
     finally:
         await service.aclose()
+
+
+def test_a_card_in_a_reader_the_direct_driver_has_is_listed_once() -> None:
+    """A module's slot in a reader where the direct driver has the card is the same card
+    (the direct driver wins); a slot description is cut at 64 characters; a module token
+    elsewhere (a SoftHSM2 slot, another reader) stays."""
+    long_reader = "Long Reader Name " * 5
+    direct = TokenInfo("pcsc", "Virtual PCD 00 00", "Jan Peeters", reader="Virtual PCD 00 00")
+    direct_long = TokenInfo("pcsc", long_reader, "Card", reader=long_reader)
+    opensc = [
+        TokenInfo("pkcs11", "opensc-pkcs11.so", "BELPIC (Basic PIN)", slot=0, reader="Virtual PCD 00 00"),
+        TokenInfo("pkcs11", "opensc-pkcs11.so", "Card (PIN)", slot=4, reader=long_reader[:64]),
+        TokenInfo("pkcs11", "opensc-pkcs11.so", "Other", slot=8, reader="Virtual PCD 00 01"),
+    ]
+    softhsm = TokenInfo("pkcs11", "libsofthsm2.so", "cardbridge", slot=1, reader="SoftHSM slot ID 0x1")
+    listed = once_per_card([direct, direct_long, *opensc, softhsm])
+    assert listed == [direct, direct_long, opensc[2], softhsm]
+    assert once_per_card(opensc) == opensc  # no direct driver: every slot is listed

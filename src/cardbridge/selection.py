@@ -30,11 +30,11 @@ from cardbridge.errors import (
     UserTimeoutError,
 )
 from cardbridge.events import EventHub
-from cardbridge.model import Backend, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, Token
+from cardbridge.model import Backend, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, Token, TokenInfo
 from cardbridge.pinentry import ChoiceOption, ChoiceRequest, DialogSource, WaitReason, WaitRequest
 from cardbridge.workers import Deadline, Workers, end_task
 
-__all__ = ["POLL_INTERVAL", "Candidate", "CertificateFinder", "Selection"]
+__all__ = ["POLL_INTERVAL", "Candidate", "CertificateFinder", "Selection", "once_per_card"]
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,22 @@ class CertificateFinder:
                         raise failure
             finally:
                 await end_task(dialog)
+
+
+def once_per_card(infos: Sequence[TokenInfo]) -> list[TokenInfo]:
+    """Each card once, without reading it (for a status): a PKCS#11 slot in a reader where
+    a built-in driver has the card (OpenSC's module, registered with p11-kit) is the same
+    card, and the direct driver wins, as it does when a login surveys the certificates. A
+    module names a slot's reader in its description (at most 64 characters: a longer
+    reader name comes cut)."""
+    direct = [info.reader for info in infos if info.backend == "pcsc" and info.reader]
+
+    def seen_directly(slot: str | None) -> bool:
+        if not slot:
+            return False
+        return any(reader == slot or (len(slot) == 64 and reader.startswith(slot)) for reader in direct)
+
+    return [info for info in infos if info.backend == "pcsc" or not seen_directly(info.reader)]
 
 
 def _most_telling(errors: Sequence[CardbridgeError]) -> CardbridgeError:

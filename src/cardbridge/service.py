@@ -60,7 +60,7 @@ from cardbridge.pinentry import (
     SiteRequest,
     wipe,
 )
-from cardbridge.selection import CertificateFinder, Selection
+from cardbridge.selection import CertificateFinder, Selection, once_per_card
 from cardbridge.workers import Deadline, Workers
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class CardService:
         """The tokens present now (no certificates, no login, no operation lock), and the
         errors of backends that could not list theirs."""
         tokens, errors = await self._tokens()
-        return [token.info for token in tokens], errors
+        return once_per_card([token.info for token in tokens]), errors
 
     async def _tokens(self) -> tuple[list[Token], list[CardbridgeError]]:
         tokens: list[Token] = []

@@ -7,16 +7,18 @@ import http.client
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from cardbridge.emulator.virtual_card import VirtualPivCard
 from tests.conftest import ScriptedPinentry
-from tests.pcsc.conftest import Pcscd
+from tests.pcsc.conftest import Pcscd, start_kind, stop_card
 from tests.server.conftest import start_serve
 
 pytestmark = pytest.mark.pcsc
 ORIGIN = "https://login.example.no"
+OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 
 
 def next_event(response: http.client.HTTPResponse) -> tuple[str, dict[str, object]]:
@@ -84,6 +86,49 @@ def test_insertion_and_removal_reach_the_event_stream(virtual_card: VirtualPivCa
         conn.close()
     finally:
         served.stop()
+
+
+def _status(port: int) -> dict[str, object]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request("GET", "/v1/status", headers={"Origin": ORIGIN})
+        return dict(json.loads(conn.getresponse().read()))
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not OPENSC.exists(), reason="opensc-pkcs11 is not installed")
+def test_a_card_the_direct_driver_and_opensc_both_reach_is_listed_once(
+    pcscd: Pcscd, card_folder: Path, tmp_path: Path
+) -> None:
+    """The emulated Belgian card with OpenSC's module loaded (p11-kit registers it): the
+    direct driver reads the card and OpenSC's belpic driver gives it a PKCS#11 slot in the
+    same reader. /v1/status and the event stream's first status list the card once, as the
+    direct driver's, as logins see it."""
+    from cardbridge.pkcs11.discovery import p11kit_modules
+
+    assert any("opensc" in m for m in p11kit_modules()), "OpenSC's module is registered with p11-kit"
+    env = {k: v for k, v in os.environ.items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")}
+    env.update({"CARDBRIDGE_DATA_DIR": str(tmp_path / "data"), "CARDBRIDGE_CONFIG": str(tmp_path / "none.toml")})
+    card = start_kind(card_folder, "belpic")
+    served = start_serve("--allow-origin", ORIGIN, env=env)
+    try:
+        wait_until_the_bridge_sees(served.port, card.reader_name)
+        tokens = _status(served.port)["tokens"]
+        assert isinstance(tokens, list)
+        assert [t["backend"] for t in tokens if t.get("reader") == card.reader_name] == ["pcsc"], tokens
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=20)
+        try:
+            conn.request("GET", "/v1/events", headers={"Origin": ORIGIN})
+            kind, status = next_event(conn.getresponse())
+        finally:
+            conn.close()
+        assert kind == "status"
+        listed = [t for t in status["tokens"] if t.get("reader") == card.reader_name]  # type: ignore[union-attr]
+        assert [t["backend"] for t in listed] == ["pcsc"], status
+    finally:
+        served.stop()
+        stop_card(card)
 
 
 def _login(port: int, challenge: str) -> tuple[int, dict[str, object]]:
