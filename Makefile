@@ -10,7 +10,7 @@ DEB_PACKAGES := python3-venv python3-dev gcc softhsm2 opensc opensc-pkcs11 pcscd
 	libpcsclite-dev swig p11-kit p11-kit-modules pinentry-tty redis-server chromium
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps venv lint clean deb deb-deps fuzz package-test lock
+.PHONY: test demo deps venv lint clean deb deb-deps fuzz package-test lock i18n i18n-pot
 
 # The Debian package (`make deb`, `make package-test`): its own tools, not the suite's.
 DEB_BUILD_PACKAGES := debhelper dpkg-dev fakeroot lintian mmdebstrap python3-venv python3-dev gcc swig \
@@ -79,6 +79,28 @@ fuzz: venv
 		$(PY) $$harness -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 \
 			-artifact_prefix=fuzz/artifacts/$$name- fuzz/corpus/$$name $$seeds || status=1; \
 	done; exit $$status
+
+# -- texts (gettext) ------------------------------------------------------------------------------
+# The messages are English in the code: i18n.gettext(lang, "…"), ngettext, pgettext, npgettext
+# (the language is their first argument) and N_("…") where a message is defined apart from its
+# use. `make i18n` extracts them into the .pot, merges it into each language's .po (new messages
+# empty, changed ones fuzzy: translate those, then run it again) and compiles each .po to the .mo
+# beside it. The .mo files are committed and shipped (wheel, pip install -e, make deb); a test
+# checks that compiling the .po gives them exactly, and that the .pot matches the code.
+I18N_DIR := src/cardbridge/i18n
+LOCALE_DIR := $(I18N_DIR)/locale
+POT ?= $(I18N_DIR)/cardbridge.pot
+PYBABEL ?= $(VENV)/bin/pybabel
+BABEL_KEYWORDS := --no-default-keywords -k N_ -k gettext:2 -k ngettext:2,3 -k pgettext:2c,3 -k npgettext:2c,3,4
+
+i18n-pot:
+	$(PYBABEL) --quiet extract $(BABEL_KEYWORDS) --add-comments=Translators: --sort-by-file --add-location=file \
+		--project=cardbridge --version=$(VERSION) --copyright-holder="cardbridge developers" \
+		--msgid-bugs-address=cardbridge@cardbridge.invalid -o $(POT) src/cardbridge
+
+i18n: venv i18n-pot
+	$(PYBABEL) --quiet update -i $(POT) -d $(LOCALE_DIR) -D cardbridge
+	$(PYBABEL) compile --statistics -d $(LOCALE_DIR) -D cardbridge
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,13 +1,20 @@
-"""The message catalogues: every message in nb, nn and en, with the same placeholders."""
+"""The message catalogues: every message of the code in the .pot, and in every language's
+.po and .mo with the same placeholders and all its plural forms; the texts the code picks."""
 
 from __future__ import annotations
 
+import gettext
+import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 
 from cardbridge import i18n
 from cardbridge.errors import (
@@ -18,31 +25,116 @@ from cardbridge.errors import (
     PinInvalidLengthError,
 )
 
-
-@pytest.mark.parametrize("key", sorted(i18n.MESSAGES))
-def test_every_message_in_every_language_with_the_same_placeholders(key: str) -> None:
-    entry = i18n.MESSAGES[key]
-    assert set(entry) == set(i18n.LANGUAGES), f"{key}: languages {sorted(entry)}"
-    for lang in i18n.LANGUAGES:
-        assert entry[lang].strip(), f"{key}: empty in {lang}"
-    names = {lang: i18n.placeholders(entry[lang]) for lang in i18n.LANGUAGES}
-    assert names["nb"] == names["nn"] == names["en"], f"{key}: placeholders differ: {names}"
-    # Each message formats with its own placeholders and nothing else.
-    for lang in i18n.LANGUAGES:
-        i18n.text(key, lang, **dict.fromkeys(names[lang], 7))
+ROOT = Path(__file__).parent.parent
+LOCALE_DIR = Path(i18n.LOCALE_DIR)
+TRANSLATED = [lang for lang in i18n.LANGUAGES if lang != i18n.SOURCE_LANGUAGE]
 
 
-def test_a_one_form_has_its_base_and_the_same_placeholders() -> None:
-    for key in i18n.MESSAGES:
-        if key.endswith(".one"):
-            base = key.removesuffix(".one")
-            assert base in i18n.MESSAGES
-            assert i18n.placeholders(i18n.MESSAGES[key]["en"]) == i18n.placeholders(i18n.MESSAGES[base]["en"])
+def _po_path(lang: str) -> Path:
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
+
+
+def _read_po(path: Path) -> Catalog:
+    with path.open("rb") as file:
+        return read_po(file)
+
+
+def _key(message: Message) -> tuple[str | None, str | tuple[str, ...]]:
+    return message.context, message.id
+
+
+def _messages(catalog: Catalog) -> dict[tuple[str | None, str | tuple[str, ...]], Message]:
+    return {_key(message): message for message in catalog if message.id}
+
+
+def test_every_language_but_the_source_has_a_catalogue() -> None:
+    assert i18n.SOURCE_LANGUAGE in i18n.LANGUAGES and i18n.DEFAULT_LANGUAGE in i18n.LANGUAGES
+    on_disk = sorted(path.name for path in LOCALE_DIR.iterdir() if path.is_dir())
+    assert on_disk == sorted(TRANSLATED), "a catalogue for every language in LANGUAGES, and none other"
+    for lang in TRANSLATED:
+        assert _po_path(lang).is_file() and _po_path(lang).with_suffix(".mo").is_file()
+
+
+@pytest.mark.parametrize("lang", TRANSLATED)
+def test_every_message_in_every_language_with_the_same_placeholders(lang: str) -> None:
+    template = _messages(_read_po(LOCALE_DIR.parent / f"{i18n.DOMAIN}.pot"))
+    catalog = _read_po(_po_path(lang))
+    assert catalog.locale_identifier == lang
+    assert catalog.plural_forms, "the Plural-Forms header"
+    nplurals = catalog.num_plurals
+    assert gettext.c2py(catalog.plural_expr)(1) < nplurals
+    translated = _messages(catalog)
+    assert translated.keys() == template.keys(), "run make i18n: the .po and the .pot have other messages"
+    problems = []
+    for key, message in translated.items():
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        wanted = set().union(*(i18n.placeholders(msgid) for msgid in ids))
+        if message.fuzzy:
+            problems.append(f"{key}: fuzzy (check the translation, then remove the flag)")
+        if len(forms) != (nplurals if message.pluralizable else 1):
+            problems.append(f"{key}: {len(forms)} forms, Plural-Forms says {nplurals}")
+        for index, form in enumerate(forms):
+            if not form.strip():
+                problems.append(f"{key}: form {index} is not translated")
+                continue
+            names = i18n.placeholders(form)
+            # A plural's first form may leave out the number ("one try"); nothing else may differ.
+            ok = names <= wanted if message.pluralizable and index == 0 and nplurals > 1 else names == wanted
+            if not ok:
+                problems.append(f"{key}: form {index} has placeholders {sorted(names)}, the English {sorted(wanted)}")
+            else:
+                form.format(**dict.fromkeys(wanted, 7))  # formats with its own placeholders and nothing else
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("lang", TRANSLATED)
+def test_the_committed_mo_is_the_compiled_po(lang: str) -> None:
+    compiled = io.BytesIO()
+    write_mo(compiled, _read_po(_po_path(lang)))
+    committed = _po_path(lang).with_suffix(".mo").read_bytes()
+    assert committed == compiled.getvalue(), "run make i18n (pybabel compile) and commit the .mo"
+
+
+def test_the_pot_has_the_messages_of_the_code(tmp_path: Path) -> None:
+    pot = tmp_path / "cardbridge.pot"
+    pybabel = Path(sys.executable).parent / "pybabel"
+    subprocess.run(["make", "-s", "i18n-pot", f"POT={pot}", f"PYBABEL={pybabel}"], cwd=ROOT, check=True, timeout=120)
+    extracted = _messages(_read_po(pot))
+    committed = _messages(_read_po(LOCALE_DIR.parent / f"{i18n.DOMAIN}.pot"))
+    assert sorted(committed, key=str) == sorted(extracted, key=str), "run make i18n"
+    for key, message in extracted.items():
+        assert committed[key].auto_comments == message.auto_comments, f"{key}: run make i18n (comments)"
+
+
+@pytest.mark.parametrize("lang", TRANSLATED)
+def test_the_catalogue_is_read_at_run_time(lang: str) -> None:
+    assert i18n.gettext(lang, "Wrong PIN.") == "Feil PIN-kode."
+    assert i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", 3, n=3).startswith("Du har 3 ")
+    assert i18n.pgettext(lang, "this language's name", "English") == {"nb": "Bokmål", "nn": "Nynorsk"}[lang]
+
+
+def test_run_time_uses_the_standard_library_only_and_reads_a_catalogue_when_it_is_used() -> None:
+    code = (
+        "import sys; from cardbridge import i18n; assert not i18n._catalogues, 'read at import'; "
+        "print(i18n.gettext('nn', 'Wrong PIN.')); "
+        "assert not [m for m in sys.modules if m == 'babel' or m.startswith('babel.')], 'Babel at run time'; "
+        "assert set(i18n._catalogues) == {'nn'}"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Feil PIN-kode.\n"
+
+
+def test_a_language_that_is_not_ours_reads_bokmal() -> None:
+    assert i18n.gettext("sv", "Wrong PIN.") == "Feil PIN-kode."
 
 
 @pytest.mark.parametrize("code", list(Code))
 def test_every_error_code_has_a_plain_message(code: Code) -> None:
-    assert f"error.{code}" in i18n.MESSAGES
+    from cardbridge.i18n.errors import ERROR_TEXTS
+
+    assert str(code) in ERROR_TEXTS
     texts = {lang: i18n.error_text(code, lang) for lang in i18n.LANGUAGES}
     assert len(set(texts.values())) >= 2 or code is Code.PIN_INCORRECT, "nb/nn/en look untranslated"
     for value in texts.values():
@@ -83,9 +175,13 @@ def test_unknown_code_still_reads_plainly() -> None:
 
 
 def test_plural_forms() -> None:
-    assert i18n.text("dialog.tries_left", "en", n=1) == "You have 1 try left."
-    assert i18n.text("dialog.tries_left", "en", n=3) == "You have 3 tries left."
-    assert i18n.text("dialog.tries_left", "nb", n=1) == "Du har 1 forsøk igjen."
+    def tries(lang: str, n: int) -> str:
+        return i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", n, n=n)
+
+    assert tries("en", 1) == "You have 1 try left."
+    assert tries("en", 3) == "You have 3 tries left."
+    assert tries("nb", 1) == "Du har 1 forsøk igjen."
+    assert tries("nn", 0) == "Du har 0 forsøk att."
 
 
 @pytest.mark.parametrize(

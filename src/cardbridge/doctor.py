@@ -34,6 +34,7 @@ from typing import Any
 from cardbridge import __version__, i18n
 from cardbridge.config import ENV_PINENTRY, Config, config_path, load_config
 from cardbridge.errors import CardbridgeError, ConfigError, ServiceNotRunningError
+from cardbridge.i18n import N_
 from cardbridge.logsetup import LOG_FILE, log_dir, redact
 
 __all__ = ["Check", "Status", "exit_status", "report_text", "run_checks"]
@@ -46,6 +47,29 @@ class Status(enum.StrEnum):
     OK = "ok"
     WARN = "warn"
     FAIL = "fail"
+
+
+_STATUSES = {Status.OK: N_("OK"), Status.WARN: N_("WARNING"), Status.FAIL: N_("FAILED")}
+
+# Each check's name, by its stable id.
+CHECK_NAMES = {
+    "versions": N_("Versions"),
+    "config": N_("Config file"),
+    "origins": N_("Allowed websites"),
+    "pcscd": N_("Smart card service (pcscd)"),
+    "readers": N_("Card readers"),
+    "cards": N_("Cards in the readers"),
+    "modules": N_("PKCS#11 modules"),
+    "tokens": N_("ID cards and certificates"),
+    "manifests": N_("Browser extension"),
+    "webeid": N_("Web eID extension"),
+    "extension": N_("Extension in Chromium"),
+    "service": N_("Background service"),
+    "port": N_("HTTP port"),
+    "pinentry": N_("PIN window"),
+    "log": N_("Log file"),
+}
+PURPOSES = {"authentication": N_("authentication"), "signing": N_("signing")}
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,7 @@ class Check:
 
 
 def _check(check_id: str, lang: str, status: Status, detail: str, fix: str | None = None, **data: Any) -> Check:
-    return Check(check_id, i18n.text(f"doctor.name.{check_id}", lang), status, detail, fix, data)
+    return Check(check_id, i18n.gettext(lang, CHECK_NAMES[check_id]), status, detail, fix, data)
 
 
 def exit_status(checks: Iterable[Check]) -> int:
@@ -87,13 +111,9 @@ def check_versions(lang: str) -> Check:
             libraries.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
             libraries.append(f"{dist} -")
-    detail = i18n.text(
-        "doctor.versions.detail",
-        lang,
-        version=__version__,
-        python=platform.python_version(),
-        platform=platform.platform(terse=True),
-        libraries=", ".join(libraries),
+    detail = (
+        f"cardbridge {__version__}, Python {platform.python_version()}, {platform.platform(terse=True)}; "
+        + ", ".join(libraries)
     )
     return _check("versions", lang, Status.OK, detail, version=__version__, libraries=libraries)
 
@@ -103,12 +123,18 @@ def check_config(lang: str, path: Path | None = None) -> tuple[Check, Config | N
     try:
         config = load_config(file)
     except ConfigError as exc:
-        fix = i18n.text("doctor.config.fix", lang, path=file)
-        return _check("config", lang, Status.FAIL, i18n.text("doctor.config.fail", lang, error=exc.message), fix), None
-    key = "doctor.config.ok" if file.exists() else "doctor.config.missing"
+        fix = i18n.gettext(
+            lang, "Correct the error above in {path}, or move the file away to use the defaults.", path=file
+        )
+        return _check("config", lang, Status.FAIL, exc.message, fix), None
+    detail = (
+        i18n.gettext(lang, "{path} is read and in order.", path=file)
+        if file.exists()
+        else i18n.gettext(lang, "No config file ({path}); the defaults are used.", path=file)
+    )
     settings = config.to_dict()
     settings.pop("path", None)
-    return _check("config", lang, Status.OK, i18n.text(key, lang, path=file), path=str(file), settings=settings), config
+    return _check("config", lang, Status.OK, detail, path=str(file), settings=settings), config
 
 
 def check_origins(config: Config, lang: str) -> Check:
@@ -119,19 +145,30 @@ def check_origins(config: Config, lang: str) -> Check:
             yours = [entry.origin for entry in OriginStore().allowed()]
         except ConfigError:
             yours = []
-        detail = i18n.text(
-            "doctor.origins.ask",
+        detail = i18n.gettext(
             lang,
+            "A new website is asked about once (origin_policy = ask). Allowed in the "
+            "configuration: {listed}, by you: {yours}, denied: {denied} ('cardbridge "
+            "origins').",
             listed=len(config.allowed_origins),
             yours=len(yours),
             denied=len(config.denied_origins),
         )
         return _check("origins", lang, Status.OK, detail, origins=[*config.allowed_origins, *yours], policy="ask")
     if config.allowed_origins:
-        detail = i18n.text("doctor.origins.ok", lang, origins=", ".join(config.allowed_origins))
+        detail = ", ".join(config.allowed_origins)
         return _check("origins", lang, Status.OK, detail, origins=list(config.allowed_origins))
-    fix = i18n.text("doctor.origins.fix", lang, path=config.path or config_path())
-    return _check("origins", lang, Status.WARN, i18n.text("doctor.origins.none", lang), fix, origins=[])
+    fix = i18n.gettext(
+        lang, 'Add the login page to {path}: allowed_origins = ["https://…"]', path=config.path or config_path()
+    )
+    return _check(
+        "origins",
+        lang,
+        Status.WARN,
+        i18n.gettext(lang, "No website may use the ID card through HTTP yet."),
+        fix,
+        origins=[],
+    )
 
 
 # -- PC/SC -------------------------------------------------------------------------------------
@@ -142,30 +179,64 @@ def check_pcscd(lang: str) -> tuple[Check, list[Any] | None]:
     try:
         from cardbridge.pcsc import list_readers
     except Exception as exc:  # pyscard or libpcsclite missing
-        detail = i18n.text("doctor.pcscd.nolib", lang, error=f"{type(exc).__name__}: {exc}")
-        return _check("pcscd", lang, Status.FAIL, detail, i18n.text("doctor.pcscd.nolib_fix", lang)), None
+        error = f"{type(exc).__name__}: {exc}"
+        detail = i18n.gettext(lang, "The PC/SC library is missing: {error}", error=error)
+        return _check(
+            "pcscd", lang, Status.FAIL, detail, i18n.gettext(lang, "Install it: sudo apt install pcscd libpcsclite1")
+        ), None
     try:
         readers = list(list_readers())
     except ServiceNotRunningError as exc:
-        fix = i18n.text("doctor.pcscd.fix", lang)
-        return _check("pcscd", lang, Status.FAIL, i18n.text("doctor.pcscd.fail", lang), fix, error=exc.message), None
+        fix = i18n.gettext(
+            lang,
+            "Start it: sudo systemctl enable --now pcscd.socket (if it is missing, install it "
+            "first: sudo apt install pcscd).",
+        )
+        return _check(
+            "pcscd",
+            lang,
+            Status.FAIL,
+            i18n.gettext(lang, "The smart card service is not running, or it does not answer."),
+            fix,
+            error=exc.message,
+        ), None
     except CardbridgeError as exc:
-        detail = f"{i18n.text('doctor.pcscd.fail', lang)} ({exc.code}: {exc.message})"
-        return _check("pcscd", lang, Status.FAIL, detail, i18n.text("doctor.pcscd.fix", lang)), None
-    return _check("pcscd", lang, Status.OK, i18n.text("doctor.pcscd.ok", lang)), readers
+        detail = i18n.gettext(lang, "The smart card service is not running, or it does not answer.")
+        detail = f"{detail} ({exc.code}: {exc.message})"
+        return _check(
+            "pcscd",
+            lang,
+            Status.FAIL,
+            detail,
+            i18n.gettext(
+                lang,
+                "Start it: sudo systemctl enable --now pcscd.socket (if it is missing, install it "
+                "first: sudo apt install pcscd).",
+            ),
+        ), None
+    return _check(
+        "pcscd", lang, Status.OK, i18n.gettext(lang, "The smart card service is running and answers.")
+    ), readers
 
 
 def check_readers(readers: Sequence[Any] | None, lang: str) -> Check:
     """``readers``: from :func:`check_pcscd` (None when pcscd did not answer)."""
     if readers is None:
-        return _check("readers", lang, Status.WARN, i18n.text("doctor.readers.skipped", lang))
+        return _check(
+            "readers",
+            lang,
+            Status.WARN,
+            i18n.gettext(lang, "Not checked, because the smart card service does not answer."),
+        )
     if not readers:
-        fix = i18n.text("doctor.readers.fix", lang)
-        return _check("readers", lang, Status.FAIL, i18n.text("doctor.readers.none", lang), fix, readers=[])
+        fix = i18n.gettext(
+            lang,
+            "Connect the card reader to the computer (try another USB port). If it is "
+            "connected, install its driver: sudo apt install libccid",
+        )
+        return _check("readers", lang, Status.FAIL, i18n.gettext(lang, "No card reader was found."), fix, readers=[])
     names = [r.name for r in readers]
-    return _check(
-        "readers", lang, Status.OK, i18n.text("doctor.readers.ok", lang, names=", ".join(names)), readers=names
-    )
+    return _check("readers", lang, Status.OK, ", ".join(names), readers=names)
 
 
 def check_cards(readers: Sequence[Any] | None, lang: str) -> list[Check]:
@@ -179,15 +250,15 @@ def check_cards(readers: Sequence[Any] | None, lang: str) -> list[Check]:
             continue
         data = {"reader": reader.name, "atr": card.atr_hex, "name": card.name, "known": card.known}
         if card.known or card.name != "unknown card":
-            detail = i18n.text("doctor.cards.ok", lang, reader=reader.name, name=card.name, atr=card.atr_hex)
+            detail = f"{reader.name}: {card.name} (ATR {card.atr_hex})"
             out.append(_check("cards", lang, Status.OK, detail, **data))
         else:
-            detail = i18n.text("doctor.cards.unknown", lang, reader=reader.name, atr=card.atr_hex)
-            fix = i18n.text("doctor.cards.unknown_fix", lang)
+            detail = i18n.gettext(lang, "{reader}: unknown card (ATR {atr})", reader=reader.name, atr=card.atr_hex)
+            fix = i18n.gettext(lang, "Check that it is your ID card in the reader, chip first and facing up.")
             out.append(_check("cards", lang, Status.WARN, detail, fix, **data))
     if not out:
-        fix = i18n.text("doctor.cards.none_fix", lang)
-        out.append(_check("cards", lang, Status.WARN, i18n.text("doctor.cards.none", lang), fix))
+        fix = i18n.gettext(lang, "Insert your ID card into the card reader.")
+        out.append(_check("cards", lang, Status.WARN, i18n.gettext(lang, "There is no card in the card reader."), fix))
     return out
 
 
@@ -203,16 +274,25 @@ def check_modules(config: Config, lang: str, flags: Sequence[str] | None = None)
     try:
         modules = resolve_modules(flags, config_modules=config.pkcs11_modules)
     except ConfigError as exc:  # a module file that others can change
-        detail = i18n.text("doctor.modules.bad", lang, error=exc.message)
-        fix = i18n.text("doctor.modules.unsafe_fix", lang, error=exc.message)
+        detail = exc.message
+        fix = i18n.gettext(lang, "Only you or root may be able to change the module: {error}", error=exc.message)
         return [_check("modules", lang, Status.FAIL, detail, fix)], []
     except CardbridgeError as exc:
-        detail = i18n.text("doctor.modules.bad", lang, error=exc.message)
-        fix = i18n.text("doctor.modules.bad_fix", lang, path=where)
+        detail = exc.message
+        fix = i18n.gettext(
+            lang,
+            "Correct the path in pkcs11_modules in {path} (or --module, "
+            "CARDBRIDGE_PKCS11_MODULE), or install the module.",
+            path=where,
+        )
         return [_check("modules", lang, Status.FAIL, detail, fix, code=str(exc.code))], []
     if not modules:
-        fix = i18n.text("doctor.modules.none_fix", lang, path=where)
-        return [_check("modules", lang, Status.WARN, i18n.text("doctor.modules.none", lang), fix, modules=[])], []
+        fix = i18n.gettext(
+            lang, "Install OpenSC (sudo apt install opensc-pkcs11), or set pkcs11_modules in {path}.", path=where
+        )
+        return [
+            _check("modules", lang, Status.WARN, i18n.gettext(lang, "No PKCS#11 modules were found."), fix, modules=[])
+        ], []
     checks: list[Check] = []
     loaded: list[str] = []
     for path in modules:
@@ -221,15 +301,13 @@ def check_modules(config: Config, lang: str, flags: Sequence[str] | None = None)
             info = backend.executor.submit(backend.describe).result(timeout=30)
         except Exception as exc:
             error = exc.message if isinstance(exc, CardbridgeError) else f"{type(exc).__name__}: {exc}"
-            detail = i18n.text("doctor.modules.fail", lang, path=path, error=error)
-            fix = i18n.text("doctor.modules.fail_fix", lang, path=where)
+            detail = i18n.gettext(lang, "{path} cannot be loaded: {error}", path=path, error=error)
+            fix = i18n.gettext(lang, "Reinstall the module, or remove it from pkcs11_modules in {path}.", path=where)
             checks.append(_check("modules", lang, Status.FAIL, detail, fix, path=path))
         else:
             loaded.append(path)
             version = info.get("libraryVersion", "")
-            detail = i18n.text(
-                "doctor.modules.ok", lang, path=path, description=info.get("description", ""), version=version
-            )
+            detail = f"{path}: {info.get('description', '')} {version}"
             checks.append(_check("modules", lang, Status.OK, detail, **info))
         finally:
             backend.close()
@@ -262,7 +340,7 @@ def check_tokens(
         listings = asyncio.run(_listings(config or Config(path=config_path()), modules, pcsc))
     except CardbridgeError as exc:
         label = "PKCS#11" if not pcsc else "PC/SC, PKCS#11"
-        detail = i18n.text("doctor.tokens.error", lang, label=label, error=f"{exc.code}: {exc.message}")
+        detail = f"{label}: {exc.code}: {exc.message}"
         return [_check("tokens", lang, Status.FAIL, detail, i18n.error_message(exc, lang))]
     return certificate_checks(listings, lang, now)
 
@@ -271,38 +349,61 @@ def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | No
     """Pure: the token listings (``TokenListing``) as checks."""
     now = now or dt.datetime.now(dt.UTC)
     if not listings:
-        fix = i18n.text("doctor.tokens.none_fix", lang)
-        return [_check("tokens", lang, Status.WARN, i18n.text("doctor.tokens.none", lang), fix)]
+        fix = i18n.gettext(lang, "Insert your ID card into the card reader.")
+        return [
+            _check(
+                "tokens",
+                lang,
+                Status.WARN,
+                i18n.gettext(lang, "No ID card was found through the PKCS#11 modules."),
+                fix,
+            )
+        ]
     out: list[Check] = []
     for listing in listings:
         label = listing.info.label
         if listing.error:
             error = i18n.error_text(str(listing.error.get("code")), lang)
-            detail = i18n.text("doctor.tokens.error", lang, label=label, error=error)
+            detail = f"{label}: {error}"
             out.append(_check("tokens", lang, Status.FAIL, detail, error, token=label, code=listing.error.get("code")))
             continue
         if not listing.certificates:
-            out.append(_check("tokens", lang, Status.WARN, i18n.text("doctor.tokens.empty", lang, label=label)))
+            out.append(_check("tokens", lang, Status.WARN, i18n.gettext(lang, "{label}: no certificates", label=label)))
             continue
         for cert in listing.certificates:
             values = {
                 "label": label,
                 "holder": cert.holder_name,
-                "purpose": i18n.text(f"doctor.purpose.{cert.purpose}", lang),
+                "purpose": i18n.gettext(lang, PURPOSES[cert.purpose]),
                 "date": f"{cert.not_after:%Y-%m-%d}",
             }
             data = {"token": label, "sha256": cert.sha256, "notAfter": cert.not_after.isoformat()}
             left = cert.not_after - now
             if left.total_seconds() <= 0:
-                detail = i18n.text("doctor.cert.expired", lang, **values)
-                fix = i18n.text("doctor.cert.expired_fix", lang)
+                detail = i18n.gettext(lang, "{label}: {holder} ({purpose}) expired on {date}", **values)
+                fix = i18n.gettext(lang, "Order a new ID card.")
                 out.append(_check("tokens", lang, Status.FAIL, detail, fix, **data))
             elif left <= dt.timedelta(days=EXPIRY_WARNING_DAYS):
-                detail = i18n.text("doctor.cert.soon", lang, days=max(1, left.days), **values)
-                fix = i18n.text("doctor.cert.soon_fix", lang)
+                detail = i18n.ngettext(
+                    lang,
+                    "{label}: {holder} ({purpose}) expires in {days} day, on {date}",
+                    "{label}: {holder} ({purpose}) expires in {days} days, on {date}",
+                    max(1, left.days),
+                    days=max(1, left.days),
+                    **values,
+                )
+                fix = i18n.gettext(lang, "Order a new ID card in good time.")
                 out.append(_check("tokens", lang, Status.WARN, detail, fix, **data))
             else:
-                out.append(_check("tokens", lang, Status.OK, i18n.text("doctor.cert.ok", lang, **values), **data))
+                out.append(
+                    _check(
+                        "tokens",
+                        lang,
+                        Status.OK,
+                        i18n.gettext(lang, "{label}: {holder} ({purpose}), valid until {date}", **values),
+                        **data,
+                    )
+                )
     return out
 
 
@@ -334,21 +435,38 @@ def check_manifests(lang: str, home: Path | None = None, root: Path | None = Non
         if not uses_browser and not any(e["scope"] == "system" for e in installed):
             continue  # this user does not use this browser, and nothing is installed for it
         name = _BROWSER_NAMES.get(browser, browser)
-        fix = i18n.text("doctor.manifests.fix", lang, browser=browser)
+        fix = i18n.gettext(lang, "Run: cardbridge install-native-host --browser {browser}", browser=browser)
         good = [e for e in installed if e.get("launcherOk") and e.get("nameOk") and "error" not in e]
         if good:
-            detail = i18n.text("doctor.manifests.ok", lang, browser=name, path=good[0]["manifest"])
+            detail = f"{name}: {good[0]['manifest']}"
             data = {"browser": browser, "manifest": good[0]["manifest"], "scope": good[0]["scope"]}
             out.append(_check("manifests", lang, Status.OK, detail, **data))
         elif installed:
-            detail = i18n.text("doctor.manifests.broken", lang, browser=name, path=installed[0]["manifest"])
+            detail = i18n.gettext(
+                lang,
+                "{browser}: the manifest {path} is broken or names a program that cannot run.",
+                browser=name,
+                path=installed[0]["manifest"],
+            )
             out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
         else:
             path = user["manifest"] if user else found[0]["manifest"]
-            detail = i18n.text("doctor.manifests.missing", lang, browser=name, path=path)
+            detail = i18n.gettext(
+                lang,
+                "{browser}: the browser extension cannot reach cardbridge; the manifest is missing ({path}).",
+                browser=name,
+                path=path,
+            )
             out.append(_check("manifests", lang, Status.FAIL, detail, fix, browser=browser))
     if not out:
-        out.append(_check("manifests", lang, Status.WARN, i18n.text("doctor.manifests.no_browser", lang)))
+        out.append(
+            _check(
+                "manifests",
+                lang,
+                Status.WARN,
+                i18n.gettext(lang, "No browser (Chrome, Chromium, Edge, Brave or Firefox) was found for this user."),
+            )
+        )
     out += _webeid_checks(by_browser, lang)
     return out
 
@@ -364,11 +482,26 @@ def _webeid_checks(by_browser: dict[str, list[dict[str, Any]]], lang: str) -> li
         answering = next((e["webEid"] for e in found if e["webEid"]["answeredBy"] is not None), None)
         values = {"browser": _BROWSER_NAMES.get(browser, browser)}
         if answering is None:
-            detail = i18n.text("doctor.webeid.nobody", lang, **values)
+            detail = i18n.gettext(
+                lang,
+                "{browser}: nothing answers the Web eID extension (eu.webeid). To use cardbridge "
+                "with it: cardbridge install-native-host --web-eid",
+                **values,
+            )
         elif answering["answeredBy"] == "cardbridge":
-            detail = i18n.text("doctor.webeid.cardbridge", lang, path=answering["manifest"], **values)
+            detail = i18n.gettext(
+                lang,
+                "{browser}: cardbridge answers the Web eID extension (eu.webeid, {path}).",
+                path=answering["manifest"],
+                **values,
+            )
         else:
-            detail = i18n.text("doctor.webeid.other", lang, program=answering["answeredBy"], **values)
+            detail = i18n.gettext(
+                lang,
+                "{browser}: another program answers the Web eID extension (eu.webeid): {program}.",
+                program=answering["answeredBy"],
+                **values,
+            )
         data = {"browser": browser, "answeredBy": answering and answering["answeredBy"]}
         out.append(_check("webeid", lang, Status.OK, detail, **data))
     return out
@@ -397,15 +530,35 @@ def check_extension(lang: str, home: Path | None = None, root: Path | None = Non
         except (OSError, ValueError, AttributeError):
             continue
         if ours:
-            detail = i18n.text("doctor.extension.ok", lang, id=EXTENSION_CHROME_ID, path=manifest.parent)
+            detail = i18n.gettext(
+                lang,
+                "The cardbridge extension ({id}) is installed: {path}",
+                id=EXTENSION_CHROME_ID,
+                path=manifest.parent,
+            )
             return _check("extension", lang, Status.OK, detail, path=str(manifest.parent), scope="system")
     home = home or Path.home()
     for profiles in _PROFILE_ROOTS:
         for found in sorted((home / profiles).glob(f"**/Extensions/{EXTENSION_CHROME_ID}")):
-            detail = i18n.text("doctor.extension.ok", lang, id=EXTENSION_CHROME_ID, path=found)
+            detail = i18n.gettext(
+                lang, "The cardbridge extension ({id}) is installed: {path}", id=EXTENSION_CHROME_ID, path=found
+            )
             return _check("extension", lang, Status.OK, detail, path=str(found), scope="user")
-    fix = i18n.text("doctor.extension.fix", lang)
-    return _check("extension", lang, Status.WARN, i18n.text("doctor.extension.missing", lang), fix)
+    fix = i18n.gettext(
+        lang,
+        "Install the cardbridge package (apt install cardbridge), or load "
+        "native-host/extension in chrome://extensions. Without the extension, websites "
+        "use the HTTP API (cardbridge serve).",
+    )
+    return _check(
+        "extension",
+        lang,
+        Status.WARN,
+        i18n.gettext(
+            lang, "The cardbridge extension was not found in Chromium (neither system-wide nor in your profiles)."
+        ),
+        fix,
+    )
 
 
 def check_service(lang: str, environ: dict[str, str] | None = None, root: Path | None = None) -> Check:
@@ -422,9 +575,9 @@ def check_service(lang: str, environ: dict[str, str] | None = None, root: Path |
     enabled = [link for link in links if link.is_symlink() or link.exists()]
     desktops = [autostart.desktop_path(environ), _system(sysinstall.SYSTEM_AUTOSTART, root)]
     desktop = next((d for d in desktops if d.is_file()), None)
-    fix = i18n.text("doctor.service.fix", lang)
+    fix = i18n.gettext(lang, "Run: cardbridge install-service")
     if unit is not None and enabled:
-        detail = i18n.text("doctor.service.ok", lang, path=unit)
+        detail = i18n.gettext(lang, "cardbridge serve starts when you log in: {path}", path=unit)
         data: dict[str, Any] = {
             "unit": str(unit),
             "enabled": [str(e) for e in enabled],
@@ -432,12 +585,18 @@ def check_service(lang: str, environ: dict[str, str] | None = None, root: Path |
         }
         return _check("service", lang, Status.OK, detail, **data)
     if unit is not None:
-        detail = i18n.text("doctor.service.disabled", lang, path=unit)
+        detail = i18n.gettext(lang, "The unit {path} is there, but not enabled.", path=unit)
         return _check("service", lang, Status.WARN, detail, fix, unit=str(unit))
     if desktop is not None:
-        detail = i18n.text("doctor.service.ok", lang, path=desktop)
+        detail = i18n.gettext(lang, "cardbridge serve starts when you log in: {path}", path=desktop)
         return _check("service", lang, Status.OK, detail, autostart=str(desktop))
-    return _check("service", lang, Status.WARN, i18n.text("doctor.service.missing", lang), fix)
+    return _check(
+        "service",
+        lang,
+        Status.WARN,
+        i18n.gettext(lang, "cardbridge serve does not start by itself (no systemd user unit or autostart entry)."),
+        fix,
+    )
 
 
 def _is_ours(port: int) -> bool:
@@ -463,12 +622,32 @@ def check_port(config: Config, lang: str, port: int | None = None) -> Check:
         with socket.create_connection(("127.0.0.1", port), timeout=PORT_TIMEOUT):
             pass
     except OSError:
-        fix = i18n.text("doctor.port.free_fix", lang)
-        return _check("port", lang, Status.WARN, i18n.text("doctor.port.free", lang, port=port), fix, port=port)
+        fix = i18n.gettext(lang, "Start the background service: cardbridge install-service")
+        return _check(
+            "port",
+            lang,
+            Status.WARN,
+            i18n.gettext(lang, "Port {port} is free: the background service is not running now.", port=port),
+            fix,
+            port=port,
+        )
     if _is_ours(port):
-        return _check("port", lang, Status.OK, i18n.text("doctor.port.ours", lang, port=port), port=port, ours=True)
-    fix = i18n.text("doctor.port.other_fix", lang, path=config.path or config_path())
-    return _check("port", lang, Status.FAIL, i18n.text("doctor.port.other", lang, port=port), fix, port=port)
+        return _check(
+            "port",
+            lang,
+            Status.OK,
+            i18n.gettext(lang, "cardbridge answers on port {port}.", port=port),
+            port=port,
+            ours=True,
+        )
+    fix = i18n.gettext(
+        lang,
+        "Stop the other program, or choose another port with port = … in {path}.",
+        path=config.path or config_path(),
+    )
+    return _check(
+        "port", lang, Status.FAIL, i18n.gettext(lang, "Another program uses port {port}.", port=port), fix, port=port
+    )
 
 
 def check_pinentry(config: Config, lang: str) -> Check:
@@ -478,22 +657,47 @@ def check_pinentry(config: Config, lang: str) -> Check:
         program = config.pinentry_program()
     except ConfigError:  # the development pinentry, outside `cardbridge demo`
         program = os.environ.get(ENV_PINENTRY) or config.pinentry or ""
-        fix = i18n.text("doctor.pinentry.fix", lang, path=config.path or config_path())
-        return _check("pinentry", lang, Status.FAIL, i18n.text("doctor.pinentry.dev", lang, program=program), fix)
+        fix = i18n.gettext(
+            lang,
+            "Install it: sudo apt install pinentry-gnome3, or set pinentry in {path}.",
+            path=config.path or config_path(),
+        )
+        return _check(
+            "pinentry",
+            lang,
+            Status.FAIL,
+            i18n.gettext(
+                lang,
+                "The PIN window ({program}) is the development pinentry, which answers every PIN "
+                "dialog by itself: only `cardbridge demo` may use it.",
+                program=program,
+            ),
+            fix,
+        )
     try:
         argv = shlex.split(program)
     except ValueError:
         argv = []
     found = shutil.which(argv[0]) if argv else None
     if found:
-        return _check("pinentry", lang, Status.OK, i18n.text("doctor.pinentry.ok", lang, program=program, path=found))
-    fix = i18n.text("doctor.pinentry.fix", lang, path=config.path or config_path())
-    return _check("pinentry", lang, Status.FAIL, i18n.text("doctor.pinentry.fail", lang, program=program), fix)
+        return _check("pinentry", lang, Status.OK, f"{program}: {found}")
+    fix = i18n.gettext(
+        lang,
+        "Install it: sudo apt install pinentry-gnome3, or set pinentry in {path}.",
+        path=config.path or config_path(),
+    )
+    return _check(
+        "pinentry",
+        lang,
+        Status.FAIL,
+        i18n.gettext(lang, "The PIN window ({program}) is not installed.", program=program),
+        fix,
+    )
 
 
 def check_log(lang: str) -> Check:
     path = log_dir() / LOG_FILE
-    return _check("log", lang, Status.OK, i18n.text("doctor.log.ok", lang, path=path), path=str(path))
+    return _check("log", lang, Status.OK, str(path), path=str(path))
 
 
 # -- all of them ---------------------------------------------------------------------------------
@@ -532,30 +736,40 @@ def format_checks(checks: Sequence[Check], lang: str) -> str:
     """The checks as plain text, one block per check, and a summary line."""
     lines: list[str] = []
     for check in checks:
-        status = i18n.text(f"doctor.status.{check.status}", lang)
+        status = i18n.gettext(lang, _STATUSES[check.status])
         lines.append(f"[{status}] {check.name}: {check.detail}")
         if check.fix and check.status is not Status.OK:
-            lines.append(f"    {i18n.text('doctor.fix', lang, fix=check.fix)}")
+            lines.append("    " + i18n.gettext(lang, "How to fix it: {fix}", fix=check.fix))
     failed = sum(1 for c in checks if c.status is Status.FAIL)
     lines.append("")
-    lines.append(i18n.text("doctor.summary.fail", lang, n=failed) if failed else i18n.text("doctor.summary.ok", lang))
+    lines.append(
+        i18n.ngettext(
+            lang,
+            "{n} thing needs a fix. See “How to fix it” above.",
+            "{n} things need a fix. See “How to fix it” above.",
+            failed,
+            n=failed,
+        )
+        if failed
+        else i18n.gettext(lang, "All is well.")
+    )
     return "\n".join(lines) + "\n"
 
 
 def report_text(checks: Sequence[Check], lang: str, when: dt.datetime | None = None) -> str:
     """The text file a citizen sends to support: the checks and the settings in use.
     No PIN or secret is ever in a check; the text is redacted once more all the same."""
-    when = when or dt.datetime.now().astimezone()
+    made = f"{when or dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}".strip()
     lines = [
-        i18n.text("doctor.report.title", lang),
-        i18n.text("doctor.report.made", lang, when=f"{when:%Y-%m-%d %H:%M %Z}".strip()),
-        i18n.text("doctor.report.note", lang),
+        i18n.gettext(lang, "cardbridge doctor: report for support"),
+        i18n.gettext(lang, "Made: {when}", when=made),
+        i18n.gettext(lang, "This report contains no PIN, no PUK and no secret keys."),
         f"cardbridge {__version__}, Python {platform.python_version()}, {sys.platform}",
         "",
         format_checks(checks, lang).rstrip("\n"),
     ]
     settings = next((c.data.get("settings") for c in checks if c.id == "config" and c.data.get("settings")), None)
     if settings:
-        lines += ["", i18n.text("doctor.report.settings", lang)]
+        lines += ["", i18n.gettext(lang, "Settings in use:")]
         lines += [f"  {name} = {json.dumps(value, ensure_ascii=False)}" for name, value in settings.items()]
     return redact("\n".join(lines) + "\n")

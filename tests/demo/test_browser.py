@@ -322,6 +322,20 @@ TEST_PAGES["fake-extension"] = FAKE_EXTENSION_PAGE
 NO_APP = "() => { window.reply = {error: {code: 'EXTENSION_NATIVE_HOST_MISSING', message: 'No app.'}}; }"
 
 
+async def test_client_sends_the_language_tags_primary_subtag_and_the_bridge_maps_it(page: Any, portal: Portal) -> None:
+    # The client keeps no list of languages: "no" and "nb-NO" both reach the bridge, which
+    # maps them (i18n.our_language); a tag that is not well formed is left out.
+    await page.goto(portal.origin + "/test/fake-extension")
+    await page.wait_for_function("document.getElementById('frame').contentDocument.readyState === 'complete'")
+    await page.evaluate("() => { window.reply = {error: {code: 'USER_CANCELLED', message: 'Cancelled.'}}; }")
+    cases = [("nn-NO", "nn"), ("no", "no"), ("nb_NO", "nb"), ("EN-gb", "en"), ("de-AT", "de"), ("x-private", None)]
+    for given, _ in cases:
+        outcome = await page.evaluate(CALL, ["authenticate", {"lang": given, "port": free_port()}])
+        assert outcome["code"] == "USER_CANCELLED"
+    seen = [request["arguments"].get("lang") for request in await page.evaluate("window.seen")]
+    assert seen == [sent for _, sent in cases]
+
+
 async def test_client_speaks_the_extension_protocol_and_takes_only_its_answers(page: Any, portal: Portal) -> None:
     await page.goto(portal.origin + "/test/fake-extension")
     await page.wait_for_function("document.getElementById('frame').contentDocument.readyState === 'complete'")

@@ -16,8 +16,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography import x509
 
-from cardbridge.demo.portal import DEMO_STATE, SESSION_COOKIE, DemoSettings, create_app
-from cardbridge.emulator.devpki import Citizen, DevCA, PrivateKey
+from cardbridge.demo.portal import DEMO_STATE, SESSION_COOKIE, DemoSettings, create_app, personal_identifier
+from cardbridge.emulator.belgium import BelgianCitizen, CertificateHolder
+from cardbridge.emulator.devpki import Citizen, DevCA, FinnishCitizen, Person, PrivateKey
+from cardbridge.emulator.esteid import EstonianCitizen
+from cardbridge.model import Purpose
 from tests.portal.helpers import make_token
 
 ORIGIN = "http://localhost:18080"
@@ -71,6 +74,9 @@ async def test_login_page_is_bokmal_by_default_with_nynorsk_and_english(client: 
     assert config["transport"] == "http"
     assert config["lang"] == "nb"
     assert "ORIGIN_NOT_ALLOWED" in config["messages"]
+    # The tries left, one line per number, by the language's plural rule (the page's script picks).
+    assert config["messages"]["retries"]["1"] == "Du har 1 forsøk igjen."
+    assert config["messages"]["retries"]["3"] == "Du har 3 forsøk igjen."
 
     nynorsk = await (await client.get("/?lang=nn")).text()
     assert '<html lang="nn">' in nynorsk
@@ -78,6 +84,10 @@ async def test_login_page_is_bokmal_by_default_with_nynorsk_and_english(client: 
     english = await (await client.get("/?lang=en")).text()
     assert '<html lang="en">' in english
     assert "Log in with your ID card" in english
+    english_config = json.loads(re.search(r'data-config="([^"]*)"', english).group(1).replace("&quot;", '"'))  # type: ignore[union-attr]
+    assert english_config["messages"]["retries"]["1"] == "You have 1 try left."
+    assert english_config["messages"]["retries"]["2"] == "You have 2 tries left."
+    assert '<a href="/?lang=nn" lang="nn">Nynorsk</a>' in english
     unknown = await (await client.get("/?lang=sv")).text()
     assert '<html lang="nb">' in unknown
 
@@ -99,7 +109,8 @@ async def test_login_shows_the_verified_citizen(
     assert status == 200, body
     assert body["redirect"] == "/citizen?lang=nb"
     fnr = Citizen().fodselsnummer
-    assert body["citizen"]["fodselsnummer"] == fnr
+    assert body["citizen"]["identifier"] == fnr
+    assert body["citizen"]["country"] == "NO"
     page = await client.get("/citizen")
     html = await page.text()
     assert 'id="citizen-name">Kari Nordmann<' in html
@@ -109,6 +120,85 @@ async def test_login_shows_the_verified_citizen(
     logins = app[DEMO_STATE].logins
     assert [c.name for c in logins] == ["Kari Nordmann"]
     assert logins[0].id_code == "PNONO-" + fnr
+
+
+FINNISH = FinnishCitizen()
+BELGIAN = BelgianCitizen()
+
+
+@pytest.mark.parametrize(
+    ("person", "identifier", "labels"),
+    [
+        (
+            Citizen(),
+            Citizen().fodselsnummer,
+            {"nb": "Fødselsnummer", "nn": "Fødselsnummer", "en": "National identity number (fødselsnummer)"},
+        ),
+        (
+            EstonianCitizen(),
+            "38001085718",
+            {
+                "nb": "Estisk personkode (isikukood)",
+                "nn": "Estisk personkode (isikukood)",
+                "en": "Personal code (isikukood)",
+            },
+        ),
+        (
+            FINNISH,
+            FINNISH.satu,
+            {
+                "nb": "Finsk elektronisk identifikasjonsnummer (SATU)",
+                "nn": "Finsk elektronisk identifikasjonsnummer (SATU)",
+                "en": "Electronic identification number (SATU)",
+            },
+        ),
+        (
+            CertificateHolder(BELGIAN, Purpose.AUTHENTICATION),
+            BELGIAN.national_number,
+            {
+                "nb": "Belgisk nasjonalt registernummer (rijksregisternummer)",
+                "nn": "Belgisk nasjonalt registernummer (rijksregisternummer)",
+                "en": "National register number (rijksregisternummer)",
+            },
+        ),
+    ],
+    ids=["NO", "EE", "FI", "BE"],
+)
+async def test_the_citizen_page_names_the_identifier_as_the_certificates_country_does(
+    client: Client,
+    dev_ca: DevCA,
+    keys: dict[str, PrivateKey],
+    person: Person,
+    identifier: str,
+    labels: dict[str, str],
+) -> None:
+    certificate = dev_ca.issue(keys["p256"].public_key(), person, Purpose.AUTHENTICATION)
+    nonce = await start_login(client)
+    status, body = await post_token(client, make_token(keys["p256"], certificate, "ES256", origin=ORIGIN, nonce=nonce))
+    assert status == 200, body
+    assert body["citizen"]["identifier"] == identifier
+    for lang, label in labels.items():
+        page = await (await client.get(f"/citizen?lang={lang}")).text()
+        assert f'<dt>{label}</dt><dd id="citizen-id">{identifier}</dd>' in page, page
+        assert "ødselsnummer" not in page or person == Citizen()
+
+
+@pytest.mark.parametrize(
+    ("id_code", "country", "expected"),
+    [
+        ("PNONO-01816512375", "NO", ("National identity number (fødselsnummer)", "01816512375")),
+        ("PNOEE-38001085718", "EE", ("Personal code (isikukood)", "38001085718")),
+        ("PNOFI-010101-123N", "FI", ("Personal identity code (henkilötunnus)", "010101-123N")),
+        ("PNOBE-90072199939", "BE", ("National register number (rijksregisternummer)", "90072199939")),
+        ("999123450", "FI", ("Electronic identification number (SATU)", "999123450")),
+        ("90072199939", "BE", ("National register number (rijksregisternummer)", "90072199939")),
+        ("PNOSE-198001011234", "SE", ("Identifier", "PNOSE-198001011234")),
+        ("IDCEE-AB1234567", "EE", ("Identifier", "IDCEE-AB1234567")),
+        ("01816512375", None, ("Identifier", "01816512375")),
+    ],
+)
+def test_personal_identifier(id_code: str, country: str | None, expected: tuple[str, str]) -> None:
+    assert personal_identifier(id_code, country) == expected
 
 
 async def test_the_same_token_posted_again_is_refused(

@@ -12,7 +12,8 @@ It shows a portal developer the whole flow with the pieces in :mod:`cardbridge.p
     consumes the nonce, so the same token posted again is refused with ``NONCE_USED``);
     on success the session holds the citizen and the answer names ``/citizen``.
 ``GET /citizen``
-    the verified citizen: name, fødselsnummer, and the certificate's issuer.
+    the verified citizen: name, personal identifier (named as its country names it: the
+    fødselsnummer, the isikukood …) and the certificate's issuer.
 
 Sessions live in memory (one random cookie per browser, ``HttpOnly``, ``SameSite=Strict``).
 The POST endpoints take JSON only and only from the portal's own ``Origin``. Errors are
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import re
 import secrets
 import string
 import time
@@ -35,11 +37,11 @@ from typing import Any
 
 from aiohttp import web
 
-from cardbridge import DEFAULT_PORT
+from cardbridge import DEFAULT_PORT, i18n
 from cardbridge.authtoken import check_origin
 from cardbridge.certs import parse_certificate
 from cardbridge.errors import CardbridgeError, InvalidInputError
-from cardbridge.i18n import LANGUAGES
+from cardbridge.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_
 from cardbridge.portal import JS_CLIENT
 from cardbridge.portal.nonces import InMemoryNonceStore, NonceStore
 from cardbridge.portal.validator import AuthTokenValidator, Identity
@@ -48,117 +50,60 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 TEMPLATE_DIR = HERE / "templates"
 CLIENT_JS = JS_CLIENT  # the portal library's JS client, served as /static/cardbridge.js
-DEFAULT_LANGUAGE = "nb"
 SESSION_COOKIE = "cardbridge_demo_session"
 MAX_SESSIONS = 10_000
 MAX_BODY = 64 * 1024
 DEFAULT_BRIDGE_PORT = DEFAULT_PORT
 
-TEXTS: dict[str, dict[str, str]] = {
-    "brand": {"nb": "Demoportalen", "nn": "Demoportalen", "en": "The demo portal"},
-    "title.login": {"nb": "Logg inn – demoportal", "nn": "Logg inn – demoportal", "en": "Log in – demo portal"},
-    "heading.login": {"nb": "Logg inn med ID-kort", "nn": "Logg inn med ID-kort", "en": "Log in with your ID card"},
-    "intro": {
-        "nb": "Sett ID-kortet i kortleseren og trykk på knappen. cardbridge viser hvilket nettsted "
-        "som spør, og ber om PIN-koden din.",
-        "nn": "Set ID-kortet i kortlesaren og trykk på knappen. cardbridge viser kva nettstad som "
-        "spør, og ber om PIN-koden din.",
-        "en": "Put your ID card in the card reader and press the button. cardbridge shows which "
-        "website is asking and asks for your PIN.",
-    },
-    "demo_note": {
-        "nb": "Dette er en demo. Innloggingen bruker et emulert ID-kort med en fiktiv person.",
-        "nn": "Dette er ein demo. Innlogginga brukar eit emulert ID-kort med ein fiktiv person.",
-        "en": "This is a demo. The login uses an emulated ID card with a fictitious person.",
-    },
-    "button": {"nb": "Logg inn med ID-kort", "nn": "Logg inn med ID-kort", "en": "Log in with ID card"},
-    "language": {"nb": "Språk", "nn": "Språk", "en": "Language"},
-    "title.citizen": {"nb": "Innlogget – demoportal", "nn": "Innlogga – demoportal", "en": "Logged in – demo portal"},
-    "heading.citizen": {"nb": "Du er logget inn", "nn": "Du er logga inn", "en": "You are logged in"},
-    "name": {"nb": "Navn", "nn": "Namn", "en": "Name"},
-    "fodselsnummer": {"nb": "Fødselsnummer", "nn": "Fødselsnummer", "en": "National identity number"},
-    "id_code": {"nb": "Identifikator", "nn": "Identifikator", "en": "Identifier"},
-    "issuer": {"nb": "Sertifikatutsteder", "nn": "Sertifikatutferdar", "en": "Certificate issuer"},
-    "logout": {"nb": "Logg ut", "nn": "Logg ut", "en": "Log out"},
-    # Status and error lines of the login page (the JS shows them; the code is shown beside).
-    "msg.working": {
-        "nb": "Venter på ID-kortet … Følg instruksjonene i PIN-vinduet.",
-        "nn": "Ventar på ID-kortet … Følg instruksjonane i PIN-vindauget.",
-        "en": "Waiting for your ID card … Follow the instructions in the PIN window.",
-    },
-    "msg.verifying": {"nb": "Kontrollerer innloggingen …", "nn": "Kontrollerer innlogginga …", "en": "Verifying …"},
-    "msg.retries": {"nb": "Du har {n} forsøk igjen.", "nn": "Du har {n} forsøk att.", "en": "You have {n} tries left."},
-    "msg.default": {
-        "nb": "Innloggingen mislyktes.",
-        "nn": "Innlogginga gjekk ikkje.",
-        "en": "The login failed.",
-    },
-    "msg.BRIDGE_NOT_RUNNING": {
-        "nb": "Fant ikke cardbridge på denne maskinen. Er programmet installert og startet?",
-        "nn": "Fann ikkje cardbridge på denne maskina. Er programmet installert og starta?",
-        "en": "cardbridge was not found on this computer. Is it installed and running?",
-    },
-    "msg.ORIGIN_NOT_ALLOWED": {
-        "nb": "cardbridge godtar ikke innlogging fra dette nettstedet.",
-        "nn": "cardbridge godtek ikkje innlogging frå denne nettstaden.",
-        "en": "cardbridge does not accept logins from this website.",
-    },
-    "msg.USER_CANCELLED": {"nb": "Du avbrøt innloggingen.", "nn": "Du avbraut innlogginga.", "en": "You cancelled."},
-    "msg.USER_TIMEOUT": {
-        "nb": "Du svarte ikke i tide. Prøv igjen.",
-        "nn": "Du svara ikkje i tide. Prøv igjen.",
-        "en": "You did not answer in time. Try again.",
-    },
-    "msg.TIMEOUT": {
-        "nb": "cardbridge svarte ikke i tide. Prøv igjen.",
-        "nn": "cardbridge svara ikkje i tide. Prøv igjen.",
-        "en": "cardbridge did not answer in time. Try again.",
-    },
-    "msg.PIN_INCORRECT": {"nb": "Feil PIN-kode.", "nn": "Feil PIN-kode.", "en": "Wrong PIN."},
-    "msg.PIN_BLOCKED": {
-        "nb": "PIN-koden er sperret. Lås den opp med PUK-koden.",
-        "nn": "PIN-koden er sperra. Lås han opp med PUK-koden.",
-        "en": "The PIN is blocked. Unblock it with your PUK code.",
-    },
-    "msg.NO_TOKEN": {
-        "nb": "Fant ikke noe ID-kort. Sett kortet i kortleseren.",
-        "nn": "Fann ikkje noko ID-kort. Set kortet i kortlesaren.",
-        "en": "No ID card was found. Put your card in the reader.",
-    },
-    "msg.NO_CERTIFICATE": {
-        "nb": "ID-kortet har ikke noe sertifikat for innlogging.",
-        "nn": "ID-kortet har ikkje noko sertifikat for innlogging.",
-        "en": "The ID card has no login certificate.",
-    },
-    "msg.BUSY": {
-        "nb": "ID-kortet er opptatt med noe annet. Prøv igjen om litt.",
-        "nn": "ID-kortet er oppteke med noko anna. Prøv igjen om litt.",
-        "en": "The ID card is busy. Try again in a moment.",
-    },
-    "msg.NONCE_USED": {
-        "nb": "Denne innloggingen er allerede brukt. Start på nytt.",
-        "nn": "Denne innlogginga er alt brukt. Start på nytt.",
-        "en": "This login was already used. Start again.",
-    },
-    "msg.NONCE_EXPIRED": {
-        "nb": "Innloggingen tok for lang tid. Start på nytt.",
-        "nn": "Innlogginga tok for lang tid. Start på nytt.",
-        "en": "The login took too long. Start again.",
-    },
+# The login page's status and error lines (its script shows them; the code is shown beside).
+WORKING = N_("Waiting for your ID card … Follow the instructions in the PIN window.")
+VERIFYING = N_("Verifying …")
+LOGIN_FAILED = N_("The login failed.")
+ERROR_LINES = {
+    "BRIDGE_NOT_RUNNING": N_("cardbridge was not found on this computer. Is it installed and running?"),
+    "ORIGIN_NOT_ALLOWED": N_("cardbridge does not accept logins from this website."),
+    "USER_CANCELLED": N_("You cancelled."),
+    "USER_TIMEOUT": N_("You did not answer in time. Try again."),
+    "TIMEOUT": N_("cardbridge did not answer in time. Try again."),
+    "PIN_INCORRECT": N_("Wrong PIN."),
+    "PIN_BLOCKED": N_("The PIN is blocked. Unblock it with your PUK code."),
+    "NO_TOKEN": N_("No ID card was found. Put your card in the reader."),
+    "NO_CERTIFICATE": N_("The ID card has no login certificate."),
+    "BUSY": N_("The ID card is busy. Try again in a moment."),
+    "NONCE_USED": N_("This login was already used. Start again."),
+    "NONCE_EXPIRED": N_("The login took too long. Start again."),
 }
+MAX_TRIES = 15  # a card's PIN try counter (ISO 7816 63Cx): the page gets the line for each
 
-_ERROR_MESSAGES = [key.removeprefix("msg.") for key in TEXTS if key.startswith("msg.")]
+# What a citizen's personal identifier is called: an ETSI EN 319 412-1 semantics identifier
+# (``PNO`` + country + ``-`` + the number) names its country; the countries whose
+# certificates carry the bare number are known by the certificate's country (C).
+_PERSONAL_NUMBERS = {
+    "NO": N_("National identity number (fødselsnummer)"),
+    "EE": N_("Personal code (isikukood)"),
+    "FI": N_("Personal identity code (henkilötunnus)"),
+    "BE": N_("National register number (rijksregisternummer)"),
+}
+_BARE_NUMBERS = {
+    # Finnish certificates carry the SATU, the population register's electronic
+    # identification number, not the henkilötunnus.
+    "FI": N_("Electronic identification number (SATU)"),
+    "BE": _PERSONAL_NUMBERS["BE"],
+}
+IDENTIFIER = N_("Identifier")
+_SEMANTICS_IDENTIFIER = re.compile(r"PNO([A-Z]{2})-(.+)")
 
 
-def text(key: str, lang: str) -> str:
-    """The demo portal's text ``key`` in ``lang`` (bokmål when missing)."""
-    entry = TEXTS[key]
-    return entry.get(lang, entry[DEFAULT_LANGUAGE])
-
-
-def fodselsnummer(id_code: str) -> str | None:
-    """The fødselsnummer in a Norwegian ``PNONO-`` semantics identifier, else None."""
-    return id_code.removeprefix("PNONO-") if id_code.startswith("PNONO-") else None
+def personal_identifier(id_code: str, country: str | None) -> tuple[str, str]:
+    """What the certificate's identifier is called (a message to translate) and its value:
+    ``("National identity number (fødselsnummer)", "01816512375")`` for
+    ``PNONO-01816512375``; the whole identifier as an "Identifier" when it is not known."""
+    found = _SEMANTICS_IDENTIFIER.fullmatch(id_code)
+    if found is not None and found[1] in _PERSONAL_NUMBERS:
+        return _PERSONAL_NUMBERS[found[1]], found[2]
+    if found is None and country in _BARE_NUMBERS:
+        return _BARE_NUMBERS[country], id_code
+    return IDENTIFIER, id_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +112,9 @@ class VerifiedCitizen:
 
     name: str
     id_code: str
-    fodselsnummer: str | None
+    country: str | None
+    identifier: str  # the number alone (``01816512375``)
+    identifier_label: str  # what it is called, in English (translate with i18n.gettext)
     issuer: str
     algorithm: str
     at: float  # time.time()
@@ -179,13 +126,20 @@ class VerifiedCitizen:
         else:
             name = identity.common_name or identity.id_code
         issuer = parse_certificate(identity.certificate).issuer
-        return cls(name, identity.id_code, fodselsnummer(identity.id_code), issuer, identity.algorithm, time.time())
+        label, identifier = personal_identifier(identity.id_code, identity.country)
+        return cls(name, identity.id_code, identity.country, identifier, label, issuer, identity.algorithm, time.time())
+
+    @property
+    def fodselsnummer(self) -> str | None:
+        """The Norwegian fødselsnummer, when the identifier is one."""
+        return self.identifier if self.id_code.startswith("PNONO-") else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "idCode": self.id_code,
-            "fodselsnummer": self.fodselsnummer,
+            "country": self.country,
+            "identifier": self.identifier,
             "issuer": self.issuer,
             "algorithm": self.algorithm,
         }
@@ -259,10 +213,16 @@ def _render(name: str, values: Mapping[str, str], raw: Sequence[str] = ()) -> st
     return template.substitute({k: v if k in raw else html.escape(v, quote=True) for k, v in values.items()})
 
 
+def language_name(lang: str) -> str:
+    """The name of ``lang`` in that language (its catalogue's translation of "English")."""
+    # Translators: the name of your language, in your language, as in a menu of languages.
+    return i18n.pgettext(lang, "this language's name", "English")
+
+
 def _language_links(path: str, lang: str) -> str:
-    names = {"nb": "Bokmål", "nn": "Nynorsk", "en": "English"}
     links = []
-    for code, label in names.items():
+    for code in LANGUAGES:
+        label = html.escape(language_name(code))
         current = ' aria-current="true"' if code == lang else ""
         links.append(f'<a href="{html.escape(path)}?lang={code}" lang="{code}"{current}>{label}</a>')
     return "".join(links)
@@ -293,7 +253,7 @@ def _set_cookie(response: web.StreamResponse, state: DemoState, sid: str) -> Non
 
 
 def _problem(status: int, code: str, detail: str, lang: str) -> web.Response:
-    message = text(f"msg.{code}", lang) if f"msg.{code}" in TEXTS else text("msg.default", lang)
+    message = i18n.gettext(lang, ERROR_LINES.get(code, LOGIN_FAILED))
     return web.json_response({"code": code, "message": message, "detail": detail}, status=status)
 
 
@@ -306,21 +266,37 @@ async def login_page(request: web.Request) -> web.Response:
         "lang": lang,
         "bridgePort": state.settings.bridge_port,
         "transport": state.settings.transport,
-        "messages": {key: text(f"msg.{key}", lang) for key in _ERROR_MESSAGES},
+        "messages": {
+            **{code: i18n.gettext(lang, line) for code, line in ERROR_LINES.items()},
+            "working": i18n.gettext(lang, WORKING),
+            "verifying": i18n.gettext(lang, VERIFYING),
+            "default": i18n.gettext(lang, LOGIN_FAILED),
+            # The tries left after a wrong PIN, one line per number (the language's plural rule).
+            "retries": {
+                n: i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", n, n=n)
+                for n in range(MAX_TRIES + 1)
+            },
+        },
     }
     body = _render(
         "login.html",
         {
             "lang": lang,
-            "title": text("title.login", lang),
-            "brand": text("brand", lang),
-            "language_label": text("language", lang),
+            "title": i18n.gettext(lang, "Log in – demo portal"),
+            "brand": i18n.gettext(lang, "The demo portal"),
+            "language_label": i18n.gettext(lang, "Language"),
             "language_links": _language_links("/", lang),
             "config": json.dumps(config, ensure_ascii=False),
-            "heading": text("heading.login", lang),
-            "intro": text("intro", lang),
-            "demo_note": text("demo_note", lang),
-            "button": text("button", lang),
+            "heading": i18n.gettext(lang, "Log in with your ID card"),
+            "intro": i18n.gettext(
+                lang,
+                "Put your ID card in the card reader and press the button. "
+                "cardbridge shows which website is asking and asks for your PIN.",
+            ),
+            "demo_note": i18n.gettext(
+                lang, "This is a demo. The login uses an emulated ID card with a fictitious person."
+            ),
+            "button": i18n.gettext(lang, "Log in with ID card"),
         },
         raw=("language_links",),
     )
@@ -340,18 +316,18 @@ async def citizen_page(request: web.Request) -> web.StreamResponse:
         "citizen.html",
         {
             "lang": lang,
-            "title": text("title.citizen", lang),
-            "brand": text("brand", lang),
-            "language_label": text("language", lang),
+            "title": i18n.gettext(lang, "Logged in – demo portal"),
+            "brand": i18n.gettext(lang, "The demo portal"),
+            "language_label": i18n.gettext(lang, "Language"),
             "language_links": _language_links("/citizen", lang),
-            "heading": text("heading.citizen", lang),
-            "name_label": text("name", lang),
+            "heading": i18n.gettext(lang, "You are logged in"),
+            "name_label": i18n.gettext(lang, "Name"),
             "name": citizen.name,
-            "id_label": text("fodselsnummer" if citizen.fodselsnummer else "id_code", lang),
-            "id_value": citizen.fodselsnummer or citizen.id_code,
-            "issuer_label": text("issuer", lang),
+            "id_label": i18n.gettext(lang, citizen.identifier_label),
+            "id_value": citizen.identifier,
+            "issuer_label": i18n.gettext(lang, "Certificate issuer"),
             "issuer": citizen.issuer,
-            "logout": text("logout", lang),
+            "logout": i18n.gettext(lang, "Log out"),
         },
         raw=("language_links",),
     )

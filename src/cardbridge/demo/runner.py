@@ -42,53 +42,29 @@ from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_a
 from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
 from cardbridge.emulator.softhsm import DevToken
 from cardbridge.errors import CardbridgeError, ConfigError
+from cardbridge.i18n import N_, gettext
 
 DEV_PINENTRY = f"{shlex.quote(sys.executable)} -m cardbridge dev pinentry"
 BRIDGE_START_TIMEOUT = 30.0
 
 
-# What ``cardbridge demo`` prints, in bokmål, nynorsk and English.
-DEMO_TEXTS: dict[str, dict[str, str]] = {
-    "portal": {"nb": "Demoportalen: {url}", "nn": "Demoportalen: {url}", "en": "Demo portal: {url}"},
-    "bridge": {
-        "nb": "Broen (cardbridge serve): {url}, tillater bare {origin}",
-        "nn": "Brua (cardbridge serve): {url}, tillèt berre {origin}",
-        "en": "Bridge (cardbridge serve): {url}, allowing only {origin}",
-    },
-    "logging_in": {
-        "nb": "Logger inn i Chromium uten skjerm; PIN-dialogen besvares av «cardbridge dev pinentry» …",
-        "nn": "Loggar inn i Chromium utan skjerm; PIN-dialogen vert svara av «cardbridge dev pinentry» …",
-        "en": "Logging in with headless Chromium; the PIN dialog is answered by 'cardbridge dev pinentry' …",
-    },
-    "dialog": {
-        "nb": "PIN-dialogen viste nettstedet {origin}",
-        "nn": "PIN-dialogen viste nettstaden {origin}",
-        "en": "The PIN dialog showed the website {origin}",
-    },
-    "verified": {
-        "nb": "Portalen kontrollerte innloggingen: {name}, fødselsnummer {fnr}, utsteder {issuer}",
-        "nn": "Portalen kontrollerte innlogginga: {name}, fødselsnummer {fnr}, utferdar {issuer}",
-        "en": "The portal verified: {name}, fødselsnummer {fnr}, issuer {issuer}",
-    },
-    "ok": {"nb": "Innloggingen virket.", "nn": "Innlogginga verka.", "en": "The login worked."},
-    "open": {
-        "nb": "Åpne {url} i nettleseren din og logg inn med PIN-koden {pin}. Trykk Ctrl-C for å avslutte.",
-        "nn": "Opne {url} i nettlesaren din og logg inn med PIN-koden {pin}. Trykk Ctrl-C for å avslutte.",
-        "en": "Open {url} in your browser and log in with the PIN {pin}. Press Ctrl-C to stop.",
-    },
-    "login_seen": {
-        "nb": "Innlogget: {name} ({fnr})",
-        "nn": "Innlogga: {name} ({fnr})",
-        "en": "Logged in: {name} ({fnr})",
-    },
-    "stopped": {"nb": "Demoen er stoppet.", "nn": "Demoen er stoppa.", "en": "The demo stopped."},
+# What ``cardbridge demo`` prints, by line.
+DEMO_LINES = {
+    "portal": N_("Demo portal: {url}"),
+    "bridge": N_("Bridge (cardbridge serve): {url}, allowing only {origin}"),
+    "logging_in": N_("Logging in with headless Chromium; the PIN dialog is answered by 'cardbridge dev pinentry' …"),
+    "dialog": N_("The PIN dialog showed the website {origin}"),
+    "verified": N_("The portal verified: {name}, fødselsnummer {fnr}, issuer {issuer}"),
+    "ok": N_("The login worked."),
+    "open": N_("Open {url} in your browser and log in with the PIN {pin}. Press Ctrl-C to stop."),
+    "login_seen": N_("Logged in: {name} ({fnr})"),
+    "stopped": N_("The demo stopped."),
 }
 
 
 def demo_text(key: str, lang: str, **values: object) -> str:
-    """The ``cardbridge demo`` line ``key`` in ``lang`` (bokmål when missing)."""
-    entry = DEMO_TEXTS[key]
-    return entry.get(lang, entry["nb"]).format(**values)
+    """The ``cardbridge demo`` line ``key`` in ``lang``."""
+    return gettext(lang, DEMO_LINES[key], **values)
 
 
 PINENTRY_PROGRAMS = ("pinentry-tty", "pinentry-curses", "pinentry-gnome3", "pinentry-qt")

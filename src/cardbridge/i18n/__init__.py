@@ -1,17 +1,27 @@
 """Texts a person reads, in Norwegian bokmål (``nb``), nynorsk (``nn``) and English (``en``).
 
 Language: the request's ``lang``, else ``--lang``, else the config file's ``lang``, else the
-system locale, else bokmål (:func:`resolve_language`). Every message exists in all three
-languages with the same placeholders (a test checks it).
+system locale, else bokmål (:func:`resolve_language`).
 
-The catalogues are plain dictionaries in this package, one module per reader: the PIN
-dialog (:mod:`.dialog`), error codes (:mod:`.errors`), the command line (:mod:`.cli`) and
-``cardbridge doctor`` (:mod:`.doctor`). Every function here is pure — no I/O, no state —
-so the HTTP server, the native host and the portal can call :func:`error_text` for a
-``problem+json`` title or a login page as well as the CLI does.
+The texts are gettext messages. The code holds them in English, marked where they are used::
 
-Keys: a key ending in ``.one`` is the form of its base key for the number 1; :func:`text`
-picks it when a number placeholder is 1.
+    i18n.gettext(lang, "Wrong PIN.")
+    i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", tries, n=tries)
+    i18n.pgettext(lang, "button", "Sign")           # a context tells same words apart
+    TITLES = {"config": N_("Config file")}           # marked here, translated later
+
+``make i18n`` extracts them into ``cardbridge.pot`` (``pybabel extract``), updates each
+language's ``locale/LANG/LC_MESSAGES/cardbridge.po`` from it and compiles the ``.mo`` files
+that are committed next to them and shipped in the package. At run time only the standard
+library's :mod:`gettext` reads them, one catalogue per language, the first time the
+language is used. Placeholders are ``str.format`` fields (``{origin}``); every message is
+formatted, so a literal brace is written ``{{``. English is the messages' own language and
+has no catalogue. ``tests/test_i18n.py`` checks that every message is translated in every
+language with the same placeholders and all its plural forms, and that the ``.pot`` and
+the ``.mo`` files are up to date.
+
+Every function here is pure (the catalogues are read once and cached), so the HTTP server,
+the native host and the portal can call :func:`error_text` as well as the CLI does.
 """
 
 from __future__ import annotations
@@ -20,54 +30,94 @@ import locale
 import os
 import re
 import string
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from cardbridge.i18n import cli as _cli
-from cardbridge.i18n import dialog as _dialog
-from cardbridge.i18n import doctor as _doctor
-from cardbridge.i18n import errors as _errors
-
 if TYPE_CHECKING:
+    import gettext as _gettext
+
     from cardbridge.errors import CardbridgeError
 
 __all__ = [
     "DEFAULT_LANGUAGE",
+    "DOMAIN",
     "LANGUAGES",
     "LANGUAGE_TAG_PATTERN",
-    "MESSAGES",
+    "LOCALE_DIR",
+    "N_",
+    "SOURCE_LANGUAGE",
     "check_language_tag",
     "error_message",
     "error_text",
+    "gettext",
     "is_language_tag",
+    "ngettext",
+    "npgettext",
     "our_language",
+    "pgettext",
     "placeholders",
     "request_language",
     "resolve_language",
     "system_language",
     "text",
+    "translation",
 ]
 
+# A new language: its code here, and its catalogue (README, "Adding a language").
 LANGUAGES = ("nb", "nn", "en")
 DEFAULT_LANGUAGE = "nb"
+SOURCE_LANGUAGE = "en"  # the language the messages are written in: no catalogue
+DOMAIN = "cardbridge"
+LOCALE_DIR = os.path.join(os.path.dirname(__file__), "locale")  # a str: no pathlib at start-up
 # What a caller may send as ``lang`` (the HTTP API's and the native host's): a language tag
 # such as nb, nn-NO or en_GB — ours or another, which falls back — and nothing else.
 # The OpenAPI document states the same pattern for ``lang`` (a test keeps them equal).
 LANGUAGE_TAG_PATTERN = r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8}){0,3}"
 _LANGUAGE_TAG = re.compile(LANGUAGE_TAG_PATTERN)
 
-
-def _merge(*catalogues: Mapping[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-    merged: dict[str, dict[str, str]] = {}
-    for catalogue in catalogues:
-        for key, entry in catalogue.items():
-            if key in merged:
-                raise RuntimeError(f"i18n: message key {key!r} is defined twice")
-            merged[key] = entry
-    return merged
+_catalogues: dict[str, _gettext.NullTranslations] = {}
 
 
-MESSAGES: dict[str, dict[str, str]] = _merge(_dialog.MESSAGES, _errors.MESSAGES, _cli.MESSAGES, _doctor.MESSAGES)
+def N_(message: str) -> str:
+    """Marks ``message`` for extraction where it is defined; translate it where it is used."""
+    return message
+
+
+def translation(lang: str) -> _gettext.NullTranslations:
+    """The catalogue of ``lang`` (bokmål's for a language that is not ours), read on first use."""
+    if lang not in LANGUAGES:
+        lang = DEFAULT_LANGUAGE
+    found = _catalogues.get(lang)
+    if found is None:
+        import gettext as _gettext
+
+        if lang == SOURCE_LANGUAGE:
+            found = _gettext.NullTranslations()
+        else:
+            with open(os.path.join(LOCALE_DIR, lang, "LC_MESSAGES", f"{DOMAIN}.mo"), "rb") as file:
+                found = _gettext.GNUTranslations(file)
+        found = _catalogues.setdefault(lang, found)
+    return found
+
+
+def gettext(lang: str, message: str, /, **values: object) -> str:
+    """``message`` in ``lang``, formatted with ``values``."""
+    return translation(lang).gettext(message).format(**values)
+
+
+def ngettext(lang: str, singular: str, plural: str, n: int, /, **values: object) -> str:
+    """The form for the number ``n`` in ``lang`` (its Plural-Forms rule), formatted with
+    ``values`` (which name ``n`` as the message does: ``n=3``, ``days=3``)."""
+    return translation(lang).ngettext(singular, plural, n).format(**values)
+
+
+def pgettext(lang: str, context: str, message: str, /, **values: object) -> str:
+    """:func:`gettext` for ``message`` in ``context`` (same English, other meaning)."""
+    return translation(lang).pgettext(context, message).format(**values)
+
+
+def npgettext(lang: str, context: str, singular: str, plural: str, n: int, /, **values: object) -> str:
+    """:func:`ngettext` in ``context``."""
+    return translation(lang).npgettext(context, singular, plural, n).format(**values)
 
 
 def system_language() -> str | None:
@@ -131,46 +181,38 @@ def placeholders(template: str) -> frozenset[str]:
     return frozenset(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
-def _number_is_one(key: str, values: Mapping[str, object]) -> bool:
-    names = placeholders(MESSAGES[key][DEFAULT_LANGUAGE])
-    return any(values.get(name) == 1 and not isinstance(values.get(name), bool) for name in names)
-
-
-def text(key: str, lang: str, **values: object) -> str:
-    """The message ``key`` in ``lang`` (bokmål when missing), formatted with ``values``;
-    its ``.one`` form when one of its numbers is 1."""
-    if f"{key}.one" in MESSAGES and _number_is_one(key, values):
-        key = f"{key}.one"
-    entry = MESSAGES[key]
-    return entry.get(lang, entry[DEFAULT_LANGUAGE]).format(**values)
-
-
 def error_text(code: str, lang: str, **values: object) -> str:
     """What a person reads for the error ``code`` (a :class:`~cardbridge.errors.Code` or its
     string): what happened and what to do, in ``lang``.
 
-    ``values`` may carry details (``retries_left=2``, ``minLength=4``, ``maxLength=8``);
-    the variant of the message that uses the most of the given values is chosen, so
+    ``values`` may carry details (``retries_left=2``, ``minLength=4``, ``maxLength=8``) that
+    a more precise message of the code uses (:func:`cardbridge.i18n.errors.variant`), so
     ``error_text("PIN_INCORRECT", "en", retries_left=2)`` names the tries left and
     ``error_text("PIN_INCORRECT", "en")`` does not. Values that are ``None`` count as not
     given. A code the catalogue does not know gives a plain message that names the code.
     """
+    from cardbridge.i18n.errors import ERROR_TEXTS, variant
+
+    code = str(code)
+    message = ERROR_TEXTS.get(code)
+    if message is None:
+        return gettext(lang, "Something went wrong ({code}). Try again, or contact support.", code=code)
     given = {name: value for name, value in values.items() if value is not None}
-    base = f"error.{code}"
-    if base not in MESSAGES:
-        return text("error.unknown", lang, code=str(code))
-    best = base
-    best_names: frozenset[str] = frozenset()
-    for key in MESSAGES:
-        if not key.startswith(base + ".") or key.endswith(".one"):
-            continue
-        names = placeholders(MESSAGES[key][DEFAULT_LANGUAGE])
-        if names <= given.keys() and len(names) > len(best_names):
-            best, best_names = key, names
-    return text(best, lang, **{name: given[name] for name in best_names})
+    return variant(code, lang, given) or gettext(lang, message)
 
 
 def error_message(error: CardbridgeError, lang: str) -> str:
     """:func:`error_text` for an exception: its code, ``retries_left`` and details."""
     values: dict[str, object] = {**error.details, "retries_left": error.retries_left}
     return error_text(str(error.code), lang, **values)
+
+
+def text(key: str, lang: str, **values: object) -> str:
+    """The command line's keyed lines (``cli.…``, ``error.CODE``) until the CLI marks its
+    messages for gettext as the other modules do (transitional)."""
+    if key.startswith("error."):
+        return error_text(key.removeprefix("error."), lang, **values)
+    from cardbridge.i18n.cli import MESSAGES
+
+    entry = MESSAGES[key]
+    return entry.get(lang, entry[DEFAULT_LANGUAGE]).format(**values)

@@ -1,5 +1,6 @@
 # ruff: noqa: E501  (messages read better unbroken)
-"""The ``cardbridge`` command's lines (not its ``--help``, which stays English)."""
+"""The ``cardbridge`` command's lines (not its ``--help``, which stays English): kept here
+until the CLI marks its messages for gettext as the other modules do (transitional)."""
 
 from __future__ import annotations
 
@@ -204,6 +205,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "nb": "{action:8} {path}  ({browser})",
         "nn": "{action:8} {path}  ({browser})",
         "en": "{action:8} {path}  ({browser})",
+    },
+    "doctor.report.written": {
+        "nb": "Rapporten er lagret i {path}. Send den til brukerstøtte.",
+        "nn": "Rapporten er lagra i {path}. Send han til brukarstøtta.",
+        "en": "The report is saved in {path}. Send it to support.",
     },
     "cli.nativehost.next": {
         "nb": "Start nettleseren på nytt, og installer så cardbridge-utvidelsen (native-host/extension).",

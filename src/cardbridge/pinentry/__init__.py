@@ -94,6 +94,26 @@ class WaitReason(enum.StrEnum):
     NO_CERTIFICATE = "no_certificate"  # a card, but not with the certificate needed
 
 
+_WAIT_REASONS = {
+    WaitReason.NO_CARD: i18n.N_(
+        "Put your ID card in the card reader. This window closes by itself once the card is found."
+    ),
+    WaitReason.NO_READER: i18n.N_(
+        "No card reader is connected. Connect the card reader and put in your ID card. "
+        "This window closes by itself once the card is found."
+    ),
+    WaitReason.NO_SERVICE: i18n.N_(
+        "The smart card service (pcscd) is not running, so the card reader cannot be used. Start it "
+        "('sudo systemctl start pcscd.socket') or restart the computer. "
+        "This window closes by itself once the card is found."
+    ),
+    WaitReason.NO_CERTIFICATE: i18n.N_(
+        "The card in the reader does not have the certificate needed. Put in your ID card. "
+        "This window closes by itself once the card is found."
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class WaitRequest:
     """Asks the person to insert the card; shown until a usable card arrives."""
@@ -159,48 +179,75 @@ def dialog_for(request: PinRequest) -> Dialog:
     lang = request.lang
     signing = request.kind is PinKind.SIGNING
     lines = [
-        i18n.text("dialog.asking.signing" if signing else "dialog.asking", lang, origin=request.origin),
+        (
+            i18n.gettext(lang, "The website\n\n    {origin}\n\nasks you to sign a document.", origin=request.origin)
+            if signing
+            else i18n.gettext(lang, "The website\n\n    {origin}\n\nasks to log you in.", origin=request.origin)
+        ),
         "",
-        i18n.text("dialog.certificate", lang, holder=request.holder),
+        i18n.gettext(lang, "Certificate: {holder}", holder=request.holder),
         "",
     ]
     if request.status.protected_path:
-        lines.append(i18n.text("dialog.pinpad", lang))
+        lines.append(i18n.gettext(lang, "Press OK, then type your PIN on the card reader's keypad."))
     elif request.status.name:  # the PIN as the card and its country call it
-        key = "dialog.pin.named.signing" if signing else "dialog.pin.named.authentication"
-        lines.append(i18n.text(key, lang, name=request.status.name))
+        name = request.status.name
+        lines.append(
+            i18n.gettext(lang, "Enter your {name} to sign if you agree.", name=name)
+            if signing
+            else i18n.gettext(lang, "Enter your {name} to log in if you agree.", name=name)
+        )
     else:
-        lines.append(i18n.text("dialog.pin.signing" if signing else "dialog.pin.authentication", lang))
+        lines.append(
+            i18n.gettext(lang, "Enter your signing PIN (PIN2) if you agree.")
+            if signing
+            else i18n.gettext(lang, "Enter your login PIN (PIN1) if you agree.")
+        )
     tries = _tries(request)
     if tries == 1 or request.status.final_try:
-        lines.append(i18n.text("dialog.last_try", lang))
+        lines.append(
+            i18n.gettext(lang, "This is your last try. If you enter a wrong PIN now, the card will be blocked.")
+        )
     elif tries is not None and request.error is None:
-        lines.append(i18n.text("dialog.tries_left", lang, n=tries))
+        lines.append(i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", tries, n=tries))
     elif tries is None and request.status.count_low and request.error is None:
-        lines.append(i18n.text("dialog.count_low", lang))
+        lines.append(
+            i18n.gettext(
+                lang, "A wrong PIN was entered on this card before. The card is blocked after too many wrong tries."
+            )
+        )
     error = None
     if isinstance(request.error, PinRepeatedError):
-        error = i18n.text("dialog.error.pin_repeated", lang)
+        error = i18n.gettext(lang, "This is the PIN the card just refused. It was not sent to the card again.")
     elif isinstance(request.error, PinIncorrectError):
         retries = request.error.retries_left
         error = (
-            i18n.text("dialog.error.pin_incorrect_tries", lang, n=retries)
+            i18n.ngettext(
+                lang, "Wrong PIN. You have {n} try left.", "Wrong PIN. You have {n} tries left.", retries, n=retries
+            )
             if retries is not None
-            else i18n.text("dialog.error.pin_incorrect", lang)
+            else i18n.gettext(lang, "Wrong PIN.")
         )
     elif isinstance(request.error, PinInvalidLengthError):
-        error = i18n.text("dialog.error.pin_length", lang, min=request.status.min_length, max=request.status.max_length)
+        error = i18n.gettext(
+            lang,
+            "The PIN must have {min} to {max} characters.",
+            min=request.status.min_length,
+            max=request.status.max_length,
+        )
     return Dialog(
-        title=i18n.text("dialog.title.signing" if signing else "dialog.title.authentication", lang),
+        title=i18n.gettext(lang, "Sign with your ID card")
+        if signing
+        else i18n.gettext(lang, "Log in with your ID card"),
         description="\n".join(lines),
         prompt=(
-            i18n.text("dialog.prompt.named", lang, name=request.status.name)
+            i18n.gettext(lang, "{name}:", name=request.status.name)
             if request.status.name
-            else i18n.text("dialog.prompt", lang)
+            else i18n.gettext(lang, "PIN:")
         ),
         error=error,
-        ok=i18n.text("dialog.ok.signing" if signing else "dialog.ok", lang),
-        cancel=i18n.text("dialog.cancel", lang),
+        ok=i18n.pgettext(lang, "button", "Sign") if signing else i18n.pgettext(lang, "button", "Log in"),
+        cancel=i18n.gettext(lang, "Cancel"),
         timeout=request.timeout,
     )
 
@@ -209,17 +256,19 @@ def consent_dialog_for(request: ConsentRequest) -> Dialog:
     """The texts of the dialog that asks before the signing certificate goes to a page."""
     lang = request.lang
     lines = [
-        i18n.text("dialog.consent.asking", lang, origin=request.origin),
+        i18n.gettext(lang, "The website\n\n    {origin}\n\nasks for your signing certificate.", origin=request.origin),
         "",
-        i18n.text("dialog.certificate", lang, holder=request.holder),
+        i18n.gettext(lang, "Certificate: {holder}", holder=request.holder),
         "",
-        i18n.text("dialog.consent.shares", lang),
+        i18n.gettext(
+            lang, "The website will see your name and your national identity number. Press Share if you agree."
+        ),
     ]
     return Dialog(
-        title=i18n.text("dialog.consent.title", lang),
+        title=i18n.gettext(lang, "Share your certificate"),
         description="\n".join(lines),
-        ok=i18n.text("dialog.consent.ok", lang),
-        cancel=i18n.text("dialog.cancel", lang),
+        ok=i18n.gettext(lang, "Share"),
+        cancel=i18n.gettext(lang, "Cancel"),
         timeout=request.timeout,
     )
 
@@ -228,12 +277,24 @@ def site_dialog_for(request: SiteRequest) -> Dialog:
     """The question for a new website: its origin first, on a line of its own."""
     lang = request.lang
     return Dialog(
-        title=i18n.text("dialog.site.title", lang),
+        title=i18n.gettext(lang, "A new website wants your ID card"),
         description="\n".join(
-            (i18n.text("dialog.site.asking", lang, origin=request.origin), "", i18n.text("dialog.site.advice", lang))
+            (
+                i18n.gettext(
+                    lang,
+                    "{origin}\n\nwants to use your ID card. This website has not used it before.",
+                    origin=request.origin,
+                ),
+                "",
+                i18n.gettext(
+                    lang,
+                    "Allow only a website you know and meant to log in to. Your answer is remembered; "
+                    "undo it with 'cardbridge origins forget'.",
+                ),
+            )
         ),
-        ok=i18n.text("dialog.site.ok", lang),
-        cancel=i18n.text("dialog.cancel", lang),
+        ok=i18n.gettext(lang, "Allow"),
+        cancel=i18n.gettext(lang, "Cancel"),
         timeout=request.timeout,
     )
 
@@ -243,15 +304,15 @@ def wait_dialog_for(request: WaitRequest) -> Dialog:
     this one itself when the card arrives)."""
     lang = request.lang
     return Dialog(
-        title=i18n.text("dialog.wait.title", lang),
+        title=i18n.gettext(lang, "Insert your ID card"),
         description="\n".join(
             (
-                i18n.text("dialog.wait.for", lang, origin=request.origin),
+                i18n.gettext(lang, "{origin}\n\nasks for your ID card.", origin=request.origin),
                 "",
-                i18n.text(f"dialog.wait.{request.reason}", lang),
+                i18n.gettext(lang, _WAIT_REASONS[request.reason]),
             )
         ),
-        ok=i18n.text("dialog.cancel", lang),
+        ok=i18n.gettext(lang, "Cancel"),
         timeout=request.timeout,
         one_button=True,
     )
@@ -263,14 +324,21 @@ def choice_dialog_for(request: ChoiceRequest, index: int) -> Dialog:
     option = request.options[index]
     n = len(request.options)
     return Dialog(
-        title=i18n.text("dialog.choose.title", lang),
+        title=i18n.gettext(lang, "Choose a certificate"),
         description="\n".join(
             (
-                i18n.text("dialog.choose.asking", lang, origin=request.origin, n=n),
-                "",
-                i18n.text(
-                    "dialog.choose.option",
+                i18n.ngettext(
                     lang,
+                    "{origin}\n\nasks for your ID card. You have {n} certificate that fits.",
+                    "{origin}\n\nasks for your ID card. You have {n} certificates that fit.",
+                    n,
+                    origin=request.origin,
+                    n=n,
+                ),
+                "",
+                i18n.gettext(
+                    lang,
+                    "Certificate {index} of {n}:\n    Holder: {holder}\n    Issuer: {issuer}\n    Card: {card}",
                     index=index + 1,
                     n=n,
                     holder=option.holder,
@@ -278,12 +346,12 @@ def choice_dialog_for(request: ChoiceRequest, index: int) -> Dialog:
                     card=option.card,
                 ),
                 "",
-                i18n.text("dialog.choose.question", lang),
+                i18n.gettext(lang, "Do you want to use this certificate?"),
             )
         ),
-        ok=i18n.text("dialog.choose.ok", lang),
-        notok=i18n.text("dialog.choose.next", lang),
-        cancel=i18n.text("dialog.cancel", lang),
+        ok=i18n.gettext(lang, "Use this one"),
+        notok=i18n.gettext(lang, "Next"),
+        cancel=i18n.gettext(lang, "Cancel"),
         timeout=request.timeout,
     )
 

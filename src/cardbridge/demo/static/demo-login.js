@@ -16,8 +16,10 @@ function explain(error) {
   const code = error instanceof CardbridgeError ? error.code : "INTERNAL";
   const messages = config.messages;
   let text = messages[code] || messages.default;
-  if (error instanceof CardbridgeError && error.retriesLeft !== null && messages.retries) {
-    text += " " + messages.retries.replace("{n}", String(error.retriesLeft));
+  // One line per number of tries left, in the page's language (the server applied its plural rule).
+  const retries = error instanceof CardbridgeError && error.retriesLeft !== null ? messages.retries[error.retriesLeft] : null;
+  if (retries) {
+    text += " " + retries;
   }
   errorLine.dataset.code = code;
   errorLine.textContent = "";

@@ -74,12 +74,13 @@ function errorFrom(data) {
   return new CardbridgeError(data.code, text.slice(0, MAX_MESSAGE), { retriesLeft: retries });
 }
 
+// The language the bridge speaks to the person in: the page's (or the given) language tag's
+// primary subtag, "nb" from "nb-NO". The bridge maps it to one of its languages ("no" to
+// bokmål; one it does not have to the person's own), so the list of languages is its alone.
 function language(lang) {
-  const value = (lang ?? (typeof document !== "undefined" ? document.documentElement.lang : "") ?? "").toLowerCase();
-  if (value === "nb" || value === "no" || value.startsWith("nb-") || value.startsWith("no-")) return "nb";
-  if (value === "nn" || value.startsWith("nn-")) return "nn";
-  if (value === "en" || value.startsWith("en-")) return "en";
-  return undefined;
+  const value = lang ?? (typeof document !== "undefined" ? document.documentElement.lang : "") ?? "";
+  const primary = String(value).split(/[-_]/)[0].toLowerCase();
+  return /^[a-z]{2,3}$/.test(primary) ? primary : undefined;
 }
 
 function timeoutFor(command, options) {
@@ -309,7 +310,7 @@ function pickStrings(data, required, optional = []) {
  * Sign the portal's challenge `nonce` (44-128 visible ASCII characters, made by your server)
  * with the ID card's authentication key. Resolves to the Web eID auth token
  * {unverifiedCertificate, algorithm, signature, format, appVersion}: post it to your server.
- * options: lang ("nb" | "nn" | "en"; default the page's <html lang>), timeout (ms),
+ * options: lang (a language tag: "nb", "nn-NO", "en"; default the page's <html lang>), timeout (ms),
  * port (the localhost API's, default 24231), transport ("auto" | "extension" | "http").
  */
 export async function authenticate(nonce, options = {}) {
