@@ -82,8 +82,8 @@ fuzz: venv
 
 # -- texts (gettext) ------------------------------------------------------------------------------
 # The messages are English in the code: i18n.gettext(lang, "…"), ngettext, pgettext, npgettext
-# (the language is their first argument) and N_("…") where a message is defined apart from its
-# use. `make i18n` extracts them into the .pot, merges it into each language's .po (new messages
+# and the CLI's say(args, "…") (a string literal as the message: an expression is not extracted),
+# and N_("…") where a message is defined apart from its use. `make i18n` extracts them into the .pot, merges it into each language's .po (new messages
 # empty, changed ones fuzzy: translate those, then run it again) and compiles each .po to the .mo
 # beside it. The .mo files are committed and shipped (wheel, pip install -e, make deb); a test
 # checks that compiling the .po gives them exactly, and that the .pot matches the code.
@@ -91,7 +91,7 @@ I18N_DIR := src/cardbridge/i18n
 LOCALE_DIR := $(I18N_DIR)/locale
 POT ?= $(I18N_DIR)/cardbridge.pot
 PYBABEL ?= $(VENV)/bin/pybabel
-BABEL_KEYWORDS := --no-default-keywords -k N_ -k gettext:2 -k ngettext:2,3 -k pgettext:2c,3 -k npgettext:2c,3,4
+BABEL_KEYWORDS := --no-default-keywords -k N_ -k gettext:2 -k say:2 -k ngettext:2,3 -k pgettext:2c,3 -k npgettext:2c,3,4
 
 i18n-pot:
 	$(PYBABEL) --quiet extract $(BABEL_KEYWORDS) --add-comments=Translators: --sort-by-file --add-location=file \

@@ -35,6 +35,7 @@ from cardbridge import __version__, i18n
 from cardbridge.config import ENV_PINENTRY, Config, config_path, load_config
 from cardbridge.errors import CardbridgeError, ConfigError, ServiceNotRunningError
 from cardbridge.i18n import N_
+from cardbridge.i18n.names import PURPOSES
 from cardbridge.logsetup import LOG_FILE, log_dir, redact
 
 __all__ = ["Check", "Status", "exit_status", "report_text", "run_checks"]
@@ -69,7 +70,6 @@ CHECK_NAMES = {
     "pinentry": N_("PIN window"),
     "log": N_("Log file"),
 }
-PURPOSES = {"authentication": N_("authentication"), "signing": N_("signing")}
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,9 @@ def test_demo_check_logs_in_and_prints_the_verified_identity(tmp_path: Path) -> 
     origin = re.search(r"Demo portal: (http://localhost:\d+)/", out)
     assert origin is not None, out
     assert f"The PIN dialog showed the website {origin.group(1)}" in out
-    verified = re.search(r"The portal verified: Kari Nordmann, fødselsnummer (\d{11}), issuer (.+)", out)
+    verified = re.search(
+        r"The portal verified: Kari Nordmann, National identity number \(fødselsnummer\): (\d{11}), issuer: (.+)", out
+    )
     assert verified is not None, out
     assert "cardbridge Development ID Card CA" in verified.group(2)
     assert "The login worked." in out

@@ -370,6 +370,7 @@ def test_demo_logs_in_with_the_emulated_estonian_card(pcscd: Pcscd, tmp_path: Pa
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The portal verified: JAAK-KRISTJAN JÕEORG" in result.stdout, result.stdout
     assert "PNOEE-38001085718" in result.stdout
+    assert "Personal code (isikukood): 38001085718," in result.stdout  # named as Estonia names it
     assert "The login worked." in result.stdout
     wait_for_card(READER_0, False)  # the demo took its card out again
 

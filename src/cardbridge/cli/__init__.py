@@ -35,7 +35,7 @@ from cardbridge import __version__
 from cardbridge.cli import browser, cards, dev, serve, setup
 from cardbridge.cli.common import EXIT_CODES, Parser, configure_logging, exit_code, language, report
 from cardbridge.errors import CardbridgeError, Code
-from cardbridge.i18n import LANGUAGES, text
+from cardbridge.i18n import LANGUAGES, error_text
 
 __all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
 
@@ -85,7 +85,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except CardbridgeError as error:
         return report(error, as_json, args.ui_lang)
     except KeyboardInterrupt:
-        print(f"error: {Code.USER_CANCELLED}: {text('error.USER_CANCELLED', args.ui_lang)}", file=sys.stderr)
+        print(f"error: {Code.USER_CANCELLED}: {error_text(Code.USER_CANCELLED, args.ui_lang)}", file=sys.stderr)
         return EXIT_CODES[Code.USER_CANCELLED]
     except Exception as exc:  # a bug: say so plainly, with a stable code
         logging.getLogger("cardbridge").debug("unexpected error", exc_info=True)

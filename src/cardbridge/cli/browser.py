@@ -83,15 +83,7 @@ def install_native_host(args: argparse.Namespace) -> int:
         print_json({"changes": [change.to_dict() for change in changes]})
         return 0
     for change in changes:
-        print(
-            say(
-                args,
-                "cli.nativehost.change",
-                action=change.action,
-                path=change.path,
-                browser=change.browser or "launcher",
-            )
-        )
+        print(f"{change.action:8} {change.path}  ({change.browser or 'launcher'})")
     if not args.uninstall:
-        print(say(args, "cli.nativehost.next"))
+        print(say(args, "Restart the browser, then install the cardbridge extension (native-host/extension)."))
     return 0

@@ -20,6 +20,7 @@ from cardbridge.cli.common import (
 )
 from cardbridge.errors import CardbridgeError
 from cardbridge.i18n import LANGUAGES, resolve_language
+from cardbridge.i18n.names import PURPOSES
 
 
 def register(commands: Any) -> None:
@@ -99,14 +100,10 @@ async def list_cards(args: argparse.Namespace) -> int:
         return 0
     for reader in readers:
         card = reader.get("card")
-        state = (
-            say(args, "cli.list.reader_card", name=card.get("name") or "?", atr=card.get("atr"))
-            if card
-            else say(args, "cli.list.reader_empty")
-        )
-        print(say(args, "cli.list.reader", reader=reader["name"], card=state))
+        state = f"{card.get('name') or '?'} (ATR {card.get('atr')})" if card else say(args, "no card")
+        print(f"[{reader['name']}] {state}")
     if not listings:
-        print(say(args, "cli.list.none"))
+        print(say(args, "No ID card found. Insert your ID card into the card reader."))
     for listing in listings:
         info = listing.info
         maker = " ".join(part for part in (info.manufacturer, info.model) if part)
@@ -115,18 +112,18 @@ async def list_cards(args: argparse.Namespace) -> int:
             from cardbridge.i18n import error_text
 
             message = error_text(str(listing.error["code"]), args.ui_lang)
-            print(say(args, "cli.list.error", code=listing.error["code"], message=message))
+            print("  " + say(args, "error: {code}: {message}", code=listing.error["code"], message=message))
         for cert in listing.certificates:
-            print(f"  [{say(args, f'cli.list.purpose.{cert.purpose}')}] {cert.holder_name}")
-            valid = say(
-                args, "cli.list.valid_range", start=f"{cert.not_before:%Y-%m-%d}", end=f"{cert.not_after:%Y-%m-%d}"
-            )
+            purpose = say(args, PURPOSES[cert.purpose])
+            print(f"  [{purpose}] {cert.holder_name}")
+            start, end = (f"{when:%Y-%m-%d}" for when in (cert.not_before, cert.not_after))
+            valid = say(args, "{start} to {end}", start=start, end=end)
             rows = [
-                (say(args, "cli.list.subject"), cert.subject),
-                (say(args, "cli.list.issuer"), cert.issuer),
-                (say(args, "cli.list.serial"), cert.serial),
-                (say(args, "cli.list.valid"), valid),
-                (say(args, "cli.list.key"), f"{cert.key_type} {cert.key_size}"),
+                (say(args, "subject"), cert.subject),
+                (say(args, "issuer"), cert.issuer),
+                (say(args, "serial"), cert.serial),
+                (say(args, "valid"), valid),
+                (say(args, "key"), f"{cert.key_type} {cert.key_size}"),
                 ("sha256", cert.sha256),
             ]
             width = max(len(label) for label, _ in rows) + 2

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
 from cardbridge.errors import CardbridgeError, Code
-from cardbridge.i18n import error_message, resolve_language, text
+from cardbridge.i18n import error_message, gettext, resolve_language
 
 Command = Callable[[argparse.Namespace], int]
 """What a command's parser runs (``set_defaults(func=…)``): the parsed arguments in, the
@@ -179,9 +179,10 @@ def language(args: argparse.Namespace) -> str:
     return resolve_language(configured)
 
 
-def say(args: argparse.Namespace, key: str, **values: object) -> str:
-    """The text ``key`` in the language of the command's output."""
-    return text(key, getattr(args, "ui_lang", None) or resolve_language(), **values)
+def say(args: argparse.Namespace, message: str, /, **values: object) -> str:
+    """``message`` (English, a gettext message: ``make i18n`` extracts it) in the language
+    of the command's output, formatted with ``values``."""
+    return gettext(getattr(args, "ui_lang", None) or resolve_language(), message, **values)
 
 
 def report(error: CardbridgeError, as_json: bool, lang: str | None = None) -> int:
@@ -192,10 +193,10 @@ def report(error: CardbridgeError, as_json: bool, lang: str | None = None) -> in
     lang = lang or resolve_language()
     print(f"error: {error.code}: {error_message(error, lang)}", file=sys.stderr)
     if error.message:
-        print(text("cli.error.details", lang, details=error.message), file=sys.stderr)
+        print("  " + gettext(lang, "details: {details}", details=error.message), file=sys.stderr)
     candidates = error.details.get("candidates")
     if isinstance(candidates, list):
-        print(text("cli.error.choose", lang), file=sys.stderr)
+        print("  " + gettext(lang, "Choose one of the certificates with --certificate:"), file=sys.stderr)
         for candidate in candidates:
             print(
                 f"  --certificate {candidate['sha256']}  {candidate['holder']} ({candidate['token']})", file=sys.stderr

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from cardbridge.cli.common import Parser, add_command, add_json_flag, add_switch, on_event_loop, print_json, say
+from cardbridge.i18n import DEFAULT_LANGUAGE
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048")
 
@@ -83,21 +84,21 @@ def create_token(args: argparse.Namespace) -> int:
     if args.json:
         print_json(token.to_dict())
         return 0
-    print(say(args, "cli.dev.ready"))
+    print(say(args, "The emulated ID card (SoftHSM2 token) is ready."))
     rows = [
-        (say(args, "cli.dev.holder"), f"{token.holder} ({token.id_code})"),
-        (say(args, "cli.dev.key"), token.key),
-        (say(args, "cli.dev.label"), token.label),
-        (say(args, "cli.dev.pin"), f"{token.pin}   {say(args, 'cli.dev.pin_note')}"),
-        (say(args, "cli.dev.module"), token.module),
+        (say(args, "holder"), f"{token.holder} ({token.id_code})"),
+        (say(args, "key"), token.key),
+        (say(args, "token label"), token.label),
+        (say(args, "PIN"), token.pin + "   " + say(args, "(development only)")),
+        (say(args, "module"), token.module),
         ("SOFTHSM2_CONF", str(token.softhsm2_conf)),
-        (say(args, "cli.dev.ca"), str(token.ca_certificate)),
+        (say(args, "CA certificate"), str(token.ca_certificate)),
     ]
     width = max(len(label) for label, _ in rows) + 3
     for label, value in rows:
         print(f"  {label + ':':<{width}}{value}")
     print()
-    print(say(args, "cli.dev.use"))
+    print(say(args, "Use it:"))
     print(f"  export SOFTHSM2_CONF={token.softhsm2_conf}")
     print(f"  cardbridge list --module {token.module}")
     return 0
@@ -117,12 +118,27 @@ def run_card(args: argparse.Namespace) -> int:
         reader = f"Virtual PCD 00 0{args.reader}"
         pin_text = ", ".join(f"{p.name} {pins[p.option]}" for p in kind.pins)
         key = args.key or kind.keys[0]
-        print(say(args, "cli.card.ready", title=kind.title, reader=reader, kind=key, pin=pin_text))
-        print(say(args, "cli.card.control", pidfile=pid_file(folder, args.reader)))
+        print(
+            say(
+                args,
+                "Virtual card ({title}) in reader '{reader}' (key {kind}, {pin}).",
+                title=kind.title,
+                reader=reader,
+                kind=key,
+                pin=pin_text,
+            )
+        )
+        print(
+            say(
+                args,
+                "Remove: kill -USR1 $(cat {pidfile})   Insert: kill -USR2 $(cat {pidfile})   Stop: Ctrl-C",
+                pidfile=pid_file(folder, args.reader),
+            )
+        )
         sys.stdout.flush()
 
     def changed(state: str) -> None:
-        print(say(args, "cli.card.inserted" if state == "inserted" else "cli.card.removed"))
+        print(say(args, "card inserted") if state == "inserted" else say(args, "card removed"))
         sys.stdout.flush()
 
     run_virtual_card(
@@ -148,14 +164,9 @@ async def demo(args: argparse.Namespace) -> int:
     from cardbridge.errors import ConfigError
 
     try:  # the demo extra: the portal's validator (pyhanko-certvalidator)
-        from cardbridge.demo.runner import DEV_PINENTRY, DemoCard, demo_text, person_pinentry, virtual_demo_card
+        from cardbridge.demo.runner import DEV_PINENTRY, DemoCard, person_pinentry, virtual_demo_card
     except ImportError as exc:
         raise ConfigError(f"cardbridge demo needs the demo extra (pip install 'cardbridge[demo]'): {exc}") from exc
-
-    lang = args.ui_lang
-
-    def tell(key: str, **values: object) -> None:
-        print(demo_text(key, lang, **values), flush=True)
 
     interactive = not args.check and sys.stdin.isatty()
     pinentry = person_pinentry(load_config().pinentry_program()) if interactive else DEV_PINENTRY
@@ -164,13 +175,19 @@ async def demo(args: argparse.Namespace) -> int:
             card = DemoCard.from_dev_token(await asyncio.to_thread(create_dev_token, data_dir() / "dev"))
         else:  # a virtual card in the first vpcd reader, pcscd started when none runs
             card = await stack.enter_async_context(virtual_demo_card(args.card, data_dir() / "dev"))
-        print(
-            say(args, "cli.demo.card", holder=card.holder, id_code=card.id_code, label=repr(card.label), pin=card.pin)
+        line = say(
+            args,
+            "Emulated ID card: {holder} ({id_code}), token {label}, PIN {pin}",
+            holder=card.holder,
+            id_code=card.id_code,
+            label=repr(card.label),
+            pin=card.pin,
         )
-        return await _demo_run(args, card, pinentry, interactive, tell)
+        print(line, flush=True)
+        return await _demo_run(args, card, pinentry, interactive)
 
 
-async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interactive: bool, tell: Any) -> int:
+async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interactive: bool) -> int:
     import asyncio
     import signal
 
@@ -179,21 +196,48 @@ async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interact
 
     lang = args.ui_lang
     async with DemoRun(card) as run:
-        tell("portal", url=run.url)
-        tell("bridge", url=run.bridge_url, origin=run.origin)
+        print(say(args, "Demo portal: {url}", url=run.url), flush=True)
+        print(
+            say(
+                args, "Bridge (cardbridge serve): {url}, allowing only {origin}", url=run.bridge_url, origin=run.origin
+            ),
+            flush=True,
+        )
         await run.start_bridge(DEV_PINENTRY, dev_pin=card.pin)
-        tell("logging_in")
+        print(
+            say(args, "Logging in with headless Chromium; the PIN dialog is answered by 'cardbridge dev pinentry' …"),
+            flush=True,
+        )
         shown = await login_in_headless_chromium(run.url)
         check_login(run, shown.name)
         citizen = run.portal.logins[-1]
-        tell("dialog", origin=run.origin)
-        tell("verified", name=citizen.name, fnr=citizen.fodselsnummer or citizen.id_code, issuer=citizen.issuer)
-        tell("ok")
+        print(say(args, "The PIN dialog showed the website {origin}", origin=run.origin), flush=True)
+        print(
+            say(
+                args,
+                "The portal verified: {name}, {identifier_name}: {identifier}, issuer: {issuer}",
+                name=citizen.name,
+                identifier_name=say(args, citizen.identifier_label),
+                identifier=citizen.identifier,
+                issuer=citizen.issuer,
+            ),
+            flush=True,
+        )
+        print(say(args, "The login worked."), flush=True)
         if not interactive:
             return 0
         # Now a person logs in: the bridge asks through their own pinentry program.
         await run.start_bridge(pinentry)
-        tell("open", url=run.url if lang == "nb" else f"{run.url}?lang={lang}", pin=card.pin)
+        url = run.url if lang == DEFAULT_LANGUAGE else f"{run.url}?lang={lang}"
+        print(
+            say(
+                args,
+                "Open {url} in your browser and log in with the PIN {pin}. Press Ctrl-C to stop.",
+                url=url,
+                pin=card.pin,
+            ),
+            flush=True,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -206,6 +250,9 @@ async def _demo_run(args: argparse.Namespace, card: Any, pinentry: str, interact
                 waiter.cancel()
             if run.portal.login_event.is_set():
                 citizen = run.portal.logins[-1]
-                tell("login_seen", name=citizen.name, fnr=citizen.fodselsnummer or citizen.id_code)
-        tell("stopped")
+                print(
+                    say(args, "Logged in: {name} ({identifier})", name=citizen.name, identifier=citizen.identifier),
+                    flush=True,
+                )
+        print(say(args, "The demo stopped."), flush=True)
     return 0

@@ -117,11 +117,23 @@ async def serve(args: argparse.Namespace) -> int:
     def ready(urls: list[str]) -> None:
         print(f"cardbridge {__version__} listening on {', '.join(urls)}", flush=True)
         if origins:
-            print(say(args, "cli.serve.allowed", origins=", ".join(sorted(set(origins)))), flush=True)
+            print(say(args, "allowed origins: {origins}", origins=", ".join(sorted(set(origins)))), flush=True)
         if config.origin_policy == "ask":
-            print(say(args, "cli.serve.asks"), flush=True)
+            print(
+                say(args, "A new website that wants the ID card is asked about once (origin_policy = ask)."), flush=True
+            )
         elif not origins:
-            print(say(args, "cli.serve.no_origins", path=config.path or config_path()), file=sys.stderr, flush=True)
+            print(
+                say(
+                    args,
+                    "No origin is allowed yet, so every request is refused (ORIGIN_NOT_ALLOWED). "
+                    "Allow a login page with --allow-origin https://login.example.no, or "
+                    'allowed_origins = ["https://login.example.no"] in {path}.',
+                    path=config.path or config_path(),
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         await run_server(service, settings, stop_signals=(signal.SIGINT, signal.SIGTERM), on_ready=ready)

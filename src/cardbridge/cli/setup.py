@@ -19,6 +19,19 @@ from cardbridge.cli.common import (
     say,
     use_pidfd_child_watcher,
 )
+from cardbridge.i18n import N_
+
+# Where a setting comes from (``Config.sources``), as ``config show`` names it.
+_SOURCES = {
+    "default": N_("default"),
+    "system": N_("from the system file"),
+    "user": N_("from your file"),
+    "system+user": N_("from both files"),
+}
+_POLICIES = {
+    "ask": N_("New websites: you are asked the first time. Allowed websites:"),
+    "allow-list": N_("Only the websites on the list may use the ID card:"),
+}
 
 
 def register(commands: Any) -> None:
@@ -98,14 +111,14 @@ def show_config(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(say(args, "cli.config.file", path=path))
+    print(say(args, "Config file: {path}", path=path))
     if not path.exists():
-        print(say(args, "cli.config.missing"))
-    print(say(args, "cli.config.system_file", path=system))
+        print(say(args, "(the file does not exist; these are the defaults)"))
+    print(say(args, "System config file: {path}", path=system))
     for name, value in settings.items():
-        shown = say(args, "cli.config.unset") if value is None else json.dumps(value, ensure_ascii=False)
+        shown = say(args, "(not set)") if value is None else json.dumps(value, ensure_ascii=False)
         source = config.sources.get(name, "default")
-        print(f"{name} = {shown}  # {say(args, 'cli.config.source.' + source.replace('+', '_'))}")
+        print(f"{name} = {shown}  # " + say(args, _SOURCES[source]))
     return 0
 
 
@@ -131,15 +144,15 @@ def manage_origins(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        print(say(args, f"cli.origins.policy.{config.origin_policy}"))
+        print(say(args, _POLICIES[config.origin_policy]))
         for origin in config.allowed_origins:
-            print(f"  {origin}  # {say(args, 'cli.origins.by_config')}")
+            print(f"  {origin}  # " + say(args, "in the settings"))
         for entry in remembered:
-            print(f"  {entry.origin}  # {say(args, 'cli.origins.by_you', at=entry.allowed_at)}")
+            print(f"  {entry.origin}  # " + say(args, "allowed by you {at}", at=entry.allowed_at))
         for origin in config.denied_origins:
-            print(f"  {origin}  # {say(args, 'cli.origins.denied')}")
+            print(f"  {origin}  # " + say(args, "refused"))
         if not (config.allowed_origins or remembered):
-            print(say(args, "cli.origins.none"))
+            print("  " + say(args, "(none yet)"))
         return 0
     if args.origin is None:
         raise InvalidInputError(f"origins {args.action} needs the website's origin, e.g. https://login.example.no")
@@ -155,7 +168,15 @@ def manage_origins(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"origin": origin, "action": args.action, "changed": done})
     else:
-        print(say(args, f"cli.origins.{args.action}{'' if done else '_none'}", origin=origin))
+        if args.action == "allow":
+            line = say(args, "{origin} may now use the ID card (you are still asked for the PIN).", origin=origin)
+        elif done:
+            line = say(
+                args, "Forgotten: {origin}. You will be asked again the next time it wants the card.", origin=origin
+            )
+        else:
+            line = say(args, "You had not answered for {origin}; nothing to forget.", origin=origin)
+        print(line)
     return 0
 
 
@@ -180,7 +201,10 @@ def run_doctor(args: argparse.Namespace) -> int:
     else:
         print(doctor.format_checks(checks, args.ui_lang), end="")
     if args.report:
-        print(say(args, "doctor.report.written", path=Path(args.report).expanduser()), file=sys.stderr)
+        print(
+            say(args, "The report is saved in {path}. Send it to support.", path=Path(args.report).expanduser()),
+            file=sys.stderr,
+        )
     return status
 
 
@@ -188,28 +212,38 @@ def install_service(args: argparse.Namespace) -> int:
     from cardbridge import autostart
 
     if not sys.platform.startswith("linux"):
-        print(say(args, "cli.service.unsupported"), file=sys.stderr)
+        print(
+            say(
+                args,
+                "install-service sets up systemd and XDG autostart on Linux. For macOS (launchd) "
+                "and Windows, see the README.",
+            ),
+            file=sys.stderr,
+        )
         return 2
     start = not args.no_start
     if args.uninstall:
         outcome = autostart.uninstall(start=start)
         if not outcome.removed:
-            print(say(args, "cli.service.nothing"))
+            print(say(args, "Nothing to remove: the background service was not installed."))
         for path in outcome.removed:
-            print(say(args, "cli.service.removed", path=path))
+            print(say(args, "Removed: {path}", path=path))
         if outcome.ran and not outcome.failed:
-            print(say(args, "cli.service.stopped"))
+            print(say(args, "The background service is stopped and removed."))
     else:
         outcome = autostart.install(start=start)
         unit, desktop = outcome.written
-        print(say(args, "cli.service.unit", path=unit))
-        print(say(args, "cli.service.autostart", path=desktop))
+        print(say(args, "The background service is installed: {path}", path=unit))
+        print(say(args, "The autostart entry is installed: {path}", path=desktop))
         if outcome.ran and not outcome.failed:
-            print(say(args, "cli.service.started"))
+            print(say(args, "The background service is started, and it starts every time you log in."))
     if outcome.to_run:
-        print(say(args, "cli.service.run_stop" if args.uninstall else "cli.service.run_start"))
+        print(say(args, "Stop it with:") if args.uninstall else say(args, "Start it now and at every login with:"))
         for argv in outcome.to_run:
             print(f"  {autostart.shell_line(argv)}")
     for argv, code in outcome.failed:
-        print(say(args, "cli.service.failed", code=code, command=autostart.shell_line(argv)), file=sys.stderr)
+        print(
+            say(args, "The command failed (code {code}): {command}", code=code, command=autostart.shell_line(argv)),
+            file=sys.stderr,
+        )
     return 1 if outcome.failed else 0

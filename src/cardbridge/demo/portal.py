@@ -129,11 +129,6 @@ class VerifiedCitizen:
         label, identifier = personal_identifier(identity.id_code, identity.country)
         return cls(name, identity.id_code, identity.country, identifier, label, issuer, identity.algorithm, time.time())
 
-    @property
-    def fodselsnummer(self) -> str | None:
-        """The Norwegian fødselsnummer, when the identifier is one."""
-        return self.identifier if self.id_code.startswith("PNONO-") else None
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -42,29 +42,9 @@ from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_a
 from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
 from cardbridge.emulator.softhsm import DevToken
 from cardbridge.errors import CardbridgeError, ConfigError
-from cardbridge.i18n import N_, gettext
 
 DEV_PINENTRY = f"{shlex.quote(sys.executable)} -m cardbridge dev pinentry"
 BRIDGE_START_TIMEOUT = 30.0
-
-
-# What ``cardbridge demo`` prints, by line.
-DEMO_LINES = {
-    "portal": N_("Demo portal: {url}"),
-    "bridge": N_("Bridge (cardbridge serve): {url}, allowing only {origin}"),
-    "logging_in": N_("Logging in with headless Chromium; the PIN dialog is answered by 'cardbridge dev pinentry' …"),
-    "dialog": N_("The PIN dialog showed the website {origin}"),
-    "verified": N_("The portal verified: {name}, fødselsnummer {fnr}, issuer {issuer}"),
-    "ok": N_("The login worked."),
-    "open": N_("Open {url} in your browser and log in with the PIN {pin}. Press Ctrl-C to stop."),
-    "login_seen": N_("Logged in: {name} ({fnr})"),
-    "stopped": N_("The demo stopped."),
-}
-
-
-def demo_text(key: str, lang: str, **values: object) -> str:
-    """The ``cardbridge demo`` line ``key`` in ``lang``."""
-    return gettext(lang, DEMO_LINES[key], **values)
 
 
 PINENTRY_PROGRAMS = ("pinentry-tty", "pinentry-curses", "pinentry-gnome3", "pinentry-qt")

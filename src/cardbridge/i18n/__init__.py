@@ -58,7 +58,6 @@ __all__ = [
     "request_language",
     "resolve_language",
     "system_language",
-    "text",
     "translation",
 ]
 
@@ -205,14 +204,3 @@ def error_message(error: CardbridgeError, lang: str) -> str:
     """:func:`error_text` for an exception: its code, ``retries_left`` and details."""
     values: dict[str, object] = {**error.details, "retries_left": error.retries_left}
     return error_text(str(error.code), lang, **values)
-
-
-def text(key: str, lang: str, **values: object) -> str:
-    """The command line's keyed lines (``cli.…``, ``error.CODE``) until the CLI marks its
-    messages for gettext as the other modules do (transitional)."""
-    if key.startswith("error."):
-        return error_text(key.removeprefix("error."), lang, **values)
-    from cardbridge.i18n.cli import MESSAGES
-
-    entry = MESSAGES[key]
-    return entry.get(lang, entry[DEFAULT_LANGUAGE]).format(**values)
