@@ -653,27 +653,22 @@ def check_port(config: Config, lang: str, port: int | None = None) -> Check:
 def check_pinentry(config: Config, lang: str) -> Check:
     import shlex
 
+    fix = i18n.gettext(
+        lang,
+        "Install it: sudo apt install pinentry-gnome3, or set pinentry in {path}.",
+        path=config.path or config_path(),
+    )
     try:
         program = config.pinentry_program()
     except ConfigError:  # the development pinentry, outside `cardbridge demo`
         program = os.environ.get(ENV_PINENTRY) or config.pinentry or ""
-        fix = i18n.gettext(
+        detail = i18n.gettext(
             lang,
-            "Install it: sudo apt install pinentry-gnome3, or set pinentry in {path}.",
-            path=config.path or config_path(),
+            "The PIN window ({program}) is the development pinentry, which answers every PIN "
+            "dialog by itself: only `cardbridge demo` may use it.",
+            program=program,
         )
-        return _check(
-            "pinentry",
-            lang,
-            Status.FAIL,
-            i18n.gettext(
-                lang,
-                "The PIN window ({program}) is the development pinentry, which answers every PIN "
-                "dialog by itself: only `cardbridge demo` may use it.",
-                program=program,
-            ),
-            fix,
-        )
+        return _check("pinentry", lang, Status.FAIL, detail, fix)
     try:
         argv = shlex.split(program)
     except ValueError:
@@ -681,18 +676,8 @@ def check_pinentry(config: Config, lang: str) -> Check:
     found = shutil.which(argv[0]) if argv else None
     if found:
         return _check("pinentry", lang, Status.OK, f"{program}: {found}")
-    fix = i18n.gettext(
-        lang,
-        "Install it: sudo apt install pinentry-gnome3, or set pinentry in {path}.",
-        path=config.path or config_path(),
-    )
-    return _check(
-        "pinentry",
-        lang,
-        Status.FAIL,
-        i18n.gettext(lang, "The PIN window ({program}) is not installed.", program=program),
-        fix,
-    )
+    detail = i18n.gettext(lang, "The PIN window ({program}) is not installed.", program=program)
+    return _check("pinentry", lang, Status.FAIL, detail, fix)
 
 
 def check_log(lang: str) -> Check:
