@@ -8,7 +8,8 @@
    (``unshare``), so the mounts vanish with it whatever happens; it unmounts them as well.
 2. ``apt-get install ./cardbridge_*.deb`` in it (dependencies from Debian's archive; the
    downloaded ``.deb`` files are cached in ``$PKG_CACHE/apt-archives``).
-3. In it: ``cardbridge --version``; ``cardbridge doctor --json`` finds the manifests, the
+3. In it: ``cardbridge --version``; ``--lang nn`` speaks nynorsk (the .mo files are installed);
+   ``cardbridge doctor --json`` finds the manifests, the
    extension and the unit; a SoftHSM2 login through the manifest's launcher (native
    messaging frames over pipes) and through ``cardbridge serve`` (``inside.py``); Debian's
    Chromium with a fresh profile and no extension flags logs in to the demo portal through
@@ -342,6 +343,10 @@ def run_steps(chroot: Chroot, steps: Steps, debs: list[Path], version: str, logs
         out = chroot.run("cardbridge", "--version").stdout.strip()
         if out != f"cardbridge {version.split('+')[0]}":
             raise Failed(f"cardbridge --version said {out!r}")
+    with steps.step("the installed catalogues speak nynorsk"):
+        result = chroot.run("cardbridge", "--lang", "nn", "list", "--module", "/nonexistent/module.so", check=False)
+        if "Fann ikkje programvara for ID-kortet" not in result.stderr:
+            raise Failed(f"cardbridge --lang nn did not speak nynorsk (the .mo files):\n{result.stderr}")
     with steps.step("doctor finds the manifests, the extension and the unit"):
         doctor_finds_the_package(chroot)
     with steps.step("test tools (softhsm2, chromium)"):
