@@ -96,10 +96,13 @@ BABEL_KEYWORDS := --no-default-keywords -k N_ -k gettext:2 -k say:2 -k ngettext:
 i18n-pot:
 	$(PYBABEL) --quiet extract $(BABEL_KEYWORDS) --add-comments=Translators: --sort-by-file --add-location=file \
 		--project=cardbridge --version=$(VERSION) --copyright-holder="cardbridge developers" \
-		--msgid-bugs-address=cardbridge@cardbridge.invalid -o $(POT) src/cardbridge
+		--msgid-bugs-address=cardbridge@cardbridge.invalid -o $(POT).new src/cardbridge
+	@# A run that finds nothing new changes no file (the creation date alone is no change).
+	@if [ -f $(POT) ] && diff -q -I '^"POT-Creation-Date: ' $(POT) $(POT).new >/dev/null; then \
+		rm $(POT).new; else mv $(POT).new $(POT); fi
 
 i18n: venv i18n-pot
-	$(PYBABEL) --quiet update -i $(POT) -d $(LOCALE_DIR) -D cardbridge
+	$(PYBABEL) --quiet update --ignore-pot-creation-date -i $(POT) -d $(LOCALE_DIR) -D cardbridge
 	$(PYBABEL) compile --statistics -d $(LOCALE_DIR) -D cardbridge
 
 clean:

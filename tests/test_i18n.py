@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import gettext
 import io
 import json
@@ -105,6 +106,48 @@ def test_the_pot_has_the_messages_of_the_code(tmp_path: Path) -> None:
     assert sorted(committed, key=str) == sorted(extracted, key=str), "run make i18n"
     for key, message in extracted.items():
         assert committed[key].auto_comments == message.auto_comments, f"{key}: run make i18n (comments)"
+
+
+# The positions of the message arguments of the extraction keywords (Makefile BABEL_KEYWORDS).
+KEYWORDS = {"N_": (0,), "gettext": (1,), "say": (1,), "ngettext": (1, 2), "pgettext": (1, 2), "npgettext": (1, 2, 3)}
+
+
+def _keyword(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    return name if name in KEYWORDS and len(node.args) > max(KEYWORDS[name]) else None
+
+
+def test_every_message_is_where_pybabel_extract_finds_it() -> None:
+    # pybabel extract takes a string literal (or literals side by side) as a keyword's
+    # message, and nothing inside an f-string: a message chosen with `if`, built with an
+    # f-string or +, or translated inside an f-string stays English in every language.
+    # A looked-up message (a name, a table's item, a .get) is marked with N_ where it is defined.
+    problems = []
+    for path in sorted(Path(i18n.__file__).parent.parent.rglob("*.py")):
+        if path == Path(i18n.__file__):
+            continue  # the keywords themselves, calling the standard library's gettext
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.JoinedStr):
+                problems += [f"{where}: a message inside an f-string" for inner in ast.walk(node) if _keyword(inner)]
+            name = _keyword(node)
+            if name is None:
+                continue
+            assert isinstance(node, ast.Call)
+            for index in KEYWORDS[name]:
+                argument = node.args[index]
+                literal = isinstance(argument, ast.Constant) and isinstance(argument.value, str)
+                if name == "N_" or (name in ("pgettext", "npgettext") and index == 1):
+                    ok = literal  # what is marked, and a context, are literals
+                else:
+                    ok = literal or isinstance(argument, ast.Name | ast.Subscript | ast.Attribute | ast.Call)
+                if not ok:
+                    problems.append(f"{where}: {name}'s message is {ast.unparse(argument)[:60]}")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)
