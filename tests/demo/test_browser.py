@@ -208,6 +208,34 @@ async def test_a_wrong_pin_then_cancel_is_a_cancel_on_the_page(
     assert portal.state.logins == []
 
 
+@pytest.mark.parametrize(
+    ("lang", "tries", "line"),
+    [
+        ("nb", 1, "Feil PIN-kode. Du har 1 forsøk igjen."),
+        ("en", 1, "Wrong PIN. You have 1 try left."),
+        ("en", 2, "Wrong PIN. You have 2 tries left."),
+        ("nn", 3, "Feil PIN-kode. Du har 3 forsøk att."),
+    ],
+)
+async def test_the_login_page_names_the_tries_left_by_the_languages_plural_rule(
+    page: Any, portal: Portal, bridge_port: int, lang: str, tries: int, line: str
+) -> None:
+    # The bridge's answer to a wrong PIN from a card that tells its tries left (SoftHSM2 never
+    # does; the virtual cards do), played by the browser itself: the page's own words follow.
+    async def wrong_pin(route: Any) -> None:
+        headers = {"Access-Control-Allow-Origin": portal.origin, "Access-Control-Allow-Headers": "Content-Type"}
+        if route.request.method == "OPTIONS":
+            await route.fulfill(status=204, headers={**headers, "Access-Control-Allow-Methods": "GET, POST"})
+            return
+        problem = {"code": "PIN_INCORRECT", "retriesLeft": tries, "status": 403, "detail": "Wrong PIN."}
+        await route.fulfill(status=403, headers=headers, content_type="application/problem+json", json=problem)
+
+    await page.route(f"http://127.0.0.1:{bridge_port}/**", wrong_pin)
+    await press_login(page, f"{portal.origin}/?lang={lang}")
+    assert await shown_error(page) == "PIN_INCORRECT"
+    assert await page.locator("#error").inner_text() == f"{line} (PIN_INCORRECT)"
+
+
 async def test_a_page_on_an_origin_that_is_not_allowed_gets_origin_not_allowed_and_no_dialog(
     page: Any, softhsm: SoftHsm, bridge: Any, bridge_port: int, pinentry: ScriptedPinentry
 ) -> None:
