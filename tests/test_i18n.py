@@ -169,6 +169,14 @@ def test_run_time_uses_the_standard_library_only_and_reads_a_catalogue_when_it_i
     assert result.stdout == "Feil PIN-kode.\n"
 
 
+def test_an_install_without_its_catalogues_still_speaks_english(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(i18n, "LOCALE_DIR", str(tmp_path))
+    monkeypatch.setattr(i18n, "_catalogues", {})
+    assert i18n.error_text(Code.PIN_INCORRECT, "nn", retries_left=2) == "Wrong PIN. You have 2 tries left."
+
+
 def test_a_language_that_is_not_ours_reads_bokmal() -> None:
     assert i18n.gettext("sv", "Wrong PIN.") == "Feil PIN-kode."
 
