@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cardbridge.config import Config
-from cardbridge.origins import REFUSAL_PAUSE, Decision, OriginStore, decide
+from cardbridge.errors import BusyError
+from cardbridge.origins import QUESTION_LIMIT, QUESTION_WINDOW, REFUSAL_PAUSE, Decision, OriginStore, decide
 
 SITE = "https://login.example.no"
 
@@ -47,6 +48,74 @@ def test_a_refused_site_cannot_ask_again_for_a_while(tmp_path: Path) -> None:
     assert decide(SITE, Config(), store, now=1000.0 + REFUSAL_PAUSE / 2) is Decision.DENY
     assert decide(SITE, Config(), store, now=1000.0 + REFUSAL_PAUSE + 1) is Decision.ASK
     assert decide("https://other.example", Config(), store, now=1001.0) is Decision.ASK
+
+
+def test_refusals_of_ever_new_sites_pause_every_question(tmp_path: Path) -> None:
+    # A page that asks from a fresh subdomain each time gets past the pause of one site;
+    # the refusals of all sites together pause the questions.
+    store = OriginStore(tmp_path / "origins.json")
+    store.allow(SITE)
+    fresh = [f"https://x{i}.evil.example" for i in range(QUESTION_LIMIT + 1)]
+    for i, origin in enumerate(fresh[:-1]):
+        assert decide(origin, Config(), store, now=1000.0 + i) is Decision.ASK
+        store.refuse(origin, now=1000.0 + i)
+    assert decide(fresh[-1], Config(), store, now=1000.0 + QUESTION_LIMIT) is Decision.DENY
+    assert store.questions_paused_for(now=1000.0 + QUESTION_LIMIT) == QUESTION_WINDOW - QUESTION_LIMIT
+    # Sites allowed before, by the person or the administrator, are not paused.
+    assert decide(SITE, Config(), store, now=1000.0 + QUESTION_LIMIT) is Decision.ALLOW
+    listed = Config(allowed_origins=(fresh[-1],))
+    assert decide(fresh[-1], listed, store, now=1000.0 + QUESTION_LIMIT) is Decision.ALLOW
+    # Once the first refusal has left the window, a new site may be asked about again.
+    assert decide(fresh[-1], Config(), store, now=1000.0 + QUESTION_WINDOW + 0.5) is Decision.ASK
+    assert store.questions_paused_for(now=1000.0 + QUESTION_WINDOW + 0.5) == 0
+
+
+def test_one_site_refused_again_and_again_counts_each_time(tmp_path: Path) -> None:
+    store = OriginStore(tmp_path / "origins.json")
+    for i in range(QUESTION_LIMIT):
+        store.refuse(SITE, now=1000.0 + i * (REFUSAL_PAUSE + 1))  # after each pause, asked again
+    assert decide("https://other.example", Config(), store, now=1000.0 + QUESTION_LIMIT * REFUSAL_PAUSE) == "deny"
+
+
+def test_a_file_from_before_the_global_pause_reads(tmp_path: Path) -> None:
+    path = tmp_path / "origins.json"
+    path.write_text(json.dumps({"allowed": {}, "refused": {SITE: 1000.0}}))
+    store = OriginStore(path)
+    assert store.questions_paused_for(now=1001.0) == 0
+    store.refuse("https://other.example", now=1002.0)
+    assert json.loads(path.read_text())["refusals"] == [1002.0]
+
+
+_HOLD = """
+import sys
+from pathlib import Path
+from cardbridge.origins import OriginStore
+with OriginStore(Path(sys.argv[1])).asking():
+    print("open", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_one_question_is_open_at_a_time_in_all_processes(tmp_path: Path) -> None:
+    path = tmp_path / "origins.json"
+    store = OriginStore(path)
+    for ending in ("exits", "is killed"):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "open\n"
+            with pytest.raises(BusyError, match="another website"), store.asking():
+                pass
+        finally:
+            if ending == "exits":
+                child.communicate("", timeout=30)
+            else:
+                child.kill()
+                child.communicate(timeout=30)
+        # Free again once the process that asked ended, however it ended.
+        with store.asking(), pytest.raises(BusyError), OriginStore(path).asking():
+            pass
 
 
 def test_a_damaged_file_is_a_clear_config_error(tmp_path: Path) -> None:

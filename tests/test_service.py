@@ -23,7 +23,7 @@ from cardbridge.errors import (
     UserTimeoutError,
 )
 from cardbridge.model import Purpose
-from cardbridge.origins import REFUSAL_PAUSE, OriginStore, SitePolicy
+from cardbridge.origins import QUESTION_LIMIT, REFUSAL_PAUSE, OriginStore, SitePolicy
 from cardbridge.pinentry import FixedPinSource, PinentrySource
 from cardbridge.service import CardService, Selection, open_backends
 from tests.conftest import ScriptedPinentry, alive, ended
@@ -908,3 +908,59 @@ async def test_an_unanswered_question_counts_as_no_for_the_pause(
         assert not origin_store.is_allowed(ORIGIN)
     finally:
         await service.aclose()
+
+
+async def test_ever_new_sites_refused_pause_every_question(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # A page that asks from a fresh subdomain each time: after QUESTION_LIMIT refusals
+    # (Cancel or no answer) of any sites, a new one is refused at once, without a dialog.
+    service = service_for(softhsm, Config(), origin_store)
+    origin_store.allow(ORIGIN)
+    fresh = [f"https://x{i}.evil.example" for i in range(QUESTION_LIMIT + 1)]
+    try:
+        for i, origin in enumerate(fresh[:-1]):
+            pinentry.respond("TIMEOUT" if i % 2 else "CANCEL")
+            with pytest.raises((UserCancelledError, UserTimeoutError)):
+                await service.authenticate(origin, nonce(), PinentrySource(pinentry.program), selection=P384)
+            assert len(pinentry.dialogs()) == 1  # each new site is asked about
+        pinentry.respond("OK", "1234")
+        with pytest.raises(OriginNotAllowedError) as refused:
+            await service.authenticate(fresh[-1], nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert f"cardbridge origins allow {fresh[-1]}" in refused.value.message
+        assert pinentry.dialogs() == []  # no question
+        # A site the person allowed before still logs in.
+        pinentry.respond("1234")
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert any(verb == "GETPIN" for verb, _ in pinentry.dialogs()[-1]["commands"])
+    finally:
+        await service.aclose()
+
+
+async def test_one_question_open_for_every_bridge_of_the_user(
+    softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
+) -> None:
+    # Two bridges (the native host runs once per request, serve beside it) share the
+    # person's answers: while one asks about a site, the other asks about none.
+    first = service_for(softhsm, Config(), origin_store, user_timeout=30)
+    second = service_for(softhsm, Config(), OriginStore(origin_store.path))
+    try:
+        pinentry.respond("HANG")
+        asking = asyncio.create_task(
+            first.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        )
+        for _ in range(200):
+            if pinentry.dialogs():
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(BusyError, match="another website"):
+            await second.authenticate(OTHER, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert len(pinentry.dialogs()) == 1
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        pinentry.respond("OK", "1234")  # the question is closed: the other bridge may ask now
+        await second.authenticate(OTHER, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert origin_store.is_allowed(OTHER)
+    finally:
+        await asyncio.gather(first.aclose(), second.aclose())

@@ -7,8 +7,21 @@ The decision for an origin (already checked and serialized by ``authtoken.check_
 3. ``origin_policy = "allow-list"``: refused (only listed sites pass);
 4. ``origin_policy = "ask"`` (the default): allowed when the person allowed it before
    (remembered in the per-user state file); refused for a while (:data:`REFUSAL_PAUSE`)
-   after the person refused it, so a site cannot raise dialog after dialog; otherwise the
-   person is asked, once.
+   after the person refused it, so a site cannot raise dialog after dialog; refused too
+   while the questions are paused for every site (below); otherwise the person is asked,
+   once.
+
+A page could get round the pause of one site by asking from ever-new origins (a fresh
+subdomain for each request). So the questions are limited for all sites together, for
+the user (every bridge process: the native host runs once per request):
+
+- at most one question about a website is open at a time (:meth:`OriginStore.asking`,
+  an ``flock`` that the process showing the question holds): another gets BUSY at once;
+- after :data:`QUESTION_LIMIT` refusals (Cancel, or no answer) within
+  :data:`QUESTION_WINDOW`, whichever sites they were for, no new site is asked about
+  until fewer than that many lie in the window: it is refused at once, with no dialog.
+  Sites the person or the administrator allowed are not affected; ``cardbridge origins
+  allow`` lets a site in ahead.
 
 The state file is ``origins.json`` in the user's state folder
 (``~/.local/state/cardbridge`` on Linux; ``$CARDBRIDGE_STATE_DIR`` overrides), mode 0600.
@@ -33,10 +46,12 @@ from typing import Any
 import platformdirs
 
 from cardbridge.config import APP, Config
-from cardbridge.errors import ConfigError, OriginNotAllowedError
+from cardbridge.errors import BusyError, ConfigError, OriginNotAllowedError
 
 ENV_STATE_DIR = "CARDBRIDGE_STATE_DIR"
 REFUSAL_PAUSE = 30.0  # seconds a refused site cannot ask again
+QUESTION_LIMIT = 3  # refusals, of any sites, within QUESTION_WINDOW that pause every question
+QUESTION_WINDOW = 300.0  # seconds
 _MAX_ENTRIES = 1000  # the file stays small whatever sites do
 
 
@@ -80,6 +95,16 @@ class OriginStore:
         current = time.time() if now is None else now
         return isinstance(at, int | float) and 0 <= current - at < REFUSAL_PAUSE
 
+    def questions_paused_for(self, now: float | None = None) -> float:
+        """Seconds until a new site may be asked about again (0: it may now): the questions
+        pause while :data:`QUESTION_LIMIT` refusals of any sites lie in :data:`QUESTION_WINDOW`."""
+        current = time.time() if now is None else now
+        refusals: list[float] = self._read()["refusals"]
+        recent = sorted(at for at in refusals if 0 <= current - at < QUESTION_WINDOW)
+        if len(recent) < QUESTION_LIMIT:
+            return 0.0
+        return recent[-QUESTION_LIMIT] + QUESTION_WINDOW - current
+
     # -- changing -------------------------------------------------------------------------
     def allow(self, origin: str) -> None:
         with self._changing() as data:
@@ -94,10 +119,30 @@ class OriginStore:
         return had
 
     def refuse(self, origin: str, now: float | None = None) -> None:
+        """The person refused ``origin`` (or did not answer): its pause, and one refusal
+        more towards the pause of every question."""
         with self._changing() as data:
             current = time.time() if now is None else now
             data["refused"] = {o: at for o, at in data["refused"].items() if current - at < REFUSAL_PAUSE}
             data["refused"][origin] = current
+            recent = [at for at in data["refusals"] if current - at < QUESTION_WINDOW]
+            data["refusals"] = [*recent[-(_MAX_ENTRIES - 1) :], current]
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """Hold the one question about a website that may be open for this user, in any
+        bridge process, while it is shown; BusyError at once when another is open. (An
+        ``flock``: the system releases it when the process ends, however it ends.)"""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path.with_name(f".{self.path.name}.question"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BusyError("A question about another website is open; answer it first.") from None
+            yield
+        finally:
+            os.close(fd)
 
     # -- the file ---------------------------------------------------------------------------
     def _read(self) -> dict[str, Any]:
@@ -109,11 +154,13 @@ class OriginStore:
             raise ConfigError(f"{self.path}: the list of allowed websites cannot be read: {exc}") from exc
         allowed = raw.get("allowed") if isinstance(raw, dict) else None
         refused = raw.get("refused") if isinstance(raw, dict) else None
+        refusals = raw.get("refusals") if isinstance(raw, dict) else None
         return {
             "allowed": {str(k): str(v) for k, v in allowed.items()} if isinstance(allowed, dict) else {},
             "refused": {str(k): v for k, v in refused.items() if isinstance(v, int | float)}
             if isinstance(refused, dict)
             else {},
+            "refusals": [at for at in refusals if isinstance(at, int | float)] if isinstance(refusals, list) else [],
         }
 
     @contextlib.contextmanager
@@ -125,7 +172,7 @@ class OriginStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = self._read()
             yield data
-            if len(data["allowed"]) > _MAX_ENTRIES or len(data["refused"]) > _MAX_ENTRIES:
+            if any(len(data[key]) > _MAX_ENTRIES for key in ("allowed", "refused", "refusals")):
                 raise ConfigError(f"{self.path}: more than {_MAX_ENTRIES} websites; forget some first.")
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -147,7 +194,7 @@ def decide(origin: str, config: Config, store: OriginStore | None = None, now: f
     store = store or OriginStore()
     if store.is_allowed(origin):
         return Decision.ALLOW
-    if store.refused_recently(origin, now):
+    if store.refused_recently(origin, now) or store.questions_paused_for(now) > 0:
         return Decision.DENY
     return Decision.ASK
 
@@ -177,6 +224,13 @@ class SitePolicy:
             return OriginNotAllowedError(
                 f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {where}.", origin=origin
             )
+        if self.store.refused_recently(origin):
+            return OriginNotAllowedError(
+                f"You refused {origin} a moment ago; it may ask again in {REFUSAL_PAUSE:g} seconds.", origin=origin
+            )
+        wait = max(1, round(self.store.questions_paused_for()))
         return OriginNotAllowedError(
-            f"You refused {origin} a moment ago; it may ask again in {REFUSAL_PAUSE:g} seconds.", origin=origin
+            f"{QUESTION_LIMIT} websites were refused in the last {QUESTION_WINDOW / 60:g} minutes, so no new "
+            f"website is asked about for {wait} seconds. To allow {origin} now: cardbridge origins allow {origin}",
+            origin=origin,
         )

@@ -206,7 +206,9 @@ class CardService:
         """The policy's decision for ``origin``, before any card is touched: a denied site
         gets ORIGIN_NOT_ALLOWED; a new one (``origin_policy = "ask"``) is asked about in a
         dialog that names it: Allow is remembered, Cancel is USER_CANCELLED and the site
-        may not ask again for a while (ORIGIN_NOT_ALLOWED at once)."""
+        may not ask again for a while (ORIGIN_NOT_ALLOWED at once). One such question is
+        open at a time for all bridge processes (BUSY), and after a few refusals of any
+        sites none is asked for a while (``cardbridge.origins``)."""
         sites = self.sites
         if sites is None:
             return
@@ -218,10 +220,11 @@ class CardService:
         if dialogs is None:
             raise OriginNotAllowedError(f"{origin} has not been allowed yet, and no dialog can ask.", origin=origin)
         try:
-            await deadline.answer(
-                dialogs.allow_site(SiteRequest(origin, lang, timeout=deadline.left())),
-                "The question about the website was not answered in time.",
-            )
+            with sites.store.asking():
+                await deadline.answer(
+                    dialogs.allow_site(SiteRequest(origin, lang, timeout=deadline.left())),
+                    "The question about the website was not answered in time.",
+                )
         except (UserCancelledError, UserTimeoutError):
             # No answer counts as no: a page cannot raise the question again at once.
             await asyncio.to_thread(sites.store.refuse, origin)
