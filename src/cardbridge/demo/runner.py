@@ -28,11 +28,10 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -42,6 +41,7 @@ from cardbridge.demo.portal import DEMO_STATE, DemoSettings, DemoState, create_a
 from cardbridge.emulator.dev_pinentry import ENV_LOG, ENV_PIN
 from cardbridge.emulator.softhsm import DevToken
 from cardbridge.errors import CardbridgeError, ConfigError
+from cardbridge.model import CertificateInfo, Purpose
 
 DEV_PINENTRY = f"{shlex.quote(sys.executable)} -m cardbridge dev pinentry"
 BRIDGE_START_TIMEOUT = 30.0
@@ -118,23 +118,16 @@ async def virtual_demo_card(kind: str, folder: Path, reader: int = 0) -> AsyncIt
     that reader. Everything stops when the block ends."""
     from cardbridge.emulator.kinds import card_kind, pins_with_defaults
     from cardbridge.emulator.pcscd import Pcscd
-    from cardbridge.model import Purpose
-    from cardbridge.pcsc import PcscBackend
 
     chosen = card_kind(kind)
     pins = pins_with_defaults(chosen, {})
     daemon = await asyncio.to_thread(Pcscd().start)
     try:
-        card = chosen.create(folder, reader=reader, key=None, pins=pins).start()
+        card = await asyncio.to_thread(lambda: chosen.create(folder, reader=reader, key=None, pins=pins).start())
         try:
             if not await asyncio.to_thread(card.insert, wait=10):
                 raise ConfigError("The vpcd reader did not take the virtual card (is vsmartcard-vpcd installed?).")
-            backend = PcscBackend(reader=card.reader_name)
-            try:
-                token = await _until_seen(backend, card.reader_name)
-                certificates = await asyncio.wrap_future(token.executor.submit(token.certificates))
-            finally:
-                backend.close()
+            certificates = await _certificates_in(card.reader_name)
             auth = next((c for c in certificates if c.purpose is Purpose.AUTHENTICATION), None)
             if auth is None:
                 raise ConfigError(f"The virtual {kind} card has no authentication certificate.")
@@ -152,17 +145,33 @@ async def virtual_demo_card(kind: str, folder: Path, reader: int = 0) -> AsyncIt
         await asyncio.to_thread(daemon.stop)
 
 
-async def _until_seen(backend: Any, reader: str, timeout: float = 10.0) -> Any:
-    """The built-in driver's token once pcscd reports the card (it polls the reader)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            return await asyncio.wrap_future(backend.executor.submit(backend.token, reader))
-        except CardbridgeError:
-            if loop.time() > deadline:
-                raise
+async def _certificates_in(reader: str, timeout: float = 10.0) -> Sequence[CertificateInfo]:
+    """The certificates of the card in ``reader`` as the bridge will read them (the service
+    with only the built-in driver on that reader), once pcscd reports the card (it polls
+    the reader)."""
+    from cardbridge.config import Config
+    from cardbridge.service import open_service
+
+    service = open_service(Config(), reader=reader)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                listings = await service.list_tokens()
+            except CardbridgeError:
+                if loop.time() > deadline:
+                    raise
+            else:
+                for listing in listings:
+                    if listing.certificates:
+                        return listing.certificates
+                if loop.time() > deadline:
+                    failure = next((listing.error for listing in listings if listing.error), None)
+                    raise ConfigError(f"The virtual card in {reader} cannot be read: {failure or 'no certificates'}.")
             await asyncio.sleep(0.2)
+    finally:
+        await service.aclose()
 
 
 class DemoRun:
