@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cardbridge.origins import OriginStore
-from tests.softhsm import SoftHsm, make_softhsm
+from tests.softhsm import LoginSpy, SoftHsm, make_softhsm
 
 TOOLS = Path(__file__).parent / "tools"
 
@@ -59,6 +59,12 @@ def _own_origin_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def origin_store() -> OriginStore:
     """The person's answers about websites for this test (see ``_own_origin_answers``)."""
     return OriginStore()
+
+
+@pytest.fixture
+def login_spy(monkeypatch: pytest.MonkeyPatch) -> LoginSpy:
+    """The real C_Login, counted; ``login_spy.hold()`` holds the calls open (see LoginSpy)."""
+    return LoginSpy().install(monkeypatch)
 
 
 @pytest.fixture(scope="session")

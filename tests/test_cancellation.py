@@ -32,7 +32,7 @@ import pytest
 from cardbridge.pinentry import PinentrySource, PinRequest
 from cardbridge.service import CardService, Selection, open_backends
 from tests.conftest import ScriptedPinentry, ended
-from tests.softhsm import SoftHsm
+from tests.softhsm import LoginSpy, SoftHsm
 from tests.test_service import ORIGIN, nonce
 
 pytestmark = pytest.mark.softhsm
@@ -90,17 +90,19 @@ class Probe:
 class Watch:
     """The current probe, and the spies that report to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, logins: LoginSpy) -> None:
         self.probe: Probe | None = None
-        self.logins = 0
-        self._lock = threading.Lock()
+        self.login_spy = logins
+
+    @property
+    def logins(self) -> int:
+        """C_Login calls so far."""
+        return self.login_spy.count
 
 
 @pytest.fixture
-def watch(monkeypatch: pytest.MonkeyPatch) -> Watch:
-    from cardbridge.pkcs11 import _cryptoki
-
-    watched = Watch()
+def watch(monkeypatch: pytest.MonkeyPatch, login_spy: LoginSpy) -> Watch:
+    watched = Watch(login_spy)
     submit = ThreadPoolExecutor.submit
 
     def spied_submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -118,15 +120,7 @@ def watch(monkeypatch: pytest.MonkeyPatch) -> Watch:
             future.add_done_callback(done)
         return future
 
-    login = _cryptoki.Cryptoki.login
-
-    def counted_login(self: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
-        with watched._lock:
-            watched.logins += 1
-        login(self, session, pin)
-
     monkeypatch.setattr(ThreadPoolExecutor, "submit", spied_submit)
-    monkeypatch.setattr(_cryptoki.Cryptoki, "login", counted_login)
     return watched
 
 
@@ -197,7 +191,7 @@ async def test_cancel_at_any_moment_of_a_login_through_the_service(
     full_login = time.monotonic() - started
     assert watch.probe.steps == STEPS and watch.probe.dialogs_before == 2
     calls_before = logins_before = cancelled = 0
-    watch.logins = 0
+    watch.login_spy.sessions.clear()
     for run in range(RUNS):
         pinentry.respond(WRONG, RIGHT)
         probe = watch.probe = Probe(loop)

@@ -27,7 +27,7 @@ from cardbridge.origins import QUESTION_LIMIT, REFUSAL_PAUSE, OriginStore, SiteP
 from cardbridge.pinentry import FixedPinSource, PinentrySource
 from cardbridge.service import CardService, Selection, open_backends
 from tests.conftest import ScriptedPinentry, alive, ended
-from tests.softhsm import SoftHsm
+from tests.softhsm import LoginSpy, SoftHsm
 from tests.verify import verify_token
 
 pytestmark = pytest.mark.softhsm
@@ -340,24 +340,8 @@ async def test_the_dialog_program_started_ahead_is_ended_when_no_pin_is_needed(
 # -- wrong PINs: never the same one twice, at most 3 without a retry counter --------------
 
 
-@pytest.fixture
-def logins(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the real C_Login calls (a spy: each one still reaches SoftHSM2)."""
-    from cardbridge.pkcs11 import _cryptoki
-
-    calls: list[int] = []
-    login = _cryptoki.Cryptoki.login
-
-    def counted(self: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
-        calls.append(session)
-        login(self, session, pin)
-
-    monkeypatch.setattr(_cryptoki.Cryptoki, "login", counted)
-    return calls
-
-
 async def test_a_token_without_a_retry_counter_gets_at_most_three_pins_per_login(
-    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+    service: CardService, pinentry: ScriptedPinentry, login_spy: LoginSpy
 ) -> None:
     # SoftHSM2 reports no tries left; a dialog that keeps answering (10 different wrong PINs).
     wrong = [str(n) * 4 for n in range(10) if n != 1] + ["4321"]
@@ -366,37 +350,37 @@ async def test_a_token_without_a_retry_counter_gets_at_most_three_pins_per_login
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
         )
-    assert len(logins) == 3
+    assert login_spy.count == 3
     assert len(pinentry.dialogs()) == 3
     assert info.value.code == "PIN_INCORRECT" and "3 times" in info.value.message
 
 
 async def test_the_pin_the_card_refused_is_not_sent_again(
-    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+    service: CardService, pinentry: ScriptedPinentry, login_spy: LoginSpy
 ) -> None:
     pinentry.respond("9999", "9999", "CANCEL")
     with pytest.raises(UserCancelledError):  # the person cancelled (the Web eID app says the same)
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), lang="en", selection=Selection(token_label="p256")
         )
-    assert len(logins) == 1, "the same wrong PIN went to the card twice"
+    assert login_spy.count == 1, "the same wrong PIN went to the card twice"
     assert pinentry.texts("SETERROR") == [
         "Wrong PIN.",
         "This is the PIN the card just refused. It was not sent to the card again.",
     ]
     # Another PIN after the notice is sent, and the right one logs in.
     pinentry.respond("9999", "9999", "1234")
-    logins.clear()
+    login_spy.sessions.clear()
     challenge = nonce()
     token = await service.authenticate(
         ORIGIN, challenge, PinentrySource(pinentry.program), selection=Selection(token_label="p256")
     )
     verify_token(token.to_dict(), ORIGIN, challenge)
-    assert len(logins) == 2
+    assert login_spy.count == 2
 
 
 async def test_a_dialog_that_repeats_one_wrong_pin_forever_is_stopped(
-    service: CardService, pinentry: ScriptedPinentry, logins: list[int]
+    service: CardService, pinentry: ScriptedPinentry, login_spy: LoginSpy
 ) -> None:
     from cardbridge.service import MAX_DIALOGS
 
@@ -405,7 +389,7 @@ async def test_a_dialog_that_repeats_one_wrong_pin_forever_is_stopped(
         await service.authenticate(
             ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256")
         )
-    assert len(logins) == 1
+    assert login_spy.count == 1
     assert len(pinentry.dialogs()) == MAX_DIALOGS
 
 
@@ -413,48 +397,28 @@ async def test_a_dialog_that_repeats_one_wrong_pin_forever_is_stopped(
 
 
 async def test_the_pin_is_wiped_only_after_c_login_returns(
-    service: CardService, pinentry: ScriptedPinentry, monkeypatch: pytest.MonkeyPatch
+    service: CardService, pinentry: ScriptedPinentry, login_spy: LoginSpy
 ) -> None:
-    """The login is cancelled (the browser left) while C_Login still reads the PIN buffer.
-
-    A spy holds the real C_Login call open for a moment, with the buffer exported as
-    ``_cryptoki`` exports it to the module: a real card takes 50-500 ms to check a PIN,
-    SoftHSM2 a few milliseconds, too short to cancel inside reliably."""
-    import threading
-
-    from cardbridge.pkcs11 import _cryptoki
-
-    entered, release = threading.Event(), threading.Event()
-    seen: list[bytes] = []
-    buffers: list[bytearray] = []
-    login = _cryptoki.Cryptoki.login
-
-    def slow(self: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
-        assert pin is not None
-        buffers.append(pin)
-        with memoryview(pin) as exported:  # the module's view of the buffer
-            entered.set()
-            release.wait(10)
-            seen.append(bytes(exported))
-        login(self, session, pin)
-
-    monkeypatch.setattr(_cryptoki.Cryptoki, "login", slow)
+    """The login is cancelled (the browser left) while C_Login still reads the PIN buffer
+    (the spy holds the real call open, with the buffer exported as the module sees it)."""
+    login_spy.hold()
     pinentry.respond("1234")
     task = asyncio.ensure_future(
         service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=Selection(token_label="p256"))
     )
-    assert await asyncio.to_thread(entered.wait, 20)
+    assert await asyncio.to_thread(login_spy.entered.wait, 20)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):  # not a BufferError from a wipe during the call
         await task
-    assert buffers[0] == b"1234", "wiped while the module reads it"
-    release.set()
+    (buffer,) = login_spy.buffers
+    assert buffer == b"1234", "wiped while the module reads it"
+    login_spy.release.set()
     for _ in range(200):
-        if seen and not buffers[0]:
+        if login_spy.seen and not buffer:
             break
         await asyncio.sleep(0.01)
-    assert seen == [b"1234"]
-    assert buffers[0] == bytearray(), "wiped once the call is over"
+    assert login_spy.seen == [b"1234"]
+    assert buffer == bytearray(), "wiped once the call is over"
 
 
 async def _until_dialogs(pinentry: ScriptedPinentry, count: int) -> None:
@@ -637,29 +601,8 @@ async def test_an_ordinary_signing_key_still_signs(service: CardService, pinentr
     assert signature and algorithm.hash_function == "SHA-256"
 
 
-class _HeldLogin:
-    """A spy around the real C_Login that holds it open until released: a real card takes
-    50-500 ms to check a PIN, and a PIN-pad reader up to the person's timeout (SoftHSM2 a
-    few milliseconds, too short to act during)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import threading
-
-        from cardbridge.pkcs11 import _cryptoki
-
-        self.entered, self.release = threading.Event(), threading.Event()
-        login = _cryptoki.Cryptoki.login
-
-        def held(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
-            self.entered.set()
-            self.release.wait(30)
-            login(raw, session, pin)
-
-        monkeypatch.setattr(_cryptoki.Cryptoki, "login", held)
-
-
 async def test_a_status_poll_that_gave_up_does_not_stay_queued_behind_a_long_login(
-    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
+    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch, login_spy: LoginSpy
 ) -> None:
     from cardbridge.pkcs11.backend import ModuleBackend
 
@@ -674,7 +617,7 @@ async def test_a_status_poll_that_gave_up_does_not_stay_queued_behind_a_long_log
     try:
         await service.token_infos()
         monkeypatch.setattr(ModuleBackend, "tokens", counted)
-        held = _HeldLogin(monkeypatch)
+        held = login_spy.hold()
         login = asyncio.ensure_future(
             service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"), selection=Selection(token_label="p256"))
         )
@@ -694,11 +637,9 @@ async def test_a_status_poll_that_gave_up_does_not_stay_queued_behind_a_long_log
         await service.aclose()
 
 
-async def test_closing_the_service_does_not_block_the_event_loop(
-    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_closing_the_service_does_not_block_the_event_loop(softhsm: SoftHsm, login_spy: LoginSpy) -> None:
     service = CardService(open_backends([softhsm.module]), user_timeout=10)
-    held = _HeldLogin(monkeypatch)
+    held = login_spy.hold()
     login = asyncio.ensure_future(
         service.authenticate(ORIGIN, nonce(), FixedPinSource("1234"), selection=Selection(token_label="p256"))
     )

@@ -15,30 +15,10 @@ from cardbridge.model import Purpose, SignatureAlgorithm
 from cardbridge.pkcs11 import _cryptoki
 from cardbridge.pkcs11 import backend as backend_module
 from cardbridge.pkcs11.backend import ModuleBackend, Pkcs11Token
-from tests.softhsm import SoftHsm
+from tests.softhsm import LoginSpy, SoftHsm
 
 pytestmark = pytest.mark.softhsm
 ES256 = SignatureAlgorithm.from_jws("ES256")
-
-
-class SlowLogin:
-    """A spy around the real C_Login that holds it open until released: a real card takes
-    50-500 ms to check a PIN (SoftHSM2 a few milliseconds, too short to shut down inside
-    reliably). Records when the real call has returned."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.entered, self.release, self.returned = threading.Event(), threading.Event(), threading.Event()
-        login = _cryptoki.Cryptoki.login
-
-        def slow(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
-            self.entered.set()
-            self.release.wait(30)
-            try:
-                login(raw, session, pin)
-            finally:
-                self.returned.set()
-
-        monkeypatch.setattr(_cryptoki.Cryptoki, "login", slow)
 
 
 class FinalizeSpy:
@@ -77,7 +57,7 @@ def _p256(backend: ModuleBackend) -> tuple[Pkcs11Token, Any]:
 
 
 def test_close_waits_for_the_call_in_progress_then_closes_sessions_and_finalizes(
-    alone: str, monkeypatch: pytest.MonkeyPatch
+    alone: str, monkeypatch: pytest.MonkeyPatch, login_spy: LoginSpy
 ) -> None:
     closed_slots: list[int] = []
     close_all = _cryptoki.Cryptoki.close_all_sessions
@@ -98,7 +78,7 @@ def test_close_waits_for_the_call_in_progress_then_closes_sessions_and_finalizes
     backend = ModuleBackend(alone)
     token, certificate = _p256(backend)
     finalize = FinalizeSpy(backend)
-    slow = SlowLogin(monkeypatch)
+    slow = login_spy.hold()
     pin = bytearray(b"1234")
     in_progress = backend.executor.submit(token.sign_digest, certificate, pin, b"\x01" * 32, ES256)
     assert slow.entered.wait(20)
@@ -140,13 +120,11 @@ def test_a_module_used_by_another_backend_is_not_finalized_under_it(alone: str) 
     assert [spy.finalized for spy in spies] == [0, 1], "the last backend finalizes the module"
 
 
-def test_shutdown_gives_up_on_a_call_that_outlasts_the_wait_and_says_so(
-    alone: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shutdown_gives_up_on_a_call_that_outlasts_the_wait_and_says_so(alone: str, login_spy: LoginSpy) -> None:
     backend = ModuleBackend(alone)
     token, certificate = _p256(backend)
     finalize = FinalizeSpy(backend)
-    slow = SlowLogin(monkeypatch)
+    slow = login_spy.hold()
     in_progress = backend.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x04" * 32, ES256)
     assert slow.entered.wait(20)
     assert backend_module.shutdown(0.2) is False, "a call still runs: the process must leave without it"
@@ -177,14 +155,12 @@ def test_shutting_down_a_backend_that_never_loaded_its_module_loads_nothing(monk
     unused.close()
 
 
-def test_the_module_is_not_finalized_while_another_backends_call_runs(
-    alone: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_module_is_not_finalized_while_another_backends_call_runs(alone: str, login_spy: LoginSpy) -> None:
     busy, idle = ModuleBackend(alone), ModuleBackend(alone)
     token, certificate = _p256(busy)
     _p256(idle)
     spies = FinalizeSpy(busy), FinalizeSpy(idle)
-    slow = SlowLogin(monkeypatch)
+    slow = login_spy.hold()
     closing = threading.Thread(target=busy.close)
     in_progress = busy.executor.submit(token.sign_digest, certificate, bytearray(b"1234"), b"\x05" * 32, ES256)
     assert slow.entered.wait(20)

@@ -8,8 +8,11 @@ is made here, before any test loads the module: one SoftHSM2 config in a tempora
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from cardbridge.emulator.devpki import Citizen, DevCA
 from cardbridge.emulator.softhsm import init_token, provision, softhsm_module, write_config
@@ -130,3 +133,56 @@ def _store_dual_use(module: str, label: str, ca: DevCA, citizen: Citizen, *, sha
             writer.store_certificate(
                 cert.public_bytes(serialization.Encoding.DER), cert.subject.public_bytes(), key_id, name
             )
+
+
+@dataclass
+class LoginSpy:
+    """A spy around the real C_Login (``_cryptoki.Cryptoki.login``, installed by the
+    ``login_spy`` fixture): every call still reaches SoftHSM2.
+
+    It records each call's session and PIN buffer. After :meth:`hold` it holds each call
+    open — the PIN buffer exported as ``_cryptoki`` exports it to the module — until
+    ``release`` is set, then records what the module's view of the buffer showed and makes
+    the real call: a real card takes 50-500 ms to check a PIN and a PIN-pad reader up to
+    the person's timeout, SoftHSM2 a few milliseconds, too short to act during reliably.
+    """
+
+    sessions: list[int] = field(default_factory=list)
+    buffers: list[bytearray | None] = field(default_factory=list)
+    seen: list[bytes] = field(default_factory=list)  # the exported buffer, as the module read it
+    entered: threading.Event = field(default_factory=threading.Event)  # a held call has begun
+    release: threading.Event = field(default_factory=threading.Event)
+    returned: threading.Event = field(default_factory=threading.Event)  # a held call's real C_Login returned
+    held: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.sessions)
+
+    def hold(self) -> LoginSpy:
+        """Hold the calls from now on until ``release`` is set."""
+        self.held = True
+        return self
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> LoginSpy:
+        from cardbridge.pkcs11 import _cryptoki
+
+        login = _cryptoki.Cryptoki.login
+
+        def spied(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+            self.sessions.append(session)
+            self.buffers.append(pin)
+            if not self.held:
+                login(raw, session, pin)
+                return
+            with memoryview(pin if pin is not None else bytearray()) as exported:  # the module's view
+                self.entered.set()
+                self.release.wait(30)
+                self.seen.append(bytes(exported))
+            try:
+                login(raw, session, pin)
+            finally:
+                self.returned.set()
+
+        monkeypatch.setattr(_cryptoki.Cryptoki, "login", spied)
+        return self
