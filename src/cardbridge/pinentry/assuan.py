@@ -196,16 +196,15 @@ class Pinentry:
             (f"SETTITLE {escape(dialog.title)}", False),
             (f"SETDESC {escape(dialog.description)}", False),
         ]
-        if dialog.prompt:
-            lines.append((f"SETPROMPT {escape(dialog.prompt)}", False))
-        if dialog.error:
-            lines.append((f"SETERROR {escape(dialog.error)}", False))
-        if dialog.ok:
-            lines.append((f"SETOK {escape(dialog.ok)}", True))
-        if dialog.cancel:
-            lines.append((f"SETCANCEL {escape(dialog.cancel)}", True))
-        if dialog.notok:
-            lines.append((f"SETNOTOK {escape(dialog.notok)}", True))
+        # (command, text, optional: an older pinentry may not know it); sent when there is a text
+        texts = (
+            ("SETPROMPT", dialog.prompt, False),
+            ("SETERROR", dialog.error, False),
+            ("SETOK", dialog.ok, True),
+            ("SETCANCEL", dialog.cancel, True),
+            ("SETNOTOK", dialog.notok, True),
+        )
+        lines.extend((f"{command} {escape(text)}", optional) for command, text, optional in texts if text)
         if dialog.timeout:
             lines.append((f"SETTIMEOUT {max(1, int(dialog.timeout))}", True))
         for index, (line, _) in enumerate(lines):
