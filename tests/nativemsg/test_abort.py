@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -197,3 +198,53 @@ def test_aborted_logins_leave_the_token_whole(card: Card, lanes: list[Lane]) -> 
     for lane in lanes:
         # Every copy still lists its objects and logs in with the right PIN.
         assert _objects(card, lane, card.pin) == before
+
+
+SLOW_LOGIN_HOST = Path(__file__).parents[1] / "tools" / "slow_login_host.py"
+
+
+@pytest.mark.parametrize(
+    ("leave", "login", "second"),
+    [
+        ("sigterm", 1.5, 0.4),  # the second SIGTERM while the host unwinds the login
+        # The card call outlasts the service's wait (SHUTDOWN_WAIT, 5 s): the loop has ended
+        # and the process's last shutdown waits for the call when the second SIGTERM comes.
+        ("stdin", 7.5, 6.0),
+    ],
+)
+def test_a_sigterm_while_the_host_ends_waits_for_the_pin_check(
+    card: Card, tmp_path: Path, leave: str, login: float, second: float
+) -> None:
+    """The browser leaves during C_Login (stdin closed, or a SIGTERM), then sends SIGTERM
+    while the host ends (Chrome terminates a host it has disconnected): the host still lets
+    the PIN check finish before it leaves, and the token stays whole."""
+    (tmp_path / "lane").mkdir()
+    lane = _lane(card, tmp_path / "lane")
+    mark = tmp_path / "login.mark"
+    launcher = tmp_path / "host"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SLOW_LOGIN_HOST}" "$@"\n', encoding="utf-8")
+    launcher.chmod(0o755)
+    before = _objects(card, lane, card.pin)
+    assert before[0] == 0 and before[1], before
+    lane.pinentry.respond(card.pin)
+    env = {**lane.env, "CARDBRIDGE_TEST_LOGIN_MARK": str(mark), "CARDBRIDGE_TEST_LOGIN_DELAY": str(login)}
+    host = HostProcess(env=env, program=str(launcher))
+    try:
+        host.read()
+        host.send({"command": "authenticate", "arguments": {"challengeNonce": nonce(), "origin": ORIGIN}})
+        _wait(mark.exists, host, 0.01)
+        if leave == "stdin":
+            host.close_stdin()
+        else:
+            host.proc.terminate()
+        time.sleep(second)
+        host.proc.terminate()
+        status = host.proc.wait(30)
+        stderr = host.finish()
+    finally:
+        host.kill()
+    assert status >= 0, f"the host was killed by signal {-status} while it ended: {stderr[-800:]}"
+    assert "Bad file descriptor" not in stderr
+    assert mark.read_text(encoding="ascii").split() == ["entered", "returned"]
+    assert not _empty_files(lane.tokens)
+    assert _objects(card, lane, card.pin) == before

@@ -286,12 +286,20 @@ async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             loop.call_soon_threadsafe(browser_gone)
 
     threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows)
+    def terminated(signum: int, frame: object) -> None:  # in the main thread, between bytecodes
+        with contextlib.suppress(RuntimeError):  # the loop has already finished
+            loop.call_soon_threadsafe(browser_gone)
+
+    with contextlib.suppress(AttributeError, ValueError):  # no SIGTERM here (Windows)
         import signal
 
-        # Terminated (a logout, a system shutdown): as if the browser left, so the card work
-        # unwinds and the process ends through the PKCS#11 layer's shutdown.
-        loop.add_signal_handler(signal.SIGTERM, browser_gone)
+        # Terminated (a logout, a system shutdown, a browser ending a host it disconnected):
+        # as if the browser left, so the card work unwinds and the process ends through the
+        # PKCS#11 layer's shutdown. A plain handler, not the loop's: it stays after the loop
+        # has closed, so a SIGTERM during that shutdown is ignored instead of ending the
+        # process inside a card call, and asyncio's wakeup descriptor is never written after
+        # asyncio closed it ("Bad file descriptor" on stderr).
+        signal.signal(signal.SIGTERM, terminated)
     try:
         return await perform(command, arguments)
     except asyncio.CancelledError:

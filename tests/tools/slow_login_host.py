@@ -1,0 +1,39 @@
+"""The native host with a C_Login as slow as a real card's, for the SIGTERM-in-shutdown test.
+
+A real card takes 50-500 ms to check a PIN (SoftHSM2 a few milliseconds, too short to
+terminate the host inside it reliably): the real SoftHSM2 C_Login runs after
+``CARDBRIDGE_TEST_LOGIN_DELAY`` seconds (default 1.5). ``CARDBRIDGE_TEST_LOGIN_MARK`` names a
+file that gets a line ``entered`` when the call starts and ``returned`` when the real call has
+returned. Then the host runs as ``python -m cardbridge.nativemsg`` does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cardbridge.pkcs11 import _cryptoki
+
+_real_login = _cryptoki.Cryptoki.login
+
+
+def _mark(line: str) -> None:
+    with open(os.environ["CARDBRIDGE_TEST_LOGIN_MARK"], "a", encoding="ascii") as mark:
+        mark.write(line + "\n")
+
+
+def _slow_login(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
+    _mark("entered")
+    time.sleep(float(os.environ.get("CARDBRIDGE_TEST_LOGIN_DELAY", "1.5")))
+    try:
+        _real_login(raw, session, pin)
+    finally:
+        _mark("returned")
+
+
+_cryptoki.Cryptoki.login = _slow_login  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    from cardbridge.nativemsg.host import launch
+
+    launch()
