@@ -3,12 +3,19 @@
 import base64
 import hashlib
 import json
+import os
 import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from cardbridge import __version__
+from cardbridge.cli.common import EXIT_CODES
+from cardbridge.errors import Code
 from cardbridge.origins import OriginStore
 from tests.cli import run
 from tests.conftest import ScriptedPinentry
@@ -210,3 +217,68 @@ def test_ambiguous_lists_candidates_and_certificate_picks(softhsm: SoftHsm) -> N
     token = json.loads(result.stdout)
     cert = verify_token(token, ORIGIN, challenge)
     assert hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == shas[0]
+
+
+SLOW_LOGIN = Path(__file__).parents[1] / "tools" / "slow_login.py"
+
+
+@pytest.mark.softhsm
+def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
+    """``cardbridge authenticate`` terminated (a script's timeout, a logout) while the card
+    checks the PIN: the check finishes before the process leaves (as after Ctrl-C), with
+    USER_CANCELLED, and a second SIGTERM while it ends changes nothing; the token stays whole.
+    Before, the default action ended the process inside C_Login."""
+    made = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
+        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    card = json.loads(made.stdout)
+    mark = tmp_path / "login.mark"
+    env = {
+        **os.environ,
+        "SOFTHSM2_CONF": card["softhsm2_conf"],
+        "CARDBRIDGE_TEST_LOGIN_MARK": str(mark),
+        "CARDBRIDGE_TEST_LOGIN_DELAY": "2",
+    }
+    command = [sys.executable, str(SLOW_LOGIN), "cli", "authenticate", "--origin", ORIGIN, "--nonce", nonce()]
+    proc = subprocess.Popen(
+        [*command, "--module", card["module"], "--pin-stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(card["pin"] + "\n")
+        proc.stdin.close()
+        deadline = time.monotonic() + 60
+        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mark.exists(), "the login never reached C_Login"
+        proc.terminate()
+        time.sleep(0.3)
+        proc.terminate()  # a second one, while the command ends
+        proc.wait(60)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == EXIT_CODES[Code.USER_CANCELLED], (proc.returncode, err[-800:])
+    assert mark.read_text(encoding="ascii").split() == ["entered", "returned"]
+    listed = subprocess.run(
+        ["pkcs11-tool", "--module", card["module"], "--login", "--pin", card["pin"], "--list-objects"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0 and "Private Key Object" in listed.stdout, listed.stderr

@@ -200,7 +200,7 @@ def test_aborted_logins_leave_the_token_whole(card: Card, lanes: list[Lane]) -> 
         assert _objects(card, lane, card.pin) == before
 
 
-SLOW_LOGIN_HOST = Path(__file__).parents[1] / "tools" / "slow_login_host.py"
+SLOW_LOGIN = Path(__file__).parents[1] / "tools" / "slow_login.py"
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_a_sigterm_while_the_host_ends_waits_for_the_pin_check(
     lane = _lane(card, tmp_path / "lane")
     mark = tmp_path / "login.mark"
     launcher = tmp_path / "host"
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SLOW_LOGIN_HOST}" "$@"\n', encoding="utf-8")
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SLOW_LOGIN}" host "$@"\n', encoding="utf-8")
     launcher.chmod(0o755)
     before = _objects(card, lane, card.pin)
     assert before[0] == 0 and before[1], before

@@ -28,8 +28,11 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
 
 from cardbridge import __version__
 from cardbridge.cli import browser, cards, dev, serve, setup
@@ -63,11 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     status = 1
+    previous = _stop_on_sigterm()
     try:
         status = _main(argv)
         return status
     finally:
-        _end_card_work(status)
+        with contextlib.suppress(ValueError):  # a second SIGTERM while the card work ends: ignored
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            _end_card_work(status)
+        finally:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_on_sigterm() -> signal.Handlers | Callable[[int, FrameType | None], Any] | int | None:
+    """SIGTERM ends a command as Ctrl-C does (KeyboardInterrupt: the card work unwinds, and
+    the PKCS#11 shutdown waits for a module call in progress) instead of killing the process
+    inside the call (SoftHSM2 lost a token's ``token.object`` that way). ``serve`` and the
+    native host put their own handlers over it. The previous handler, for :func:`main` to
+    put back (in-process callers)."""
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: leave the process's handler alone
+        return signal.getsignal(signal.SIGTERM)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -286,6 +286,7 @@ async def _supervise(command: str, arguments: dict[str, str]) -> dict[str, Any]:
             loop.call_soon_threadsafe(browser_gone)
 
     threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+
     def terminated(signum: int, frame: object) -> None:  # in the main thread, between bytecodes
         with contextlib.suppress(RuntimeError):  # the loop has already finished
             loop.call_soon_threadsafe(browser_gone)

@@ -1,15 +1,19 @@
-"""The native host with a C_Login as slow as a real card's, for the SIGTERM-in-shutdown test.
+"""cardbridge with a C_Login as slow as a real card's, for the tests of a SIGTERM mid-login.
+
+``slow_login.py host ARGS`` runs the native host (as ``python -m cardbridge.nativemsg``),
+``slow_login.py cli ARGS`` the command (as ``python -m cardbridge``).
 
 A real card takes 50-500 ms to check a PIN (SoftHSM2 a few milliseconds, too short to
 terminate the host inside it reliably): the real SoftHSM2 C_Login runs after
 ``CARDBRIDGE_TEST_LOGIN_DELAY`` seconds (default 1.5). ``CARDBRIDGE_TEST_LOGIN_MARK`` names a
 file that gets a line ``entered`` when the call starts and ``returned`` when the real call has
-returned. Then the host runs as ``python -m cardbridge.nativemsg`` does.
+returned.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from cardbridge.pkcs11 import _cryptoki
@@ -34,6 +38,11 @@ def _slow_login(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) ->
 _cryptoki.Cryptoki.login = _slow_login  # type: ignore[method-assign]
 
 if __name__ == "__main__":
-    from cardbridge.nativemsg.host import launch
+    if sys.argv[1] == "host":
+        from cardbridge.nativemsg.host import launch
 
-    launch()
+        launch(sys.argv[2:])
+    else:
+        from cardbridge.cli import main
+
+        sys.exit(main(sys.argv[2:]))
