@@ -188,7 +188,7 @@ def test_token_reads_and_signs_with_both_keys(belpic: VirtualCard, backend: Pcsc
 
 
 @live
-def test_warm_login_is_select_mse_verify_sign_and_log_off(belpic: VirtualCard, backend: PcscBackend) -> None:
+def test_warm_login_is_mse_verify_sign_and_log_off(belpic: VirtualCard, backend: PcscBackend) -> None:
     token = belpic_token(backend)
     auth = certificate(token, Purpose.AUTHENTICATION)
     algorithm = on(token, token.supported_algorithms, auth)[0]
@@ -201,9 +201,9 @@ def test_warm_login_is_select_mse_verify_sign_and_log_off(belpic: VirtualCard, b
         token, token.sign_digest, certificate(token, Purpose.AUTHENTICATION), bytearray(b"1234"), digest, algorithm
     )
     verify(auth, digest, signature, algorithm)
-    # VERIFY without data (the tries left, for the dialog), then SELECT, MSE SET, VERIFY,
-    # PSO CDS, GET RESPONSE (T=0) — the card's minimum — and LOG OFF.
-    assert [r.ins for r in belpic.records] == [0x20, 0xA4, 0x22, 0x20, 0x2A, 0xC0, 0xE6]
+    # The tries left from the last login's VERIFY (no APDU); MSE SET where the last login
+    # left the card (DF(BELPIC)), VERIFY, PSO CDS, GET RESPONSE (T=0), and LOG OFF.
+    assert [r.ins for r in belpic.records] == [0x22, 0x20, 0x2A, 0xC0, 0xE6]
 
 
 @live

@@ -235,8 +235,13 @@ def test_warm_login_apdus(fineid: VirtualCard, backend: PcscBackend) -> None:
     fineid.reset_count()
     on(token, token.pin_status, auth)
     on(token, token.sign_digest, auth, bytearray(PIN1.encode()), hashlib.sha384(b"x").digest(), ES384)
-    # SELECT, GET DATA (+ GET RESPONSE: T=0); SELECT, VERIFY, MSE SET, PSO HASH, PSO CDS, SELECT.
-    assert [r.ins for r in fineid.records] == [0xA4, 0xCB, 0xC0, 0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4]
+    # GET DATA where the card stands (PIN1 is global) + GET RESPONSE (T=0); SELECT, VERIFY,
+    # MSE SET, PSO HASH, PSO CDS, SELECT (the logout).
+    assert [r.ins for r in fineid.records] == [0xCB, 0xC0, 0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4]
+    # The next login: the tries left from that VERIFY's answer, no APDU before the dialog.
+    fineid.reset_count()
+    on(token, token.pin_status, auth)
+    assert fineid.records == []
 
 
 def test_wrong_pin_counts_down_then_blocks_and_the_card_is_not_asked_again(

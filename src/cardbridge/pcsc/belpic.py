@@ -7,14 +7,22 @@ it as the PIN of their eID (*eID-pincode*, *code PIN de l'eID*), so the dialog c
 The authentication key (82) needs the PIN once; the non-repudiation key (83) needs a
 VERIFY right before each signature, so both are signed the same way, in one transaction::
 
-    SELECT 3F00 DF00 (P1 08)     the keys' DF
     MSE SET 41 B6 04 80 <alg> 84 <key>
+     [SELECT 3F00 DF00 (P1 08),  only when the card says the key is not where it stands
+      MSE SET again]
     VERIFY 00 20 00 01 <PIN block>
     PSO CDS 00 2A 9E 9A <hash>   T=0: 61xx, then GET RESPONSE (the transport)
     LOG OFF 80 E6 00 00          the card's own logout: the card is not reset
 
 MSE SET comes before VERIFY, as in the Belgian middleware, because applet 1.7 wants the
-VERIFY directly before the non-repudiation signature.
+VERIFY directly before the non-repudiation signature. The keys are used with DF(BELPIC)
+selected (the Belgian middleware selects it first "for V1.7 cards" and later; the emulator
+answers MSE SET ``6A88`` elsewhere). This driver leaves the card there (reading the card
+ends in DF(BELPIC), and neither a signature nor LOG OFF moves it), so MSE SET goes first
+where the card stands; when the card refuses it there (another program moved it, or reset
+the card: the MF is current after a reset), SELECT and MSE SET follow — all before any
+PIN reaches the card. Should a card take the MSE SET elsewhere and then refuse the
+signature, that login fails and this token selects first from then on.
 
 The card is confirmed by SELECT of DF(BELPIC) by its AID and identified by GET CARD DATA
 (the chip serial, the cache key, and the applet version). A certificate is read with
@@ -31,12 +39,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from cardbridge.errors import CardError, UnsupportedCardError
-from cardbridge.iso7816 import CRT_DST, INS_READ_BINARY, INS_SELECT
+from cardbridge.errors import CardError, UnsupportedCardError, UnsupportedKeyError
+from cardbridge.iso7816 import CRT_DST, INS_MSE, INS_READ_BINARY, INS_SELECT
 from cardbridge.model import CURVE_HASHES, DIGEST_INFO_PREFIXES, CertificateInfo, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduTransport
 from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import (
+    MSE_SET_COMPUTE,
     FileSystemSession,
     FileSystemToken,
     KeySpec,
@@ -62,7 +71,7 @@ CARD_DATA_LENGTH = 0x1C
 
 PIN_REFERENCE = 0x01
 KEYS_DF = Location(path=bytes.fromhex("DF00"))  # where MSE SET, VERIFY and PSO CDS are sent
-PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12, location=KEYS_DF, encoding=PinEncoding.FORMAT_2)
+PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12, location=KEYS_DF, encoding=PinEncoding.FORMAT_2, max_tries=3)
 KEY_AUTHENTICATION = 0x82
 KEY_NON_REPUDIATION = 0x83
 
@@ -70,6 +79,18 @@ KEY_NON_REPUDIATION = 0x83
 ALG_ECDSA_SHA256, ALG_ECDSA_SHA384, ALG_ECDSA_SHA512 = 0x01, 0x02, 0x04
 ALG_RSA_PKCS1, ALG_RSA_PKCS1_SHA256 = 0x01, 0x08
 _ECDSA = {"SHA-256": ALG_ECDSA_SHA256, "SHA-384": ALG_ECDSA_SHA384, "SHA-512": ALG_ECDSA_SHA512}
+# MSE SET's answers when the key is not where the card stands: 6A88 (the key not found), and
+# those the Belgian middleware reads as another DF or applet being current.
+_KEY_NOT_HERE = frozenset(
+    {
+        SW.REFERENCE_NOT_FOUND,
+        SW.FILE_NOT_FOUND,
+        SW.INCORRECT_P1P2,
+        SW.CONDITIONS_NOT_SATISFIED,
+        SW.SECURITY_STATUS_NOT_SATISFIED,
+        SW.INS_NOT_SUPPORTED,
+    }
+)
 _READ_CHUNK = 0x100  # READ BINARY Le 00
 _MAX_CERTIFICATE = 0x2000
 
@@ -134,6 +155,8 @@ class BelpicToken(FileSystemToken):
 
     driver = "belpic"
     aid = AID_BELPIC
+    select_first = False  # True once a signature failed after MSE SET where the card stood
+    _where_it_stood = False
     keys = (
         _key(Purpose.AUTHENTICATION, "Authentication", 0x02, KEY_AUTHENTICATION, "5038"),
         _key(Purpose.SIGNING, "Signature", 0x03, KEY_NON_REPUDIATION, "5039"),
@@ -165,11 +188,20 @@ class BelpicToken(FileSystemToken):
         return ()
 
     def before_verify(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> None:
-        """SELECT DF(BELPIC), then MSE SET before the VERIFY (applet 1.7 wants the VERIFY
-        directly before a non-repudiation signature)."""
+        """MSE SET before the VERIFY (applet 1.7 wants the VERIFY directly before a
+        non-repudiation signature): where the card stands, and after SELECT DF(BELPIC)
+        when the card says the key is not there (see the module's docstring)."""
+        data = bytes([0x04, 0x80, _mse_reference(request.algorithm), 0x84, key.key_reference])
+        self._where_it_stood = False
+        if not self.select_first:
+            response = fs.send(INS_MSE, MSE_SET_COMPUTE, CRT_DST, data, None)
+            if response.ok:
+                self._where_it_stood = True
+                return
+            if response.sw not in _KEY_NOT_HERE:
+                raise UnsupportedKeyError("The card has no such key or algorithm.", sw=f"{response.sw:04X}")
         super().before_verify(fs, key, request)  # DF(BELPIC), where the PIN and the keys are
-        reference = _mse_reference(request.algorithm)
-        fs.mse_set(CRT_DST, bytes([0x04, 0x80, reference, 0x84, key.key_reference]))
+        fs.mse_set(CRT_DST, data)
 
     def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
         """PSO COMPUTE DIGITAL SIGNATURE of the hash (RSA with a DigestInfo but for the
@@ -178,7 +210,12 @@ class BelpicToken(FileSystemToken):
         data = request.digest
         if algorithm.crypto != "ECC" and algorithm.hash_function != "SHA-256":
             data = DIGEST_INFO_PREFIXES[algorithm.hash_function] + data
-        signature = fs.compute(SignCommand.PSO_CDS, data, 0)
+        try:
+            signature = fs.compute(SignCommand.PSO_CDS, data, 0)
+        except CardError:
+            if self._where_it_stood:
+                self.select_first = True  # the MSE SET where the card stood did not do
+            raise
         expected = 2 * ((request.certificate.key_size + 7) // 8) if algorithm.crypto == "ECC" else 256
         if len(signature) != expected:
             raise CardError("The card's signature has the wrong length.")

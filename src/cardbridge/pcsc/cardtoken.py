@@ -262,6 +262,19 @@ class CardToken:
             conn.disposition = RESET_CARD if (reset() if callable(reset) else reset) else LEAVE_CARD
             conn.close()
 
+    def other_client(self) -> bool:
+        """Whether a PC/SC client other than cardbridge holds a connection to the card now
+        (SCARD_STATE_INUSE or EXCLUSIVE while this token's own is closed; no APDU).
+        CardRemovedError when the card is gone."""
+
+        def check() -> bool:
+            status = self._worker.context.reader_status(self.reader)
+            if self._gone(status):
+                raise CardRemovedError("The card was removed.", reader=self.reader)
+            return status.in_use or status.exclusive
+
+        return self._worker.run(check)
+
     def _gone(self, status: ReaderStatus) -> bool:
         return not status.present or status.atr != self.atr or status.event_count != self.event_count
 

@@ -38,8 +38,8 @@ ADF2_AID = b"QSCD Application"
 DOCUMENT_NUMBER = Location(aid=IASECC_AID, path=b"\xd0\x03")
 PIN_PAD_LENGTH = 12
 
-PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=PIN_PAD_LENGTH)
-PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH)
+PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=PIN_PAD_LENGTH, max_tries=3)
+PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH, max_tries=3)
 SIGNATURE_INPUT = 48  # the card signs a 48-byte value (P-384): shorter hashes left-padded
 
 

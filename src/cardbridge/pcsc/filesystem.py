@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from cardbridge.errors import (
     CardError,
     InvalidInputError,
     NoCertificateError,
     PinBlockedError,
+    PinError,
+    PinIncorrectError,
     PinInvalidLengthError,
     UnsupportedCardError,
     UnsupportedKeyError,
@@ -46,10 +48,12 @@ from cardbridge.iso7816 import (
 )
 from cardbridge.model import CURVE_HASHES, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
-from cardbridge.pcsc.cardtoken import CardToken, SignRequest, parse_or_warn
+from cardbridge.pcsc.cardtoken import CardSlot, CardToken, SignRequest, parse_or_warn
+from cardbridge.pcsc.pinstate import PinCounters
 from cardbridge.pcsc.piv import check_verify, ecdsa_der_to_raw, parse_tlv
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 P1_SELECT_MF_DF_EF = 0x00
 P1_SELECT_CHILD_DF = 0x01
@@ -102,6 +106,7 @@ class PinSpec:
     pad_length: int = 0  # pad to this many bytes (0: sent as typed)
     pad_byte: int = 0xFF
     encoding: PinEncoding = PinEncoding.PADDED
+    max_tries: int | None = None  # the counter after a right PIN (None: ask the card again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,29 +302,44 @@ def signature_to_raw(signature: bytes, field_bytes: int) -> bytes:
 
 
 class FileSystemToken(CardToken):
-    """A card with an ISO 7816-4 file system, described by :attr:`aid` and :attr:`keys`."""
+    """A card with an ISO 7816-4 file system, described by :attr:`aid` and :attr:`keys`.
+
+    The tries left of each PIN are kept in :attr:`pin_counters` (see
+    :mod:`cardbridge.pcsc.pinstate`: when a count is used without asking the card, and what
+    happens when another program uses the card between two logins).
+    """
 
     aid: ClassVar[bytes] = b""
     keys: ClassVar[tuple[KeySpec, ...]] = ()
     read_chunk: ClassVar[int] = 0xFF  # READ BINARY size
 
+    def __init__(self, slot: CardSlot) -> None:
+        super().__init__(slot)
+        self.pin_counters = PinCounters()
+
     # -- model.Token -----------------------------------------------------------------------
     def pin_status(self, certificate: CertificateInfo) -> PinStatus:
+        """The PIN's tries left: as the card said them last (no APDU) when that is still
+        good (:mod:`cardbridge.pcsc.pinstate`), else read from the card."""
         pin = self.key_for(certificate).pin
-
-        def step(transport: ApduTransport) -> PinStatus:
-            fs = self.session(transport)
-            state = self.pin_state(fs, pin)
-            return PinStatus(
-                retries_left=state.retries_left,
-                final_try=state.retries_left == 1,
-                blocked=state.blocked,
-                min_length=pin.min_length,
-                max_length=pin.max_length,
-                name=pin.name,
-            )
-
-        return self.transact(step)
+        # A blocked PIN (0) is asked again: a PUK may have unblocked it since.
+        tries = self.pin_counters.get(pin.reference) or None
+        if tries is not None and self.other_client():
+            self.pin_counters.forget()  # another program has the card open: ask the card
+            tries = None
+        if tries is None:
+            state = self.transact(lambda transport: self.pin_state(self.session(transport), pin))
+            self.pin_counters.put(pin.reference, state.retries_left)
+        else:
+            state = PinState(tries, tries == 0)
+        return PinStatus(
+            retries_left=state.retries_left,
+            final_try=state.retries_left == 1,
+            blocked=state.blocked,
+            min_length=pin.min_length,
+            max_length=pin.max_length,
+            name=pin.name,
+        )
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
         if certificate.key_type == "EC":
@@ -333,7 +353,7 @@ class FileSystemToken(CardToken):
         key = self.key_for(request.certificate)
         fs = self.session(transport)
         self.before_verify(fs, key, request)
-        fs.verify(key.pin, request.pin)
+        self.verify_pin(fs, key.pin, request.pin)
         try:
             if key.location != key.pin.location:
                 self.enter(fs, key.location)
@@ -343,6 +363,33 @@ class FileSystemToken(CardToken):
 
     def check_key(self, certificate: CertificateInfo) -> None:
         self.key_for(certificate)
+
+    def transact(self, step: Callable[[ApduTransport], T], *, reset: bool | Callable[[], bool] = False) -> T:
+        """:meth:`CardToken.transact`; any failure but a PIN the card refused forgets the
+        PINs' counts (a removal, a reset, a card error: the next dialog asks the card)."""
+        try:
+            return super().transact(step, reset=reset)
+        except PinError:
+            raise
+        except BaseException:
+            self.pin_counters.forget()
+            raise
+
+    def verify_pin(self, fs: FileSystemSession, pin: PinSpec, value: bytearray) -> None:
+        """VERIFY (once, never retried), and keep the tries left the card's answer gives:
+        ``63Cx`` x, ``6983`` none, ``9000`` the maximum (:attr:`PinSpec.max_tries`)."""
+        try:
+            fs.verify(pin, value)
+        except PinBlockedError:
+            self.pin_counters.put(pin.reference, 0)
+            raise
+        except PinIncorrectError as exc:
+            self.pin_counters.put(pin.reference, exc.retries_left)
+            raise
+        except BaseException:
+            self.pin_counters.forget(pin.reference)
+            raise
+        self.pin_counters.put(pin.reference, pin.max_tries)
 
     # -- hooks a driver may override -----------------------------------------------------
     def session(self, transport: ApduTransport) -> FileSystemSession:

@@ -42,10 +42,11 @@ from cardbridge.pcsc.filesystem import (
 from cardbridge.pcsc.piv import parse_tlv
 
 AID = bytes.fromhex("A000000063504B43532D3135")
+LOCAL_PIN = 0x80  # bit 8 of a PIN reference: the PIN belongs to the current DF
 _APP = Location(aid=AID)
 
-PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_byte=0x00)
-PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00)
+PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_byte=0x00, max_tries=5)
+PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00, max_tries=5)
 
 ALG_ECDSA = 0x04
 _HASH_NIBBLE = {28: 0x30, 32: 0x40, 48: 0x50, 64: 0x60}
@@ -101,17 +102,23 @@ class FineidToken(FileSystemToken):
         return text if text.isalnum() else serial.hex()
 
     def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
-        """GET DATA of the PIN's attributes: the tries left, spending none."""
+        """GET DATA of the PIN's attributes: the tries left, spending none.
+
+        For a global PIN (PIN1, reference 11: the same PIN from every DF) the card is asked
+        where it stands (the application, after this driver's logout), as OpenSC's FinEID
+        driver asks it; only when it does not answer there is the application selected
+        first. A local PIN (PIN2, 82) is asked in the application. (T=0: GET DATA is a
+        case-4 command, so its answer always comes with a GET RESPONSE.)"""
+        query = bytes([0xA0, 0x03, 0x83, 0x01, pin.reference])
+        if not pin.reference & LOCAL_PIN:
+            response = fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0)
+            tries = _tries_left(response.data) if response.ok else None
+            if tries is not None:
+                return PinState(tries, tries == 0)
         self.enter(fs, pin.location)
-        data = fs.send(INS_GET_DATA, 0x00, 0xFF, bytes([0xA0, 0x03, 0x83, 0x01, pin.reference]), 0).check()
-        outer = parse_tlv(data)
-        if not outer or outer[0][0] != 0xA0:
-            raise CardError("The card's PIN attributes are malformed.")
-        attributes = dict(parse_tlv(outer[0][1]))
-        counter = attributes.get(0xDF21)
-        if not counter:
+        tries = _tries_left(fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0).check())
+        if tries is None:
             raise CardError("The card did not tell the PIN's tries left.")
-        tries = counter[0]
         return PinState(tries, tries == 0)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
@@ -130,3 +137,15 @@ class FineidToken(FileSystemToken):
         fs.send(INS_PSO, *PSO_HASH_P1P2, bytes([TAG_HASH, len(digest)]) + digest, None).check()
         signature = fs.compute(key.sign_command, b"", 0)
         return signature_to_raw(signature, (request.certificate.key_size + 7) // 8)
+
+
+def _tries_left(data: bytes) -> int | None:
+    """The tries left in GET DATA's PIN attributes (``A0 … DF21 <tries> …``), or None."""
+    try:
+        outer = parse_tlv(data)
+        if not outer or outer[0][0] != 0xA0:
+            return None
+        counter = dict(parse_tlv(outer[0][1])).get(0xDF21)
+    except CardError:
+        return None
+    return counter[0] if counter else None
