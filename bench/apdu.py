@@ -276,10 +276,12 @@ def main() -> int:
             )
         sign = next(r for r in rows if r.label.endswith("sign only"))
         if minimum is not None:
+            state = len(warm.records) - len(sign.records)
             print(
                 f"  the card's minimum for a login: {minimum} ({MINIMUM_TEXT[kind]}); cardbridge's warm login: "
-                f"{len(warm.records)} ({len(warm.records) - minimum:+d}: the logout), "
-                f"{len(fresh.records)} with the PIN state read ({len(fresh.records) - len(sign.records)} APDUs)"
+                f"{len(warm.records)} = the signature {len(sign.records)} (the minimum {len(sign.records) - minimum:+d}"
+                f": the logout){f' + the PIN state {state}' if state else ''}; with the PIN state read before the "
+                f"dialog: {len(fresh.records)}"
             )
             fewer = "n/a" if opensc is None else ("yes" if len(warm.records) < len(opensc.records) else "NO")
             within = "yes" if len(warm.records) <= minimum + 1 else "NO"
