@@ -7,7 +7,7 @@ Input: the bytes the browser writes to the host's stdin. Properties checked on e
 - it never reads past the frame it announced, and reading in small chunks gives the same;
 - what it accepted encodes again (``encode_message``) and reads back equal;
 - ``check_request`` returns a checked command (known command, exactly its arguments, all
-  strings) or raises Refused with INVALID_ARGUMENT (INVALID_NONCE, INVALID_ORIGIN for those arguments).
+  strings) or raises InvalidInputError with INVALID_ARGUMENT (INVALID_NONCE, INVALID_ORIGIN for those arguments).
 
 Run: ``make fuzz`` (all harnesses), or ``.venv/bin/python fuzz/fuzz_framing.py
 -max_total_time=60 fuzz/corpus/framing fuzz/seeds/framing`` (libFuzzer flags). Without
@@ -30,6 +30,7 @@ _INSTRUMENT = atheris is not None and __name__ == "__main__"
 
 with atheris.instrument_imports(include=["cardbridge"]) if _INSTRUMENT else contextlib.nullcontext():
     from cardbridge import schema
+    from cardbridge.errors import InvalidInputError
     from cardbridge.nativemsg.framing import (
         HEADER,
         MAX_REQUEST,
@@ -39,7 +40,7 @@ with atheris.instrument_imports(include=["cardbridge"]) if _INSTRUMENT else cont
         encode_message,
         read_message,
     )
-    from cardbridge.nativemsg.host import Refused, check_request
+    from cardbridge.nativemsg.host import check_request
 
 
 def _read(data: bytes, chunk: int) -> tuple[dict[str, Any] | None, int]:
@@ -67,7 +68,7 @@ def TestOneInput(data: bytes) -> None:
         assert again == message, "round trip differs"
     try:
         command, arguments = check_request(message)
-    except Refused as refused:
+    except InvalidInputError as refused:
         assert refused.code in ("INVALID_ARGUMENT", "INVALID_NONCE", "INVALID_ORIGIN"), refused.code
         return
     required, optional = schema.fields(schema.NATIVE_COMMANDS[command], origin=True)

@@ -70,10 +70,14 @@ def _validator(name: str | None, origin: bool) -> Callable[[Any], Any]:
     return fastjsonschema.compile(schema(name, origin=origin))
 
 
-def check(name: str | None, body: object, *, origin: bool = False, what: str = "field") -> dict[str, str]:
+def check(
+    name: str | None, body: object, *, origin: bool = False, what: str = "field", command: str | None = None
+) -> dict[str, str]:
     """``body`` when it satisfies the request schema ``name``; else the refusal of the first
     field that does not (:class:`InvalidInputError` or one of its subclasses). ``what``
-    names a field in the message (``field`` for a body, ``argument`` for a native command)."""
+    names a field in the message (``field`` for a body, ``argument`` for a native command);
+    ``command``, the native command whose arguments ``body`` holds, starts the message
+    (``authenticate: the argument 'origin' is missing.``)."""
     if name is None and isinstance(body, dict) and not body:
         return body  # quit: nothing to compile
     import fastjsonschema
@@ -81,12 +85,14 @@ def check(name: str | None, body: object, *, origin: bool = False, what: str = "
     try:
         _validator(name, origin)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise _refusal(exc, body, what) from None
+        kind, message = _refusal(exc, body, what)
+        raise kind(f"{command}: {message[:1].lower()}{message[1:]}" if command else message) from None
     return body  # type: ignore[return-value]  # every property of every request schema is a string
 
 
-def _refusal(exc: Any, body: object, what: str) -> InvalidInputError:
-    """Our words for a schema failure: the field, what is wrong with it; never its value."""
+def _refusal(exc: Any, body: object, what: str) -> tuple[type[InvalidInputError], str]:
+    """Our words for a schema failure (the error class and its message): the field, what is
+    wrong with it; never its value."""
     from collections.abc import Mapping
 
     from cardbridge.errors import InvalidInputError, InvalidNonceError, InvalidOriginError
@@ -97,35 +103,35 @@ def _refusal(exc: Any, body: object, what: str) -> InvalidInputError:
     rule = exc.rule
     if not path:  # the object itself
         if rule == "type" or not isinstance(body, dict):
-            return InvalidInputError("The request must be a JSON object.")
+            return InvalidInputError, "The request must be a JSON object."
         if rule == "required":
             missing = sorted(set(definition.get("required", ())) - body.keys())
             if missing:
-                return InvalidInputError(f"The {what} {missing[0]!r} is missing.")
+                return InvalidInputError, f"The {what} {missing[0]!r} is missing."
         if rule == "additionalProperties":
             unknown = sorted(body.keys() - set(definition.get("properties", {})))
             if unknown:
-                return InvalidInputError(f"Unknown {what} {unknown[0][:40]!r}.")
-        return InvalidInputError(f"The request does not match its schema ({rule}).")
+                return InvalidInputError, f"Unknown {what} {unknown[0][:40]!r}."
+        return InvalidInputError, f"The request does not match its schema ({rule})."
     field = path[0]
     value = body.get(field) if isinstance(body, dict) else None
     if rule == "type":
-        return InvalidInputError(f"The {what} {field!r} must be a string.")
+        return InvalidInputError, f"The {what} {field!r} must be a string."
     kind = codes.get(field, InvalidInputError)
     if field == "challengeNonce":
-        return kind("The challenge nonce must have 44 to 128 visible ASCII characters.")
+        return kind, "The challenge nonce must have 44 to 128 visible ASCII characters."
     if field == "lang":
-        return kind(f"The {what} 'lang' must be a language tag such as nb, nn or en.")
+        return kind, f"The {what} 'lang' must be a language tag such as nb, nn or en."
     if field in ("certificate", "hash") and rule == "pattern":
         base64 = request_schemas()["SignRequest"]["properties"]["hash"]["pattern"]
         if field == "hash" and isinstance(value, str) and isinstance(body, dict) and _matches(base64, value):
-            return kind(f"The hash does not have the length of {body.get('hashFunction')}.")
-        return kind(f"The {what} {field!r} must be standard base64 with padding.")
+            return kind, f"The hash does not have the length of {body.get('hashFunction')}."
+        return kind, f"The {what} {field!r} must be standard base64 with padding."
     if rule == "enum":
-        return kind(f"{field} must be one of {', '.join(map(str, definition.get('enum', ())))}.")
+        return kind, f"{field} must be one of {', '.join(map(str, definition.get('enum', ())))}."
     if rule == "maxLength":
-        return kind(f"The {what} {field!r} is longer than {definition.get('maxLength')} characters.")
-    return kind(f"The {what} {field!r} is invalid ({rule}).")
+        return kind, f"The {what} {field!r} is longer than {definition.get('maxLength')} characters."
+    return kind, f"The {what} {field!r} is invalid ({rule})."
 
 
 def _matches(pattern: str, value: str) -> bool:

@@ -3,7 +3,7 @@
 Whatever bytes the browser (or anything else on stdin) sends, ``read_message`` returns a
 JSON object or raises FrameError / EndOfInput — never another exception — and never reads
 past the frame it announced; ``check_request`` then returns a checked command or raises
-Refused. Every response the host can build is a frame the browser can read back. The
+InvalidInputError. Every response the host can build is a frame the browser can read back. The
 numbers of examples are bounded so the suite stays fast; ``make fuzz`` runs the atheris
 harness in ``fuzz/fuzz_framing.py`` for as long as one likes.
 """
@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cardbridge import schema
+from cardbridge.errors import InvalidInputError
 from cardbridge.nativemsg.framing import (
     HEADER,
     MAX_REQUEST,
@@ -32,7 +33,7 @@ from cardbridge.nativemsg.framing import (
     parse_message,
     read_message,
 )
-from cardbridge.nativemsg.host import Refused, check_request
+from cardbridge.nativemsg.host import check_request
 
 EXAMPLES = settings(max_examples=300, deadline=None)
 
@@ -160,8 +161,8 @@ def test_any_request_is_checked_or_refused(request: dict[str, Any]) -> None:
     assert error is None and message == request
     try:
         command, arguments = check_request(message)
-    except Refused as refused:
-        code = refused.code
+    except InvalidInputError as refused:
+        code = str(refused.code)
     else:
         code = None
     if code is not None:

@@ -148,6 +148,69 @@ def test_bad_requests_are_refused(start_host: Any, request_: dict[str, Any], wor
     assert_clean_stderr(host)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "code", "message"),
+    [
+        pytest.param({"origin": ORIGIN}, "INVALID_ARGUMENT", "the argument 'challengeNonce' is missing.", id="missing"),
+        pytest.param(
+            {"origin": ORIGIN, "challengeNonce": "A" * 43},
+            "INVALID_NONCE",
+            "the challenge nonce must have 44 to 128 visible ASCII characters.",
+            id="nonce",
+        ),
+        pytest.param(
+            {"origin": ORIGIN, "challengeNonce": "A" * 44, "lang": "x" * 40},
+            "INVALID_ARGUMENT",
+            "the argument 'lang' must be a language tag such as nb, nn or en.",
+            id="lang",
+        ),
+    ],
+)
+def test_a_refused_request_is_one_error_of_the_tree(arguments: dict[str, str], code: str, message: str) -> None:
+    # The schema's refusal is the error the host answers with: the same class and code (no
+    # second exception type in between), its message naming the command.
+    from cardbridge.errors import InvalidInputError
+    from cardbridge.nativemsg import codes
+    from cardbridge.nativemsg.host import check_request
+
+    with pytest.raises(InvalidInputError) as refused:
+        check_request({"command": "authenticate", "arguments": arguments})
+    assert (str(refused.value.code), refused.value.message) == (code, f"authenticate: {message}")
+    assert codes.error_frame(code, refused.value.message) == {
+        "error": {"code": INVALID, "message": f"authenticate: {message}", "cardbridgeCode": code}
+    }
+
+
+def test_the_frames_of_refused_requests(start_host: Any) -> None:
+    # Exactly what the browser reads, frame for frame, for a request the schema refuses and
+    # for one the host refuses before it (an unknown command).
+    for request_, code, message in [
+        (
+            {"command": "authenticate", "arguments": {"origin": ORIGIN, "challengeNonce": "A" * 43}},
+            "INVALID_NONCE",
+            "authenticate: the challenge nonce must have 44 to 128 visible ASCII characters.",
+        ),
+        (
+            {"command": "quit", "arguments": {"now": "yes"}},
+            "INVALID_ARGUMENT",
+            "quit: unknown argument 'now'.",
+        ),
+        (
+            {"command": "format-card", "arguments": {}},
+            "INVALID_ARGUMENT",
+            "Unknown command 'format-card'; known: authenticate, get-signing-certificate, sign, quit.",
+        ),
+    ]:
+        host = start_host()
+        assert host.read() == {"version": handshake_version(__version__)}
+        host.send(request_)
+        assert host.read() == {"error": {"code": INVALID, "message": message, "cardbridgeCode": code}}
+        assert host.rest() == b""
+        host.finish()
+        assert host.proc.returncode == 1
+        assert_clean_stderr(host)
+
+
 def test_end_of_input_before_a_request(start_host: Any) -> None:
     host = start_host()
     host.read()

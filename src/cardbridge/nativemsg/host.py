@@ -48,15 +48,6 @@ if TYPE_CHECKING:
     from cardbridge.config import Config
 
 
-class Refused(Exception):
-    """A request the host will not serve; becomes one error frame."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class BrowserGone(Exception):
     """stdin closed while a command ran: the page gave up."""
 
@@ -78,7 +69,7 @@ def caller_from_argv(argv: Sequence[str]) -> str | None:
         return args[0]
     if len(args) == 2 and args[0].endswith(".json"):
         return args[1]
-    raise Refused("INVALID_ARGUMENT", "The native host was started with unexpected arguments.")
+    _invalid("The native host was started with unexpected arguments.")
 
 
 def extension_id(value: str) -> str:
@@ -100,12 +91,12 @@ def check_caller(caller: str) -> None:
     if builtin_extension(caller):
         return
     from cardbridge.config import load_config
+    from cardbridge.errors import OriginNotAllowedError
 
     config = load_config()
     allowed = {extension_id(e) for e in config.allowed_extensions}
     if extension_id(caller) not in allowed:
-        raise Refused(
-            "ORIGIN_NOT_ALLOWED",
+        raise OriginNotAllowedError(
             f"The browser extension {extension_id(caller)} may not use cardbridge. "
             f"To allow it, add it to allowed_extensions in {config.path}.",
         )
@@ -116,28 +107,28 @@ def check_caller(caller: str) -> None:
 
 def check_request(request: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """The command and its arguments, checked: a known command whose arguments satisfy its
-    request schema (:mod:`cardbridge.schema`: the HTTP body plus ``origin``)."""
-    extra = set(request) - {"command", "arguments"}
-    if extra:
-        raise Refused("INVALID_ARGUMENT", f"Unknown field(s) in the request: {', '.join(sorted(extra))}.")
-    command = request.get("command")
-    arguments = request.get("arguments")
-    if not isinstance(command, str) or not isinstance(arguments, dict):
-        raise Refused("INVALID_ARGUMENT", "The request must have a 'command' string and an 'arguments' object.")
+    request schema (:mod:`cardbridge.schema`: the HTTP body plus ``origin``). A request that
+    fails raises :class:`~cardbridge.errors.InvalidInputError` (or a subclass, from the
+    schema check), which :func:`serve` turns into the error frame."""
     from cardbridge import schema
 
+    command = request.get("command")
+    arguments = request.get("arguments")
+    extra = set(request) - {"command", "arguments"}
+    if extra:
+        _invalid(f"Unknown field(s) in the request: {', '.join(sorted(extra))}.")
+    if not isinstance(command, str) or not isinstance(arguments, dict):
+        _invalid("The request must have a 'command' string and an 'arguments' object.")
     if command not in schema.NATIVE_COMMANDS:
-        known = ", ".join(schema.NATIVE_COMMANDS)
-        raise Refused("INVALID_ARGUMENT", f"Unknown command {command[:40]!r}; known: {known}.")
-    try:
-        checked = schema.check(schema.NATIVE_COMMANDS[command], arguments, origin=True, what="argument")
-    except Exception as exc:  # InvalidInputError (cardbridge.errors is not imported for a good request)
-        from cardbridge.errors import InvalidInputError
-
-        if not isinstance(exc, InvalidInputError):
-            raise
-        raise Refused(str(exc.code), f"{command}: {exc.message[:1].lower()}{exc.message[1:]}") from None
+        _invalid(f"Unknown command {command[:40]!r}; known: {', '.join(schema.NATIVE_COMMANDS)}.")
+    checked = schema.check(schema.NATIVE_COMMANDS[command], arguments, origin=True, what="argument", command=command)
     return command, checked
+
+
+def _invalid(message: str) -> NoReturn:
+    from cardbridge.errors import InvalidInputError  # only now: a good request goes without the error tree
+
+    raise InvalidInputError(message)
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -203,16 +194,14 @@ def serve(argv: Sequence[str]) -> str | None:
         return _send_exception(out, exc)
     out.send({"version": handshake_version(__version__)})
     try:
-        request = read_message(_stdin_reader())
-        command, arguments = check_request(request)
+        command, arguments = check_request(read_message(_stdin_reader()))
     except EndOfInput:
         return None  # the browser closed the pipe before asking anything
     except FrameError as exc:
         out.send(codes.error_frame("INVALID_ARGUMENT", str(exc)))
         return "INVALID_ARGUMENT"
-    except Refused as refused:
-        out.send(codes.error_frame(refused.code, refused.message))
-        return refused.code
+    except Exception as exc:  # the request broke its schema (InvalidInputError)
+        return _send_exception(out, exc)
     if command == "quit":
         out.send({})
         return None
@@ -236,14 +225,14 @@ def _send_exception(out: Output, exc: Exception) -> str:
 
     from cardbridge.errors import CardbridgeError
 
-    if isinstance(exc, Refused | CardbridgeError):
+    if isinstance(exc, CardbridgeError):
         code, message = str(exc.code), exc.message
         if code in _PRIVATE_DETAIL:
             from cardbridge.i18n import error_text
 
             logging.getLogger(__name__).warning("%s: %s", code, message)
             message = error_text(code, "en")
-        out.send(codes.error_frame(code, message, getattr(exc, "retries_left", None)))
+        out.send(codes.error_frame(code, message, exc.retries_left))
         return code
     logging.getLogger(__name__).error("unexpected error", exc_info=exc)
     out.send(codes.error_frame("INTERNAL", f"Unexpected error: {type(exc).__name__}"))
