@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +42,29 @@ from cardbridge.strictjson import MAX_DEPTH, MAX_NUMBER_CHARS, StrictJsonError, 
 def test_refused(text: str, says: str) -> None:
     with pytest.raises(StrictJsonError, match=says):
         loads(text)
+
+
+@pytest.mark.parametrize("text", ['{"a": 1', '"\\x"', "[1,]", '{"a" 1}', "{}", '{"a": [1, 2.5, null, true]}'])
+def test_a_process_that_never_loaded_json_gets_the_same_answers(text: str) -> None:
+    # The native host reads its request before json is loaded (-I -S: not even by site).
+    # Python 3.11's C scanner then cannot raise its JSONDecodeError (SystemError instead).
+    program = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(strictjson.__file__).parents[1])!r})\n"
+        "from cardbridge import strictjson\n"
+        "assert 'json.decoder' not in sys.modules and 're' not in sys.modules\n"
+        "try:\n"
+        f"    print(repr(strictjson.loads({text!r})))\n"
+        "except strictjson.StrictJsonError as exc:\n"
+        "    print('StrictJsonError', exc)\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", program], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    try:
+        expected = repr(loads(text))
+    except StrictJsonError as exc:
+        expected = f"StrictJsonError {exc}"
+    assert result.stdout.strip() == expected
 
 
 def test_bytes_must_be_utf8() -> None:

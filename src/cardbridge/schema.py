@@ -15,9 +15,6 @@ arguments) needs neither the document nor the schema library.
 
 from __future__ import annotations
 
-import functools
-import json
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -35,14 +32,21 @@ NATIVE_COMMANDS: dict[str, str | None] = {
 _NO_ARGUMENTS: dict[str, Any] = {"type": "object", "additionalProperties": False}
 
 
-@functools.cache
+# Read and compiled once, when the first request needs them (functools.cache would cost the
+# native host's start-up an import).
+_SCHEMAS: dict[str, Any] = {}
+_VALIDATORS: dict[tuple[str | None, bool], Callable[[Any], Any]] = {}
+
+
 def request_schemas() -> dict[str, Any]:
     """``components.schemas`` of the OpenAPI document shipped in the package."""
-    from importlib import resources
+    if not _SCHEMAS:
+        import json
+        from importlib import resources
 
-    text = resources.files("cardbridge").joinpath("server", "openapi.json").read_text(encoding="utf-8")
-    schemas: dict[str, Any] = json.loads(text)["components"]["schemas"]
-    return schemas
+        text = resources.files("cardbridge").joinpath("server", "openapi.json").read_text(encoding="utf-8")
+        _SCHEMAS.update(json.loads(text)["components"]["schemas"])
+    return _SCHEMAS
 
 
 def schema(name: str | None, *, origin: bool = False) -> dict[str, Any]:
@@ -63,11 +67,13 @@ def fields(name: str | None, *, origin: bool = False) -> tuple[frozenset[str], f
     return required, frozenset(definition.get("properties", {})) - required
 
 
-@functools.cache
 def _validator(name: str | None, origin: bool) -> Callable[[Any], Any]:
-    import fastjsonschema
+    validator = _VALIDATORS.get((name, origin))
+    if validator is None:
+        import fastjsonschema
 
-    return fastjsonschema.compile(schema(name, origin=origin))
+        validator = _VALIDATORS[name, origin] = fastjsonschema.compile(schema(name, origin=origin))
+    return validator
 
 
 def check(

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cardbridge import schema
 from cardbridge.errors import InvalidInputError
+from cardbridge.nativemsg import handshake_message, handshake_version
 from cardbridge.nativemsg.framing import (
     HEADER,
     MAX_REQUEST,
@@ -33,6 +34,7 @@ from cardbridge.nativemsg.framing import (
     parse_message,
     read_message,
 )
+from cardbridge.nativemsg.framing import frame as frame_of
 from cardbridge.nativemsg.host import check_request
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -191,3 +193,12 @@ def test_huge_numbers_are_refused_or_finite(digits: int, negative: bool, exponen
         encode_message(message)  # whatever was accepted can be sent back
     else:
         assert error == "FrameError"
+
+
+@EXAMPLES
+@given(version=st.text(max_size=40))
+def test_the_ready_made_handshake_is_the_encoded_one(version: str) -> None:
+    # The host writes its handshake without json: byte for byte what encode_message makes.
+    ready = frame_of(handshake_message(version))
+    assert ready == encode_message({"version": handshake_version(version)})
+    assert frame_of(b"{}") == encode_message({})  # the answer to quit

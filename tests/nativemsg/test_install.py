@@ -26,7 +26,8 @@ from cardbridge.nativemsg import (
     handshake_version,
     install,
 )
-from tests.nativemsg.conftest import HostProcess
+from tests.nativemsg.conftest import ORIGIN, Card, HostProcess
+from tests.verify import verify_token
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE_HOST = ROOT / "native-host"
@@ -77,8 +78,64 @@ def test_install_writes_a_launcher_and_every_manifest(tmp_path: Path) -> None:
 def test_the_launcher_serves_as_the_browser_starts_it(tmp_path: Path) -> None:
     launcher = tmp_path / "cardbridge-native-host"
     install.install("chromium", home=tmp_path, launcher=launcher)
-    assert launcher.read_text().startswith(f"#!{sys.executable} -I\n")
+    # Without the site module (-S), with the folders it would add on sys.path.
+    assert launcher.read_text().startswith(f"#!{sys.executable} -IS\n")
+    assert f"sys.path += {install.site_paths()!r}\n" in launcher.read_text()
     handshake_and_quit(str(launcher), f"chrome-extension://{EXTENSION_CHROME_ID}/")
+
+
+def test_the_launcher_loads_no_site_json_or_re_to_say_hello_and_quit(tmp_path: Path) -> None:
+    # bench/cli_start.py measures the time; here, what it is made of: the handshake and the
+    # answer to quit are ready-made, a small request is read by the C scanner.
+    launcher = tmp_path / "cardbridge-native-host"
+    install.install("chromium", home=tmp_path, launcher=launcher)
+    interpreter, flags = launcher.read_text().splitlines()[0].removeprefix("#!").split()
+    quit_ = b'{"command": "quit", "arguments": {}}'
+    result = subprocess.run(
+        [interpreter, "-X", "importtime", flags, str(launcher), f"chrome-extension://{EXTENSION_CHROME_ID}/"],
+        input=len(quit_).to_bytes(4, sys.byteorder) + quit_,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    modules = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines() if "|" in line}
+    assert "cardbridge.nativemsg.host" in modules
+    for heavy in ("site", "json", "re", "enum", "functools", "asyncio", "cardbridge.errors", "cardbridge.config"):
+        assert heavy not in modules, heavy
+    assert result.stdout.endswith(b"\x02\x00\x00\x00{}" if sys.byteorder == "little" else b"\x00\x00\x00\x02{}")
+
+
+@pytest.mark.softhsm
+def test_the_launcher_without_site_logs_in(
+    tmp_path: Path, config_env: dict[str, str], card: Card, pinentry: Any
+) -> None:
+    # Under -S the card layers and their libraries (python-pkcs11, cryptography,
+    # fastjsonschema) come from the folders the launcher put on sys.path.
+    launcher = tmp_path / "cardbridge-native-host"
+    install.install("chromium", home=tmp_path, launcher=launcher)
+    pinentry.respond(card.pin)
+    challenge = base64.b64encode(os.urandom(32)).decode()
+    host = HostProcess(
+        f"chrome-extension://{EXTENSION_CHROME_ID}/",
+        env={**config_env, **card.env(), **pinentry.env()},
+        program=str(launcher),
+    )
+    try:
+        assert host.read() == {"version": handshake_version(__version__)}
+        host.send({"command": "authenticate", "arguments": {"challengeNonce": challenge, "origin": ORIGIN}})
+        token = host.read()
+        host.finish()
+    finally:
+        host.kill()
+    assert host.proc.returncode == 0, host.stderr
+    verify_token(token, ORIGIN, challenge)
+
+
+def test_a_python_that_cannot_say_its_site_folders_gets_a_launcher_with_site(tmp_path: Path) -> None:
+    assert install.site_paths("/bin/false") is None
+    assert install.site_paths(str(tmp_path / "no-such-python")) is None
+    script = install.launcher_script(sys.executable, site_paths=None)
+    assert script.startswith(f"#!{sys.executable} -I\n") and "sys.path" not in script
 
 
 def test_a_python_path_with_a_space_gets_an_sh_launcher() -> None:

@@ -34,6 +34,13 @@ CHROME_EXTENSION_IDS = (EXTENSION_CHROME_ID, *WEBEID_CHROME_IDS)
 FIREFOX_EXTENSION_IDS = (EXTENSION_FIREFOX_ID, WEBEID_FIREFOX_ID)
 
 
+def handshake_message(version: str) -> bytes:
+    """The handshake, ``{"version":"…"}`` with :func:`handshake_version`, encoded as
+    ``framing.encode_message`` would (the host writes it before ``json`` is loaded): the
+    characters of that version need no escaping in JSON."""
+    return b'{"version":"' + handshake_version(version).encode("ascii") + b'"}'
+
+
 def handshake_version(version: str) -> str:
     """The ``version`` the host says first: the Web eID protocol version it implements, with
     cardbridge's ``version`` as build metadata (characters SemVer does not allow there

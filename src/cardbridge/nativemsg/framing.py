@@ -5,12 +5,13 @@ Limits (the Web eID app's, and the browsers'): a request is 5 to 8192 bytes and 
 JSON object; a response is at most 1 MiB (Chrome's limit for a host's message). Anything
 else is a :class:`FrameError`: the host answers it with one error frame and exits.
 
-Only the standard library, and only cheap modules: the host imports this at start-up.
+Only the standard library, and only cheap modules: the host imports this at start-up, and
+writes its handshake and the answer to ``quit`` with :func:`frame` (``json`` is loaded only to
+encode any other message).
 """
 
 from __future__ import annotations
 
-import json
 import struct
 
 from cardbridge import strictjson
@@ -90,7 +91,13 @@ class ResponseTooLarge(ValueError):
 
 def encode_message(message: dict[str, Any]) -> bytes:
     """One frame: the length and the JSON (ASCII; non-ASCII is escaped)."""
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii")
+    import json
+
+    return frame(json.dumps(message, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode("ascii"))
+
+
+def frame(body: bytes) -> bytes:
+    """One frame of ``body``, JSON that is already encoded as :func:`encode_message` does."""
     if len(body) > MAX_RESPONSE:
         raise ResponseTooLarge(f"The response would be {len(body)} bytes; at most {MAX_RESPONSE} are allowed.")
     return HEADER.pack(len(body)) + body

@@ -25,8 +25,10 @@ without one (by hand, in tests) the host serves as well.
 When the browser closes stdin during a command (the page gave up, the tab closed), the
 command is cancelled at once: the PIN dialog closes, nothing is signed or sent.
 
-Start-up is fast: until a card command arrives, only ``os``, ``sys``, ``struct`` and ``json``
-are imported. Frames go to a private copy of stdout; file descriptor 1 itself is pointed at
+Start-up is fast: until a card command arrives, only ``os``, ``sys``, ``struct``, ``math``
+and ``_json`` (the C scanner of :mod:`cardbridge.strictjson`) are imported; neither ``json``
+nor ``re`` for a good request, and the handshake and the answer to ``quit`` are written
+ready-made. Frames go to a private copy of stdout; file descriptor 1 itself is pointed at
 stderr, so nothing else (a library's print, a PKCS#11 module's chatter, a traceback) can
 corrupt the stream.
 """
@@ -37,8 +39,8 @@ import os
 import sys
 
 from cardbridge import __version__
-from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, codes, handshake_version
-from cardbridge.nativemsg.framing import EndOfInput, FrameError, ResponseTooLarge, encode_message, read_message
+from cardbridge.nativemsg import CHROME_EXTENSION_IDS, FIREFOX_EXTENSION_IDS, codes, handshake_message
+from cardbridge.nativemsg.framing import EndOfInput, FrameError, ResponseTooLarge, encode_message, frame, read_message
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,6 +163,10 @@ class Output:
             data = encode_message(codes.error_frame("INTERNAL", str(exc)))
         except (TypeError, ValueError) as exc:  # not JSON-serialisable: a bug
             data = encode_message(codes.error_frame("INTERNAL", f"The response could not be encoded: {exc}"))
+        self.write(data)
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames."""
         view = memoryview(data)
         try:
             while view and self.open:
@@ -192,7 +198,7 @@ def serve(argv: Sequence[str]) -> str | None:
             check_caller(caller)
     except Exception as exc:  # a caller not allowed; the config file, when a caller needed it
         return _send_exception(out, exc)
-    out.send({"version": handshake_version(__version__)})
+    out.write(frame(handshake_message(__version__)))  # {"version": …}, made without json
     try:
         command, arguments = check_request(read_message(_stdin_reader()))
     except EndOfInput:
@@ -203,7 +209,7 @@ def serve(argv: Sequence[str]) -> str | None:
     except Exception as exc:  # the request broke its schema (InvalidInputError)
         return _send_exception(out, exc)
     if command == "quit":
-        out.send({})
+        out.write(frame(b"{}"))
         return None
     try:
         result = run_command(command, arguments)

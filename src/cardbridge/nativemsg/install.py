@@ -46,6 +46,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,19 +178,61 @@ def replaced_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{REPLACED_SUFFIX}")
 
 
-def launcher_script(python: str | None = None, *, sh_script: bool = False) -> str:
+def launcher_script(
+    python: str | None = None, *, sh_script: bool = False, site_paths: Sequence[str] | None = None
+) -> str:
     """The launcher: a Python script run by the installing Python (``-I``: no ``PYTHON*``
     environment, no user site), which serves like ``cardbridge native-host`` without loading
-    the rest of the command line. When that Python's path cannot go on a ``#!`` line (a
-    space, or too long), or with ``sh_script``, an ``sh`` script that runs
-    ``python -I -m cardbridge.nativemsg``."""
+    the rest of the command line. With ``site_paths`` (:func:`site_paths`), it runs that
+    Python with ``-S`` too and puts those folders on ``sys.path`` itself: the ``site`` module
+    (``.pth`` files and all) costs more start-up than the host's own imports. When that
+    Python's path cannot go on a ``#!`` line (a space, or too long), or with ``sh_script``, an
+    ``sh`` script that runs ``python -I -m cardbridge.nativemsg``."""
     interpreter = python or sys.executable
     header = "# Written by `cardbridge install-native-host`: the browser starts this to reach cardbridge.\n"
     if sh_script:
         header = "# cardbridge's native-messaging host: the browser starts this to reach cardbridge.\n"
     elif os.path.isabs(interpreter) and len(interpreter) < 120 and not any(c.isspace() for c in interpreter):
-        return f"#!{interpreter} -I\n{header}from cardbridge.nativemsg.host import launch\n\nlaunch()\n"
+        serve = "from cardbridge.nativemsg.host import launch\n\nlaunch()\n"
+        if site_paths is None:
+            return f"#!{interpreter} -I\n{header}{serve}"
+        return (
+            f"#!{interpreter} -IS\n{header}"  # one argument on a #! line: -I and -S together
+            "# -S: no site module; the folders it would put on sys.path, as they were at the install:\n"
+            f"import sys\n\nsys.path += {list(site_paths)!r}\n{serve}"
+        )
     return f'#!/bin/sh\n{header}exec {shlex.quote(interpreter)} -I -m cardbridge.nativemsg "$@"\n'
+
+
+# What the site module adds to sys.path (-I: no user site), and whether cardbridge is found
+# in one of those folders or the standard ones (not only through an import hook).
+_SITE_PATHS_PROBE = """\
+import importlib.util, json, os, sys
+before = list(sys.path)
+import site
+site.main()
+spec = importlib.util.find_spec("cardbridge")
+folder = os.path.dirname(os.path.dirname(spec.origin)) if spec and spec.origin else None
+print(json.dumps({"added": [p for p in sys.path if p not in before], "found": folder in sys.path}))
+"""
+
+
+def site_paths(python: str | None = None) -> list[str] | None:
+    """The folders that the ``site`` module puts on ``sys.path`` for ``python -I`` (the
+    installing Python by default), asked of that Python; None when it cannot tell, or when
+    cardbridge would not be found in them: then the launcher keeps ``site``."""
+    import subprocess
+
+    command = [python or sys.executable, "-I", "-S", "-c", _SITE_PATHS_PROBE]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=30, check=True)
+        answer = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    added = answer.get("added") if isinstance(answer, dict) else None
+    if answer.get("found") is not True or not isinstance(added, list) or not all(isinstance(p, str) for p in added):
+        return None
+    return added
 
 
 def default_launcher(*, system: bool = False) -> Path:
@@ -251,7 +294,7 @@ def install(
         )
     changes: list[Change] = []
     try:
-        _write(target, launcher_script(python), 0o755)
+        _write(target, launcher_script(python, site_paths=site_paths(python)), 0o755)
         changes.append(Change(None, target, "written"))
         for browser in chosen:
             path = manifest_dir(browser, system=system, home=home) / f"{HOST_NAME}.json"
