@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cardbridge.emulator.belgium import BelgianCitizen, CertificateHolder, card_number
 from cardbridge.emulator.cardfiles import CardFolder
@@ -98,6 +98,10 @@ from cardbridge.emulator.iso7816 import (
     SW_WRONG_OFFSET,
     CommandApdu,
     Iso7816Card,
+    ecdsa_raw,
+    rsa_pkcs1_digest,
+    rsa_pkcs1_v15,
+    rsa_pss,
     sw,
 )
 from cardbridge.emulator.kinds import AppletKind, PinDefault
@@ -182,20 +186,13 @@ ECDSA_ALGORITHMS: dict[int, tuple[tuple[int, ...], hashes.HashAlgorithm | None]]
     0x40: ((20, 28, 32, 48, 64), None),
 }
 # Applet 1.7: 01 PKCS#1 v1.5 with the DigestInfo from the caller; these add it themselves.
-RSA_PKCS1_DIGEST_INFO: dict[int, bytes] = {
-    0x02: bytes.fromhex("3021300906052b0e03021a05000414"),  # SHA-1
-    0x04: bytes.fromhex("3020300c06082a864886f70d020505000410"),  # MD5
-    0x08: bytes.fromhex("3031300d060960864801650304020105000420"),  # SHA-256
+RSA_PKCS1_HASHES: dict[int, hashes.HashAlgorithm] = {
+    0x02: hashes.SHA1(),  # noqa: S303 - the card's own
+    0x04: hashes.MD5(),  # noqa: S303 - the card's own
+    0x08: hashes.SHA256(),
 }
 RSA_PSS: dict[int, hashes.HashAlgorithm] = {0x10: hashes.SHA1(), 0x20: hashes.SHA256()}  # noqa: S303 - the card's own
-RSA_ALGORITHMS = frozenset({0x01, *RSA_PKCS1_DIGEST_INFO, *RSA_PSS})
-_PREHASHED_BY_LENGTH: dict[int, hashes.HashAlgorithm] = {
-    20: hashes.SHA1(),  # noqa: S303 - what applet 1.8 takes for "hash not specified"
-    28: hashes.SHA224(),
-    32: hashes.SHA256(),
-    48: hashes.SHA384(),
-    64: hashes.SHA512(),
-}
+RSA_ALGORITHMS = frozenset({0x01, *RSA_PKCS1_HASHES, *RSA_PSS})
 
 
 _FLAGS_PRIVATE_MODIFIABLE = bits(0, 1)
@@ -695,29 +692,15 @@ def card_signature(key: PrivateKey, algorithm: int, dtbs: bytes) -> bytes:
     signature (PKCS#1 v1.5 padding added on the card; PSS for references 10 and 20).
     ValueError when the data's length does not fit the algorithm."""
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        lengths, named = ECDSA_ALGORITHMS[algorithm]
+        lengths, _named = ECDSA_ALGORITHMS[algorithm]
         if len(dtbs) not in lengths:
             raise ValueError("the hash's length does not fit the algorithm")
-        prehashed = named or _PREHASHED_BY_LENGTH[len(dtbs)]
-        r, s = utils.decode_dss_signature(key.sign(dtbs, ec.ECDSA(utils.Prehashed(prehashed))))
-        size = (key.curve.key_size + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-    size = key.key_size // 8
+        return ecdsa_raw(key, dtbs)
     if algorithm in RSA_PSS:
-        chosen = RSA_PSS[algorithm]
-        if len(dtbs) != chosen.digest_size:
-            raise ValueError("the hash's length does not fit the algorithm")
-        return key.sign(dtbs, padding.PSS(padding.MGF1(chosen), chosen.digest_size), utils.Prehashed(chosen))
-    if algorithm in RSA_PKCS1_DIGEST_INFO:
-        prefix = RSA_PKCS1_DIGEST_INFO[algorithm]
-        if len(dtbs) != prefix[-1]:
-            raise ValueError("the hash's length does not fit the algorithm")
-        dtbs = prefix + dtbs
-    if len(dtbs) > size - 11:
-        raise ValueError("too long for PKCS#1 v1.5")
-    block = b"\x00\x01" + b"\xff" * (size - len(dtbs) - 3) + b"\x00" + dtbs
-    numbers = key.private_numbers()
-    return pow(int.from_bytes(block, "big"), numbers.d, numbers.public_numbers.n).to_bytes(size, "big")
+        return rsa_pss(key, dtbs, RSA_PSS[algorithm])
+    if algorithm in RSA_PKCS1_HASHES:
+        return rsa_pkcs1_digest(key, dtbs, RSA_PKCS1_HASHES[algorithm])
+    return rsa_pkcs1_v15(key, dtbs)
 
 
 # -- making and keeping a card ---------------------------------------------------------------------

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from cardbridge.emulator.cardfiles import CardFolder
@@ -88,6 +88,7 @@ from cardbridge.emulator.iso7816 import (
     CommandApdu,
     Iso7816Card,
     Pin,
+    ecdsa_raw,
     sw,
 )
 from cardbridge.emulator.kinds import AppletKind, PinDefault
@@ -334,13 +335,12 @@ class FineidApplet(Iso7816Card):
             key = self._key_for(CRT_DST)
             if isinstance(key, int):
                 return sw(key)
-            size = (key.private_key.curve.key_size + 7) // 8
-            value = digest[:size].rjust(size, b"\x00")
-            chosen: hashes.HashAlgorithm = hashes.SHA384() if size == 48 else hashes.SHA256()
-            r, s = utils.decode_dss_signature(key.private_key.sign(value, ec.ECDSA(utils.Prehashed(chosen))))
+            if not isinstance(key.private_key, ec.EllipticCurvePrivateKey):
+                return sw(SW_CONDITIONS)
+            signature = ecdsa_raw(key.private_key, digest)
             if key.pin_always:
                 self.verified.discard(key.pin_reference)
-            return self.answer(r.to_bytes(size, "big") + s.to_bytes(size, "big"), apdu)
+            return self.answer(signature, apdu)
         return sw(SW_INCORRECT_P1P2)
 
 

@@ -23,7 +23,10 @@ an applet with what file-system cards (the national ID cards) share, each part a
   RESTORE (P1 F3) clears it;
 - PSO COMPUTE DIGITAL SIGNATURE (2A 9E 9A) and INTERNAL AUTHENTICATE (88) with the key the
   environment names (:class:`CardKey`): ECDSA over the digest sent (left-padded or cut to
-  the curve's size), raw ``r || s`` or DER as the card does it.
+  the curve's size), raw ``r || s`` or DER as the card does it; an RSA key signs the data
+  sent (a DigestInfo) with PKCS#1 v1.5 padding added on the card. The signing primitives
+  (:func:`ecdsa_raw`, :func:`rsa_pkcs1_v15`, :func:`rsa_pkcs1_digest`, :func:`rsa_pss`)
+  are here once for every card whose own algorithm references differ.
 
 Choices the standard leaves open, made here (a card subclass may change them):
 - SELECT by DF name ends the security status of every PIN (``select_resets_security``);
@@ -47,8 +50,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
+from cardbridge.emulator.devpki import PrivateKey
 from cardbridge.iso7816 import (
     CRT_AT,
     CRT_CT,
@@ -84,6 +88,66 @@ SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_COMMAND_NOT_ALLOWED = 0x6986
 SW_LC_INCONSISTENT = 0x6A87
 SW_CHAINING_NOT_SUPPORTED = 0x6884
+
+
+# The DER DigestInfo before a digest (RFC 8017, 9.2, note 1), by the hash's name in
+# ``cryptography`` (what a card puts in front of a hash for PKCS#1 v1.5).
+DIGEST_INFO: dict[str, bytes] = {
+    "md5": bytes.fromhex("3020300c06082a864886f70d020505000410"),
+    "sha1": bytes.fromhex("3021300906052b0e03021a05000414"),
+    "sha224": bytes.fromhex("302d300d06096086480165030402040500041c"),
+    "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
+    "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
+    "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
+}
+
+
+_PREHASHED: dict[int, hashes.HashAlgorithm] = {
+    28: hashes.SHA224(),
+    32: hashes.SHA256(),
+    48: hashes.SHA384(),
+    64: hashes.SHA512(),
+}
+
+
+def ecdsa_raw(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
+    """ECDSA over ``digest`` as ``r || s``: the digest's leftmost bits (a shorter one is the
+    same number left-padded), as the cards take any hash length. ValueError for a curve
+    of another size than P-224/256/384/521."""
+    size = (key.curve.key_size + 7) // 8
+    width = min(size, 64)  # P-521: a hash of at most 512 bits is taken whole
+    prehashed = _PREHASHED.get(width)
+    if prehashed is None:
+        raise ValueError("no such curve on a card")
+    value = digest[:width].rjust(width, b"\x00")
+    r, s = utils.decode_dss_signature(key.sign(value, ec.ECDSA(utils.Prehashed(prehashed))))
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def rsa_pkcs1_v15(key: rsa.RSAPrivateKey, data: bytes) -> bytes:
+    """The raw RSA signature of ``data`` (a DigestInfo, or any bytes up to the modulus less
+    11) in an EMSA-PKCS1-v1_5 block: the padding a card adds itself. ValueError when too long."""
+    size = (key.key_size + 7) // 8
+    if len(data) > size - 11:
+        raise ValueError("too long for PKCS#1 v1.5")
+    block = b"\x00\x01" + b"\xff" * (size - len(data) - 3) + b"\x00" + data
+    numbers = key.private_numbers()
+    return pow(int.from_bytes(block, "big"), numbers.d, numbers.public_numbers.n).to_bytes(size, "big")
+
+
+def rsa_pkcs1_digest(key: rsa.RSAPrivateKey, digest: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+    """PKCS#1 v1.5 over a hash: the card puts the hash's DigestInfo in front. ValueError when
+    the digest's length is not the hash's."""
+    if len(digest) != algorithm.digest_size:
+        raise ValueError("the hash's length does not fit the algorithm")
+    return rsa_pkcs1_v15(key, DIGEST_INFO[algorithm.name] + digest)
+
+
+def rsa_pss(key: rsa.RSAPrivateKey, digest: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
+    """RSASSA-PSS over a hash, MGF1 with the same hash, salt as long as the hash."""
+    if len(digest) != algorithm.digest_size:
+        raise ValueError("the hash's length does not fit the algorithm")
+    return key.sign(digest, padding.PSS(padding.MGF1(algorithm), algorithm.digest_size), utils.Prehashed(algorithm))
 
 
 def parse_tlv(data: bytes) -> list[tuple[int, bytes]]:
@@ -293,7 +357,7 @@ class CardKey:
     """A private key on the card, used through the security environment."""
 
     reference: int
-    private_key: ec.EllipticCurvePrivateKey
+    private_key: PrivateKey
     pin_reference: int
     pin_always: bool = False  # a VERIFY before each use
     operations: frozenset[int] = frozenset({CRT_AT, CRT_DST})  # which CRTs may name it
@@ -651,21 +715,27 @@ class Iso7816Card(Applet):
         key = self._key_for(template)
         if isinstance(key, int):
             return sw(key)
-        size = (key.private_key.curve.key_size + 7) // 8
-        chosen: hashes.HashAlgorithm | None = {32: hashes.SHA256(), 48: hashes.SHA384()}.get(size)
-        if chosen is None:
-            return sw(SW_CONDITIONS)
-        if not apdu.data or len(apdu.data) > 64:
-            return sw(SW_WRONG_LENGTH)
-        # ECDSA takes the digest's leftmost bits; a shorter one is the same number left-padded.
-        digest = apdu.data[:size].rjust(size, b"\x00")
-        der = key.private_key.sign(digest, ec.ECDSA(utils.Prehashed(chosen)))
+        private = key.private_key
+        if isinstance(private, rsa.RSAPrivateKey):  # the data is the DigestInfo; the card pads
+            try:
+                signature = rsa_pkcs1_v15(private, apdu.data)
+            except ValueError:
+                return sw(SW_WRONG_LENGTH)
+        else:
+            if not apdu.data or len(apdu.data) > 64:
+                return sw(SW_WRONG_LENGTH)
+            try:
+                signature = ecdsa_raw(private, apdu.data)
+            except ValueError:
+                return sw(SW_CONDITIONS)
+            if not key.raw_signature:
+                half = len(signature) // 2
+                signature = utils.encode_dss_signature(
+                    int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+                )
         if key.pin_always:
             self.verified.discard(key.pin_reference)
-        if key.raw_signature:
-            r, s = utils.decode_dss_signature(der)
-            return self.answer(r.to_bytes(size, "big") + s.to_bytes(size, "big"), apdu)
-        return self.answer(der, apdu)
+        return self.answer(signature, apdu)
 
     def perform_security_operation(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) != (0x9E, 0x9A):
