@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
 from cardbridge.certs import parse_certificate
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen, is_valid_satu, satu_check_character
-from cardbridge.emulator.fineid import ATR, PKCS15_AID, FineidApplet, load_or_create_fineid
+from cardbridge.emulator.fineid import ATR, ATR_V3, PKCS15_AID, V3, FineidApplet, load_or_create_fineid
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
 from cardbridge.model import SignatureAlgorithm
@@ -23,9 +23,10 @@ from cardbridge.pcsc.apdu import ApduTransport, split_response
 from cardbridge.pcsc.atr import identify
 from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
-from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, FineidToken
+from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, SIGN_KEY_V3, FineidToken, FineidV3Token
 
 SELECT_AID = bytes.fromhex("00A4040C0C") + PKCS15_AID
+ES384 = SignatureAlgorithm("ECC", "SHA-384", "NONE")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,9 @@ def test_the_atr_picks_the_fineid_driver() -> None:
     assert (card.driver, card.known, card.name) == ("fineid", True, "Finnish ID card (FINEID v4)")
     # The 2025 batch (OpenSC master's "FinEID 2025") differs in bytes 12-13 only.
     assert identify(bytes.fromhex("3B7F96000080 31B865B085051024122460829000".replace(" ", ""))).driver == "fineid"
-    assert identify(bytes.fromhex("3B7F96000080 31B865B085040 21B1200F6829000".replace(" ", ""))).driver != "fineid"
+    # The Gemalto v3 generations (S4-1 v3.0 and v3.1) have a driver of their own profile.
+    assert identify(ATR_V3).driver == "fineid-v3"
+    assert identify(bytes.fromhex("3B7F96000080 31B865B085040 21B1200F6829000".replace(" ", ""))).driver == "fineid-v3"
 
 
 def test_satu_check_character() -> None:
@@ -159,8 +162,10 @@ def sign_apdus(card: FineidApplet, key: int, digest: bytes, algorithm: int = 0x5
 def verify_raw(der_cert: bytes, digest: bytes, signature: bytes) -> None:
     public = x509.load_der_x509_certificate(der_cert).public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey)
-    r, s = int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big")
-    public.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+    half = len(signature) // 2
+    r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+    chosen = {32: hashes.SHA256(), 48: hashes.SHA384()}[len(digest)]
+    public.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(chosen)))
 
 
 def test_mse_hash_and_compute_signature(card: FineidApplet, folder: Path) -> None:
@@ -224,3 +229,97 @@ def test_driver_reads_pin_state_and_signs(card: FineidApplet, folder: Path) -> N
         fs.verify(PIN2, bytearray(b"000000"))
     assert token.pin_state(fs, PIN2).blocked
     assert SIGN_KEY.pin is PIN2 and PIN2.name == "PIN2 (allekirjoitustunnusluku)"
+
+
+# -- the v3 profile (S4-1 v3.0: RSA-2048 authentication key, ECC P-256 signature key 03) -----
+@pytest.fixture
+def card_v3(folder: Path) -> FineidApplet:
+    data = load_or_create_fineid(folder, profile=V3)
+    return FineidApplet(data, pin1="1234", pin2="123456", puk="12345678", profile=V3)
+
+
+def test_v3_keys_certificates_and_files(card_v3: FineidApplet, folder: Path) -> None:
+    data = load_or_create_fineid(folder, profile=V3)
+    assert card_v3.atr == ATR_V3 and data.auth_cert != load_or_create_fineid(folder).auth_cert
+    auth = x509.load_der_x509_certificate(data.auth_cert)
+    auth_key = auth.public_key()
+    assert isinstance(auth_key, rsa.RSAPublicKey) and auth_key.key_size == 2048
+    usage = auth.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.digital_signature and usage.key_encipherment and usage.data_encipherment
+    assert not usage.key_agreement
+    sign = x509.load_der_x509_certificate(data.sign_cert)
+    sign_key = sign.public_key()
+    assert isinstance(sign_key, ec.EllipticCurvePublicKey) and sign_key.curve.name == "secp256r1"
+    # The signature certificate is 5016/4335; the RSA slot 4332 is empty on these cards.
+    run(card_v3, SELECT_AID)
+    assert run(card_v3, "00A4080C0450164332")[1] == 0x6A82
+    assert run(card_v3, "00A4080C0450164335")[1] == 0x9000
+    prkd = card_v3.mf.child(b"\x44\x02")
+    assert prkd is not None and not isinstance(prkd, type(card_v3.mf))
+    (rsa_key, ec_key) = parse_tlv(prkd.data)  # type: ignore[union-attr]
+    assert rsa_key[0] == 0x30 and b"\x02\x02\x08\x00" in rsa_key[1]  # privateRSAKey, modulusLength 2048
+    assert ec_key[0] == 0xA0 and b"\x02\x02\x01\x00" in ec_key[1]  # privateECKey, 256 bits
+
+
+def test_v3_rsa_signs_pkcs1_v15_with_the_digest_info_and_pss(card_v3: FineidApplet, folder: Path) -> None:
+    data = load_or_create_fineid(folder, profile=V3)
+    public = x509.load_der_x509_certificate(data.auth_cert).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    digest = hashlib.sha256(b"M").digest()
+    run(card_v3, SELECT_AID)
+    assert run(card_v3, "002000110C" + padded("1234"))[1] == 0x9000
+    signature, status = sign_apdus(card_v3, 0x01, digest, algorithm=0x42)
+    assert status == 0x9000 and len(signature) == 256
+    public.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+    signature, status = sign_apdus(card_v3, 0x01, digest, algorithm=0x45)
+    public.verify(signature, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(hashes.SHA256()))
+    # ECDSA with the RSA key, or a hash that is not the one MSE SET named: refused.
+    assert run(card_v3, "002241B606800144840101")[1] == 0x6A80
+    assert run(card_v3, "002241B606800152840101")[1] == 0x9000
+    assert run(card_v3, "002A90A022 9020".replace(" ", "") + digest.hex())[1] == 0x6A80
+    # The signature key 03 wants PIN2; ECDSA on P-256.
+    assert run(card_v3, "002000820C" + padded("123456"))[1] == 0x9000
+    signature, status = sign_apdus(card_v3, 0x03, digest, algorithm=0x44)
+    assert status == 0x9000 and len(signature) == 64
+    verify_raw(data.sign_cert, digest, signature)
+
+
+def test_v3_driver_signs_rs256_ps256_and_es256(card_v3: FineidApplet, folder: Path) -> None:
+    data = load_or_create_fineid(folder, profile=V3)
+    token, fs = FineidV3Token.__new__(FineidV3Token), FileSystemSession(ApduTransport(Direct(card_v3)))
+    auth = parse_certificate(data.auth_cert, key_id=AUTH_KEY.key_id, label=AUTH_KEY.label)
+    algorithms = list(token.supported_algorithms(auth))
+    assert [a.jws for a in algorithms] == ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+    public = x509.load_der_x509_certificate(data.auth_cert).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    fs.select_aid(PKCS15_AID)
+    fs.verify(PIN1, bytearray(b"1234"))
+    for algorithm in (algorithms[0], algorithms[3]):
+        digest = hashlib.sha256(b"origin-bound").digest()
+        signature = token.compute_signature(fs, AUTH_KEY, SignRequest(auth, bytearray(), digest, algorithm))
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15() if algorithm.padding == "PKCS1.5" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
+        )
+        public.verify(signature, digest, pad, utils.Prehashed(hashes.SHA256()))
+    sign = parse_certificate(data.sign_cert, key_id=SIGN_KEY_V3.key_id, label=SIGN_KEY_V3.label)
+    assert token.supported_algorithms(sign)[0].jws == "ES256"
+    assert token.key_for(sign) is SIGN_KEY_V3 and SIGN_KEY_V3.key_reference == 0x03
+    fs.verify(PIN2, bytearray(b"123456"))
+    digest = hashlib.sha256(b"document").digest()
+    es256 = SignatureAlgorithm("ECC", "SHA-256", "NONE")
+    verify_raw(
+        data.sign_cert, digest, token.compute_signature(fs, SIGN_KEY_V3, SignRequest(sign, bytearray(), digest, es256))
+    )
+
+
+def test_the_v3_card_is_a_kind_and_the_finnish_kind_with_an_rsa_key() -> None:
+    from cardbridge.emulator.fineid import KIND, KIND_V3, PROFILE_BY_KEY, V4
+    from cardbridge.emulator.kinds import card_kind
+    from cardbridge.errors import InvalidInputError
+
+    assert card_kind("fineid-v3") is KIND_V3 and PROFILE_BY_KEY[KIND_V3.keys[0]] is V3
+    assert card_kind("fineid") is KIND and PROFILE_BY_KEY[KIND.keys[0]] is V4 and PROFILE_BY_KEY["rsa-2048"] is V3
+    with pytest.raises(InvalidInputError):
+        KIND.create(Path("/nonexistent"), reader=0, key="ec-p256", pins={})
+    with pytest.raises(InvalidInputError):
+        KIND_V3.create(Path("/nonexistent"), reader=0, key="ec-p384", pins={})

@@ -51,7 +51,10 @@ def _register_card(dev: Any) -> None:
         "insert it again with `kill -USR2 PID` (the PID is in the card's folder, printed at start).",
     )
     p_card.add_argument(
-        "--kind", choices=("piv", "esteid", "fineid", "belpic"), default="piv", help="which card (default piv)"
+        "--kind",
+        choices=("piv", "esteid", "fineid", "fineid-v3", "belpic"),
+        default="piv",
+        help="which card (default piv)",
     )
     p_card.add_argument("--key", choices=KEY_TYPES, default=None, help="key type (the kind's default)")
     p_card.add_argument("--reader", type=int, choices=(0, 1), default=0, help="vpcd reader: 0 or 1")
@@ -69,7 +72,7 @@ def register_demo(commands: Any) -> None:
     add_switch(p_demo, "--check", "run one login non-interactively and check it")
     p_demo.add_argument(
         "--card",
-        choices=("softhsm", "piv", "esteid", "fineid", "belpic"),
+        choices=("softhsm", "piv", "esteid", "fineid", "fineid-v3", "belpic"),
         default="softhsm",
         help="the emulated card: a SoftHSM2 token (default), or a virtual card in the vpcd reader "
         "(needs pcscd and vsmartcard-vpcd; started when none runs)",

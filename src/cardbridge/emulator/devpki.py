@@ -157,14 +157,19 @@ class FinnishCitizen:
 
 
 def citizen_key_usage(
-    *, digital_signature: bool = False, non_repudiation: bool = False, key_agreement: bool = False
+    *,
+    digital_signature: bool = False,
+    non_repudiation: bool = False,
+    key_agreement: bool = False,
+    key_encipherment: bool = False,
+    data_encipherment: bool = False,
 ) -> x509.KeyUsage:
     """The keyUsage of a citizen's certificate: the usages named, no other."""
     return x509.KeyUsage(
         digital_signature=digital_signature,
         content_commitment=non_repudiation,
-        key_encipherment=False,
-        data_encipherment=False,
+        key_encipherment=key_encipherment,
+        data_encipherment=data_encipherment,
         key_agreement=key_agreement,
         key_cert_sign=False,
         crl_sign=False,

@@ -1,7 +1,13 @@
 """The Finnish ID card (FINEID), emulated: the citizen certificate card of the Digital and
 Population Data Services Agency (DVV), as FINEID S1 (the application's commands) and
-S4-1 v4.0 (the card profile of the Thales MultiApp v5.0 cards issued since March 2023)
-describe it, with ECC P-384 keys.
+S4-1 describe it, in two card profiles (:class:`FineidProfile`):
+
+- :data:`V4`, S4-1 v4.0: the Thales MultiApp v5.0 cards issued since March 2023, ECC P-384
+  keys (``cardbridge dev card --kind fineid``; the text below describes it);
+- :data:`V3`, S4-1 v3.0: the Gemalto MultiApp v3.0 cards issued 2017-2021 and still in
+  citizens' wallets (``--kind fineid-v3``, or ``--kind fineid --key rsa-2048`` as the
+  Belgian card's older profile is chosen): an RSA-2048 authentication key and an ECC P-256
+  signature key; see "The v3 profile" below.
 
 What the card has, as the public sources give it (the S1/S4-1 texts, DVV's ATR note, and the
 APDUs that web-eid's libelectronic-id and OpenSC send to real cards):
@@ -33,7 +39,32 @@ APDUs that web-eid's libelectronic-id and OpenSC send to real cards):
 - GET RESPONSE: a T=0 card answers every command with data that has an answer (SELECT with
   FCP, GET DATA) with ``61xx`` first.
 
+The v3 profile (S4-1 v3.0; the same application, commands, PINs and GET DATA), as the
+public sources give it (S4-1 v3.0's contents, libelectronic-id's FinEID v3 and its
+recorded exchange with a real 2017 test card, the FINEID v3 driver proposed to OpenSC in
+2019):
+
+- ATR ``3B 7F 96 00 00 80 31 B8 65 B0 85 03 00 EF 12 00 F6 82 90 00`` (pcsc-tools:
+  "Finnish identity card"; T=0 only);
+- key 01, the authentication key: RSA-2048 (the real certificate: keyUsage
+  digitalSignature, keyEncipherment, dataEncipherment), PIN1; its certificate 4331;
+- key 03, the signature key ("Private ELC key #3"): ECC P-256, PIN2; its certificate in
+  DF 5016 as 4335 (keyUsage nonRepudiation, QcCompliance);
+- MSE SET ``80 <alg>``: the hash nibble (30 SHA-224, 40 SHA-256, 50 SHA-384, 60 SHA-512)
+  with 02 (RSASSA-PKCS1-v1_5: the card puts the hash's DigestInfo in front and pads) or 05
+  (RSASSA-PSS, MGF1 with the same hash, salt as long as the hash; libelectronic-id's PS256)
+  for the RSA key, 04 (ECDSA) for the EC key; PSO HASH and PSO CDS as on v4; the RSA
+  signature is 256 bytes.
+
 Choices the public description leaves open, made here:
+
+- v3: the RSA non-repudiation slot S4-1 v3.0 also describes (key 02, certificate 5016/4332)
+  is left out (SELECT answers 6A82): DVV's v3 cards carry the signature certificate in
+  4335, the one libelectronic-id reads. The hash nibble 10 (SHA-1) and hashing on the card
+  (PSO HASH with tag 80) are not emulated (6A80). A PSO HASH whose length is not the
+  algorithm's hash for the RSA key: 6A80. EF.TokenInfo's manufacturer is "Gemalto". Key
+  IDs in the PKCS#15 files are 45 and 46 as on v4.
+
 
 - The application is the card's default application, and its file system is the MF: the
   readers above select paths from the MF after selecting the AID, and OpenSC finds EF.DIR at
@@ -64,17 +95,18 @@ Choices the public description leaves open, made here:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from cardbridge.emulator.cardfiles import CardFolder
 from cardbridge.emulator.der import bits, integer, octets, path, seq, utf8
-from cardbridge.emulator.devpki import DevCA, FinnishCitizen, citizen_key_usage
+from cardbridge.emulator.devpki import DevCA, FinnishCitizen, PrivateKey, citizen_key_usage, generate_key
 from cardbridge.emulator.iso7816 import (
     DF,
     EF,
@@ -89,6 +121,8 @@ from cardbridge.emulator.iso7816 import (
     Iso7816Card,
     Pin,
     ecdsa_raw,
+    rsa_pkcs1_digest,
+    rsa_pss,
     sw,
 )
 from cardbridge.emulator.kinds import AppletKind, PinDefault
@@ -96,7 +130,8 @@ from cardbridge.errors import InvalidInputError
 from cardbridge.iso7816 import CRT_CT, CRT_DST, INS_GET_DATA, INS_INTERNAL_AUTHENTICATE, INS_READ_BINARY, tlv
 from cardbridge.model import Purpose
 
-ATR = bytes.fromhex("3B7F96000080 31B865B085050011122460829000".replace(" ", ""))
+ATR = bytes.fromhex("3B 7F 96 00 00 80 31 B8 65 B0 85 05 00 11 12 24 60 82 90 00")
+ATR_V3 = bytes.fromhex("3B 7F 96 00 00 80 31 B8 65 B0 85 03 00 EF 12 00 F6 82 90 00")
 PKCS15_AID = bytes.fromhex("A000000063504B43532D3135")
 
 PIN1_REFERENCE = 0x11
@@ -108,7 +143,15 @@ AUTH_KEY_REFERENCE = 0x01
 SIGN_KEY_REFERENCE = 0x02
 
 ALG_ECDSA = 0x04
+ALG_RSA_PKCS1 = 0x02
+ALG_RSA_PSS = 0x05
 HASH_NIBBLES = {0x30: 28, 0x40: 32, 0x50: 48, 0x60: 64}
+_HASHES: dict[int, hashes.HashAlgorithm] = {
+    0x30: hashes.SHA224(),
+    0x40: hashes.SHA256(),
+    0x50: hashes.SHA384(),
+    0x60: hashes.SHA512(),
+}
 READ_BINARY_MAX = 0xB5
 DEFAULT_PINS = {"pin": "1234", "pin2": "123456", "puk": "12345678"}
 
@@ -139,12 +182,16 @@ def _pin_object(label: str, auth_id: int, flags: tuple[int, ...], pin: Pin, puk_
     return seq(tlv(0x30, common), seq(octets(bytes([auth_id]))), tlv(0xA1, attributes))
 
 
-def _ec_key_object(label: str, key_id: int, auth_id: int, usage: tuple[int, ...], reference: int) -> bytes:
+def _key_object(
+    label: str, key_id: int, auth_id: int, usage: tuple[int, ...], reference: int, key: PrivateKey
+) -> bytes:
+    """A PrKDF entry: privateRSAKey (SEQUENCE, modulusLength) or privateECKey ([0], field size)."""
+    size = key.key_size if isinstance(key, rsa.RSAPrivateKey) else key.curve.key_size
     return tlv(
-        0xA0,
+        0x30 if isinstance(key, rsa.RSAPrivateKey) else 0xA0,
         seq(utf8(label), bits(0), octets(bytes([auth_id])))  # private
         + seq(octets(bytes([key_id])), bits(*usage), tlv(0x01, b"\xff"), bits(0, 2, 3, 4), integer(reference))
-        + tlv(0xA1, seq(path(b"\x3f\x00"), integer(384))),
+        + tlv(0xA1, seq(path(b"\x3f\x00"), integer(size))),
     )
 
 
@@ -171,24 +218,79 @@ class FineidEF(EF):
 
 # -- the card --------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class FineidProfile:
+    """What differs between the FINEID card generations (S4-1 versions)."""
+
+    name: str  # "v4", "v3"
+    title: str
+    atr: bytes
+    auth_key: str  # devpki key kind
+    sign_key: str
+    sign_key_reference: int
+    sign_cert_fid: bytes  # in DF 5016
+    manufacturer: str
+    auth_key_usage: x509.KeyUsage
+    auth_usage_bits: tuple[int, ...]  # PKCS#15 KeyUsageFlags of the authentication key
+
+
+V4 = FineidProfile(
+    "v4",
+    "Finnish ID card (FINEID v4, Thales S4-1 v4.0)",
+    ATR,
+    "ec-p384",
+    "ec-p384",
+    SIGN_KEY_REFERENCE,
+    b"\x43\x32",
+    "Thales",
+    citizen_key_usage(digital_signature=True, key_agreement=True),
+    (2, 8),  # sign, derive
+)
+V3 = FineidProfile(
+    "v3",
+    "Finnish ID card (FINEID v3, Gemalto S4-1 v3.0, RSA-2048)",
+    ATR_V3,
+    "rsa-2048",
+    "ec-p256",
+    0x03,
+    b"\x43\x35",
+    "Gemalto",
+    citizen_key_usage(digital_signature=True, key_encipherment=True, data_encipherment=True),
+    (1, 2, 5),  # decrypt, sign, unwrap
+)
+
+
+@dataclass(frozen=True)
 class FineidCardData:
     """What is on the card: keys and certificates (DER), the CA certificate, the card number."""
 
-    auth_key: ec.EllipticCurvePrivateKey
+    auth_key: PrivateKey
     auth_cert: bytes
-    sign_key: ec.EllipticCurvePrivateKey
+    sign_key: PrivateKey
     sign_cert: bytes
     ca_cert: bytes
     card_number: str
 
 
+def card_signature(key: PrivateKey, algorithm: int, digest: bytes) -> bytes:
+    """What PSO COMPUTE DIGITAL SIGNATURE gives for the MSE SET's algorithm byte over the hash
+    of PSO HASH: ECDSA ``r || s``, or RSA PKCS#1 v1.5 (DigestInfo added) or PSS. ValueError
+    when the hash does not fit."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return ecdsa_raw(key, digest)
+    chosen = _HASHES[algorithm & 0xF0]
+    if algorithm & 0x0F == ALG_RSA_PSS:
+        return rsa_pss(key, digest, chosen)
+    return rsa_pkcs1_digest(key, digest, chosen)
+
+
 class FineidApplet(Iso7816Card):
-    """The FINEID application (S1 commands, S4-1 v4.0 file system); see the module text."""
+    """The FINEID application (S1 commands, an S4-1 file system); see the module text."""
 
     t0 = True
 
-    def __init__(self, data: FineidCardData, *, pin1: str, pin2: str, puk: str) -> None:
-        super().__init__(ATR)
+    def __init__(self, data: FineidCardData, *, pin1: str, pin2: str, puk: str, profile: FineidProfile = V4) -> None:
+        super().__init__(profile.atr)
+        self.profile = profile
         self.pin1 = self.add_pin(self._pin(PIN1_REFERENCE, pin1, 4))
         self.pin2 = self.add_pin(self._pin(PIN2_REFERENCE, pin2, 6))
         self.puk = self.add_pin(self._pin(PUK_REFERENCE, puk, 7, unblocked_by=None))
@@ -196,8 +298,15 @@ class FineidApplet(Iso7816Card):
             CardKey(AUTH_KEY_REFERENCE, data.auth_key, PIN1_REFERENCE, operations=frozenset({CRT_DST, CRT_CT}))
         )
         self.add_key(
-            CardKey(SIGN_KEY_REFERENCE, data.sign_key, PIN2_REFERENCE, pin_always=True, operations=frozenset({CRT_DST}))
+            CardKey(
+                profile.sign_key_reference,
+                data.sign_key,
+                PIN2_REFERENCE,
+                pin_always=True,
+                operations=frozenset({CRT_DST}),
+            )
         )
+
         self._hash: bytes | None = None
         self._build(data)
 
@@ -232,7 +341,7 @@ class FineidApplet(Iso7816Card):
         token_info = seq(
             integer(0),
             octets(data.card_number.encode()),
-            utf8("Thales"),
+            utf8(self.profile.manufacturer),
             tlv(0x80, b"HENKILOKORTTI"),
             bits(0, 2, 3),  # readonly, prnGeneration, eidCompliant
         )
@@ -248,15 +357,17 @@ class FineidApplet(Iso7816Card):
         mf.add(
             FineidEF(
                 b"\x44\x02",
-                _ec_key_object(AUTH_KEY_LABEL, 0x45, 1, (2, 8), AUTH_KEY_REFERENCE)  # sign, derive
-                + _ec_key_object(SIGN_KEY_LABEL, 0x46, 2, (9,), SIGN_KEY_REFERENCE),  # nonRepudiation
+                _key_object(AUTH_KEY_LABEL, 0x45, 1, self.profile.auth_usage_bits, AUTH_KEY_REFERENCE, data.auth_key)
+                + _key_object(  # nonRepudiation
+                    SIGN_KEY_LABEL, 0x46, 2, (9,), self.profile.sign_key_reference, data.sign_key
+                ),
             )
         )
         mf.add(
             FineidEF(
                 b"\x44\x03",
                 _cert_object(AUTH_LABEL, 0x45, bytes.fromhex("3F004331"))
-                + _cert_object(SIGN_LABEL, 0x46, bytes.fromhex("3F0050164332")),
+                + _cert_object(SIGN_LABEL, 0x46, b"\x3f\x00\x50\x16" + self.profile.sign_cert_fid),
             )
         )
         ca_names = x509.load_der_x509_certificate(data.ca_cert).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -266,7 +377,7 @@ class FineidApplet(Iso7816Card):
         mf.add(FineidEF(b"\x43\x34", data.ca_cert))
         esign = DF(b"\x50\x16")
         mf.add(esign)
-        esign.add(FineidEF(b"\x43\x32", data.sign_cert))
+        esign.add(FineidEF(self.profile.sign_cert_fid, data.sign_cert))
 
     # -- state ------------------------------------------------------------------------------
     def power_off(self) -> None:
@@ -312,20 +423,26 @@ class FineidApplet(Iso7816Card):
     def algorithm_ok(self, template: int, key: CardKey, algorithm: bytes | None) -> bool:
         if template != CRT_DST:
             return True
-        return (
-            algorithm is not None
-            and len(algorithm) == 1
-            and algorithm[0] & 0x0F == ALG_ECDSA
-            and (algorithm[0] & 0xF0 in HASH_NIBBLES)
-        )
+        if algorithm is None or len(algorithm) != 1 or algorithm[0] & 0xF0 not in HASH_NIBBLES:
+            return False
+        if isinstance(key.private_key, rsa.RSAPrivateKey):
+            return algorithm[0] & 0x0F in (ALG_RSA_PKCS1, ALG_RSA_PSS)
+        return algorithm[0] & 0x0F == ALG_ECDSA
 
     def perform_security_operation(self, apdu: CommandApdu) -> bytes:
         if (apdu.p1, apdu.p2) == (0x90, 0xA0):  # PSO HASH, hash computed outside the card
-            if CRT_DST not in self.environment:
+            environment = self.environment.get(CRT_DST)
+            if environment is None:
                 return sw(SW_CONDITIONS)
             data = apdu.data
             if len(data) < 2 or data[0] != 0x90 or data[1] != len(data) - 2 or data[1] not in (20, 28, 32, 48, 64):
                 return sw(SW_WRONG_DATA)
+            named = self.keys[environment[0x84][0]]
+            if (
+                isinstance(named.private_key, rsa.RSAPrivateKey)
+                and data[1] != HASH_NIBBLES[environment[0x80][0] & 0xF0]
+            ):
+                return sw(SW_WRONG_DATA)  # the card would put another hash's DigestInfo in front
             self._hash = data[2:]
             return sw(SW_OK)
         if (apdu.p1, apdu.p2) == (0x9E, 0x9A):
@@ -335,9 +452,10 @@ class FineidApplet(Iso7816Card):
             key = self._key_for(CRT_DST)
             if isinstance(key, int):
                 return sw(key)
-            if not isinstance(key.private_key, ec.EllipticCurvePrivateKey):
-                return sw(SW_CONDITIONS)
-            signature = ecdsa_raw(key.private_key, digest)
+            try:
+                signature = card_signature(key.private_key, self.environment[CRT_DST][0x80][0], digest)
+            except ValueError:
+                return sw(SW_WRONG_DATA)
             if key.pin_always:
                 self.verified.discard(key.pin_reference)
             return self.answer(signature, apdu)
@@ -346,30 +464,34 @@ class FineidApplet(Iso7816Card):
 
 # -- making the card -----------------------------------------------------------------------
 def load_or_create_fineid(
-    folder: Path, *, reader: int = 0, ca: DevCA | None = None, citizen: FinnishCitizen | None = None
+    folder: Path,
+    *,
+    reader: int = 0,
+    ca: DevCA | None = None,
+    citizen: FinnishCitizen | None = None,
+    profile: FineidProfile = V4,
 ) -> FineidCardData:
-    """The card's keys and certificates, made once in ``folder/fineid-card-READER`` (mode
-    0700); the CA is ``folder/ca`` unless ``ca`` is given."""
-    store = CardFolder(folder / f"fineid-card-{reader}")
+    """The card's keys and certificates, made once in ``folder/fineid-card-READER`` (v4) or
+    ``folder/fineid-v3-card-READER`` (mode 0700); the CA is ``folder/ca`` unless ``ca`` is
+    given."""
+    prefix = "fineid" if profile is V4 else f"fineid-{profile.name}"
+    store = CardFolder(folder / f"{prefix}-card-{reader}")
     authority = ca or DevCA.load_or_create(folder / "ca")
     ca_der = authority.certificate.public_bytes(serialization.Encoding.DER)
     ca_fingerprint = authority.certificate.fingerprint(hashes.SHA256()).hex()
     stored = store.load()
     if stored is not None and stored[1].get("ca") == ca_fingerprint:
         keys, meta = stored
-        if isinstance(keys.auth_key, ec.EllipticCurvePrivateKey) and isinstance(
-            keys.sign_key, ec.EllipticCurvePrivateKey
-        ):
-            return FineidCardData(
-                keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, ca_der, str(meta["card_number"])
-            )
+        return FineidCardData(
+            keys.auth_key, keys.auth_cert, keys.sign_key, keys.sign_cert, ca_der, str(meta["card_number"])
+        )
     person = citizen or FinnishCitizen()
-    auth_key, sign_key = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(ec.SECP384R1())
+    auth_key, sign_key = generate_key(profile.auth_key), generate_key(profile.sign_key)
     auth_cert = authority.issue(
         auth_key.public_key(),
         person,
         Purpose.AUTHENTICATION,
-        key_usage=citizen_key_usage(digital_signature=True, key_agreement=True),
+        key_usage=profile.auth_key_usage,
         extended_key_usage=[],
     )
     sign_cert = authority.issue(
@@ -380,7 +502,8 @@ def load_or_create_fineid(
         extensions=[x509.UnrecognizedExtension(_QC_STATEMENTS, _qc_statements())],
     )
     card_number = str(secrets.randbelow(900_000_000) + 100_000_000)
-    store.save(auth_key, auth_cert, sign_key, sign_cert, {"card_number": card_number, "ca": ca_fingerprint})
+    meta = {"card_number": card_number, "profile": profile.name, "ca": ca_fingerprint}
+    store.save(auth_key, auth_cert, sign_key, sign_cert, meta)
     return FineidCardData(
         auth_key,
         auth_cert.public_bytes(serialization.Encoding.DER),
@@ -391,16 +514,25 @@ def load_or_create_fineid(
     )
 
 
-KIND = AppletKind(
-    name="fineid",
-    title="Finnish ID card (FINEID, Thales S4-1 v4.0)",
-    pins=(
-        PinDefault("pin", "PIN1 (perustunnusluku)", DEFAULT_PINS["pin"]),
-        PinDefault("pin2", "PIN2 (allekirjoitustunnusluku)", DEFAULT_PINS["pin2"]),
-        PinDefault("puk", "PUK", DEFAULT_PINS["puk"]),
-    ),
-    keys=("ec-p384",),
-    make=lambda folder, reader, key, pins: FineidApplet(
-        load_or_create_fineid(folder, reader=reader), pin1=pins["pin"], pin2=pins["pin2"], puk=pins["puk"]
-    ),
+_PINS = (
+    PinDefault("pin", "PIN1 (perustunnusluku)", DEFAULT_PINS["pin"]),
+    PinDefault("pin2", "PIN2 (allekirjoitustunnusluku)", DEFAULT_PINS["pin2"]),
+    PinDefault("puk", "PUK", DEFAULT_PINS["puk"]),
 )
+PROFILE_BY_KEY = {"ec-p384": V4, "rsa-2048": V3}  # --key: the authentication key's type
+
+
+def _make(folder: Path, reader: int, key: str, pins: Mapping[str, str]) -> FineidApplet:
+    profile = PROFILE_BY_KEY[key]
+    return FineidApplet(
+        load_or_create_fineid(folder, reader=reader, profile=profile),
+        pin1=pins["pin"],
+        pin2=pins["pin2"],
+        puk=pins["puk"],
+        profile=profile,
+    )
+
+
+# ``--kind fineid`` (v4; with ``--key rsa-2048`` the v3 card) and ``--kind fineid-v3``.
+KIND = AppletKind(name="fineid", title=V4.title, pins=_PINS, keys=("ec-p384", "rsa-2048"), make=_make)
+KIND_V3 = AppletKind(name="fineid-v3", title=V3.title, pins=_PINS, keys=("rsa-2048",), make=_make)

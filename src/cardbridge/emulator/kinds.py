@@ -26,6 +26,7 @@ KINDS: dict[str, str | None] = {
     "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
     "esteid": "cardbridge.emulator.esteid:KIND",
     "fineid": "cardbridge.emulator.fineid:KIND",
+    "fineid-v3": "cardbridge.emulator.fineid:KIND_V3",
     "belpic": "cardbridge.emulator.belpic_card:BELPIC_KIND",
 }
 
@@ -69,6 +70,8 @@ class AppletKind:
     def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
         from cardbridge.emulator.virtual_card import VirtualCard
 
+        if key is not None and key not in self.keys:
+            raise InvalidInputError(f"The {self.title} has no {key} key; choose one of {', '.join(self.keys)}.")
         applet = self.make(folder, reader, key or self.keys[0], pins_with_defaults(self, pins))
         return VirtualCard(applet, reader=reader)
 

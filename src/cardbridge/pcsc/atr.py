@@ -68,6 +68,20 @@ KNOWN_CARDS: tuple[KnownCard, ...] = (
         driver="fineid",
         country="FI",
     ),
+    # The Finnish ID card, S4-1 v3.0 (Gemalto MultiApp v3.0, 2017-2021; pcsc-tools: "Finnish
+    # identity card") and v3.1 (MultiApp v4.2, 2021-2023; pcsc-tools: "Finnish ID-card v5.0(?)").
+    _row(
+        "Finnish ID card (FINEID v3)",
+        "3B 7F 96 00 00 80 31 B8 65 B0 85 03 00 EF 12 00 F6 82 90 00",
+        driver="fineid-v3",
+        country="FI",
+    ),
+    _row(
+        "Finnish ID card (FINEID v3.1)",
+        "3B 7F 96 00 00 80 31 B8 65 B0 85 04 02 1B 12 00 F6 82 90 00",
+        driver="fineid-v3",
+        country="FI",
+    ),
     # National eID cards that need a PKCS#11 module.
     # National eID cards with a built-in driver.
     _row(

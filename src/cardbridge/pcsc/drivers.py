@@ -19,6 +19,7 @@ DRIVERS: dict[str, str] = {
     "esteid": "cardbridge.pcsc.esteid:EsteidToken",
     "belpic": "cardbridge.pcsc.belpic:BelpicToken",
     "fineid": "cardbridge.pcsc.fineid:FineidToken",
+    "fineid-v3": "cardbridge.pcsc.fineid:FineidV3Token",
 }
 DEFAULT_DRIVER = "piv"  # an unknown ATR: PIV tokens come with many ATRs
 

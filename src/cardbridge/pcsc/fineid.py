@@ -1,6 +1,16 @@
 """The Finnish ID card (FINEID): the built-in driver for the citizen certificate card of the
-Digital and Population Data Services Agency (DVV), S4-1 v4.0 (Thales MultiApp v5.0, issued
-since March 2023: ECC P-384 keys).
+Digital and Population Data Services Agency (DVV), in its two card profiles:
+
+- S4-1 v4.0 (Thales MultiApp v5.0, issued since March 2023: ECC P-384 keys):
+  :class:`FineidToken`, driver ``fineid``;
+- S4-1 v3.0/v3.1 (Gemalto MultiApp v3.0 and v4.2, issued 2017-2023): an RSA-2048
+  authentication key (01) and an ECC P-256 signature key (03, its certificate 5016/4335):
+  :class:`FineidV3Token`, driver ``fineid-v3``. The RSA key signs with RSASSA-PKCS1-v1_5
+  (RS256/384/512: MSE SET ``02 | hash``, the card puts the DigestInfo in front) or PSS
+  (PS256/384/512: ``05 | hash``, what libelectronic-id uses); a login is RS256.
+
+The ATR picks the profile (``pcsc.atr``: the MultiApp version byte after ``85``: 05 is v4, 03
+and 04 are v3); both run the same application and commands.
 
 The card's commands (FINEID S1), as this driver sends them:
 
@@ -11,9 +21,11 @@ The card's commands (FINEID S1), as this driver sends them:
   left are the first byte of DF21), spending no try;
 - PIN1, the basic PIN (*perustunnusluku*), reference 11, 4 to 12 digits, for the
   authentication key 01; PIN2, the signature PIN (*allekirjoitustunnusluku*), reference 82,
-  6 to 12 digits, for the non-repudiation key 02; both padded with 00 to 12 bytes;
-- MSE SET ``41 B6`` with ``80 <04 + hash>`` and ``84 <key>``, PSO HASH ``90 A0`` with the
-  digest in tag 90, PSO COMPUTE DIGITAL SIGNATURE ``9E 9A``: raw ``r || s``;
+  6 to 12 digits, for the non-repudiation key (02 on v4, 03 on v3); both padded with 00 to
+  12 bytes;
+- MSE SET ``41 B6`` with ``80 <algorithm + hash>`` and ``84 <key>``, PSO HASH ``90 A0`` with
+  the digest in tag 90, PSO COMPUTE DIGITAL SIGNATURE ``9E 9A``: raw ``r || s`` (ECDSA) or
+  the RSA signature;
 - logout: SELECT the application again (it ends the PIN's security status).
 
 The dialog names the PIN as the card's holder knows it: "PIN1 (perustunnusluku)" and "PIN2
@@ -49,7 +61,10 @@ PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_b
 PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00, max_tries=5)
 
 ALG_ECDSA = 0x04
+ALG_RSA_PKCS1 = 0x02
+ALG_RSA_PSS = 0x05
 _HASH_NIBBLE = {28: 0x30, 32: 0x40, 48: 0x50, 64: 0x60}
+_RSA_PADDING = {"PKCS1.5": ALG_RSA_PKCS1, "PSS": ALG_RSA_PSS}
 PSO_HASH_P1P2 = (0x90, 0xA0)
 TAG_HASH = 0x90
 
@@ -70,6 +85,19 @@ SIGN_KEY = KeySpec(
     key_id=b"\x46",
     key_reference=0x02,
     certificate=Location(path=bytes.fromhex("50164332")),
+    pin=PIN2,
+    location=_APP,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+)
+
+
+SIGN_KEY_V3 = KeySpec(
+    purpose=Purpose.SIGNING,
+    label="allekirjoitusvarmenne",
+    key_id=b"\x46",
+    key_reference=0x03,
+    certificate=Location(path=bytes.fromhex("50164335")),
     pin=PIN2,
     location=_APP,
     sign_command=SignCommand.PSO_CDS,
@@ -122,6 +150,12 @@ class FineidToken(FileSystemToken):
         return PinState(tries, tries == 0)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
+        if certificate.key_type == "RSA" and certificate.key_size == 2048:
+            return tuple(
+                SignatureAlgorithm("RSA", h, padding)
+                for padding in ("PKCS1.5", "PSS")
+                for h in ("SHA-256", "SHA-384", "SHA-512")
+            )
         if certificate.key_type != "EC" or certificate.curve not in ("secp256r1", "secp384r1"):
             return ()
         first = "SHA-384" if certificate.curve == "secp384r1" else "SHA-256"
@@ -129,13 +163,18 @@ class FineidToken(FileSystemToken):
         return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in (first, *rest))
 
     def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
-        digest = request.digest
+        digest, algorithm = request.digest, request.algorithm
         nibble = _HASH_NIBBLE.get(len(digest))
         if nibble is None:
             raise UnsupportedKeyError("The card signs only SHA-224/256/384/512 digests.")
-        fs.mse_set(key.mse_template, bytes([0x80, 0x01, ALG_ECDSA | nibble, 0x84, 0x01, key.key_reference]))
+        low = _RSA_PADDING[algorithm.padding] if algorithm.crypto == "RSA" else ALG_ECDSA
+        fs.mse_set(key.mse_template, bytes([0x80, 0x01, low | nibble, 0x84, 0x01, key.key_reference]))
         fs.send(INS_PSO, *PSO_HASH_P1P2, bytes([TAG_HASH, len(digest)]) + digest, None).check()
         signature = fs.compute(key.sign_command, b"", 0)
+        if algorithm.crypto == "RSA":
+            if len(signature) != request.certificate.key_size // 8:
+                raise CardError("The card's signature has the wrong length.")
+            return signature
         return signature_to_raw(signature, (request.certificate.key_size + 7) // 8)
 
 
@@ -149,3 +188,11 @@ def _tries_left(data: bytes) -> int | None:
     except CardError:
         return None
     return counter[0] if counter else None
+
+
+class FineidV3Token(FineidToken):
+    """A FINEID card of the S4-1 v3 profile (an RSA-2048 authentication key, the ECC P-256
+    signature key 03 in 5016/4335) in one reader."""
+
+    driver = "fineid-v3"
+    keys = (AUTH_KEY, SIGN_KEY_V3)
