@@ -15,7 +15,7 @@ from typing import TypedDict
 from asn1crypto import x509 as asn1x509
 
 from cardbridge.errors import InvalidInputError
-from cardbridge.model import CertificateInfo, Purpose
+from cardbridge.model import CertificateInfo, KeyType, Purpose
 
 _CURVE_BITS = {"secp256r1": 256, "secp384r1": 384, "secp521r1": 521}
 
@@ -28,7 +28,9 @@ def parse_certificate(der: bytes, *, key_id: bytes = b"", label: str = "") -> Ce
         subject = cert.subject
         spki = cert.public_key
         algorithm = spki.algorithm
-        key_type = {"ec": "EC", "rsa": "RSA", "rsassa_pss": "RSA"}.get(algorithm, algorithm.upper())
+        key_type: KeyType | str = {"ec": KeyType.EC, "rsa": KeyType.RSA, "rsassa_pss": KeyType.RSA}.get(
+            algorithm, algorithm.upper()
+        )
         curve = spki.curve[1] if algorithm == "ec" else None
         key_size = _CURVE_BITS.get(curve or "", 0) if algorithm == "ec" else spki.bit_size
         names = subject.native

@@ -32,17 +32,75 @@ class PinKind(enum.StrEnum):
     SIGNING = "signing"
 
 
-HASH_LENGTHS: dict[str, int] = {"SHA-224": 28, "SHA-256": 32, "SHA-384": 48, "SHA-512": 64}
+# The names below are Web eID's (``supportedSignatureAlgorithms``) and the token format's:
+# StrEnum members are their strings, on the wire and in comparisons.
+
+
+class CryptoAlgorithm(enum.StrEnum):
+    """A signature's public-key algorithm (Web eID's ``cryptoAlgorithm``)."""
+
+    ECC = "ECC"
+    RSA = "RSA"
+
+
+class HashFunction(enum.StrEnum):
+    """A hash (Web eID's ``hashFunction``)."""
+
+    SHA224 = "SHA-224"
+    SHA256 = "SHA-256"
+    SHA384 = "SHA-384"
+    SHA512 = "SHA-512"
+
+
+class Padding(enum.StrEnum):
+    """A signature's padding (Web eID's ``paddingScheme``): NONE for ECDSA."""
+
+    NONE = "NONE"
+    PKCS1_5 = "PKCS1.5"
+    PSS = "PSS"
+
+
+class KeyType(enum.StrEnum):
+    """A certificate's key type, as ``list`` shows it (``keyType``)."""
+
+    EC = "EC"
+    RSA = "RSA"
+
+
+class BackendKind(enum.StrEnum):
+    """Which backend reaches a token (``TokenInfo.backend``)."""
+
+    PKCS11 = "pkcs11"
+    PCSC = "pcsc"
+
+
+# The hashes a card is asked to sign with, in order of preference after a curve's own.
+SIGNING_HASHES = (HashFunction.SHA256, HashFunction.SHA384, HashFunction.SHA512)
+HASH_LENGTHS: dict[str, int] = {
+    HashFunction.SHA224: 28,
+    HashFunction.SHA256: 32,
+    HashFunction.SHA384: 48,
+    HashFunction.SHA512: 64,
+}
 # The hash that goes with each ECDSA curve (its natural strength): ES256, ES384, ES512.
-CURVE_HASHES: dict[str, str] = {"secp256r1": "SHA-256", "secp384r1": "SHA-384", "secp521r1": "SHA-512"}
+CURVE_HASHES: dict[str, HashFunction] = {
+    "secp256r1": HashFunction.SHA256,
+    "secp384r1": HashFunction.SHA384,
+    "secp521r1": HashFunction.SHA512,
+}
 DIGEST_INFO_PREFIXES: dict[str, bytes] = {
-    "SHA-224": bytes.fromhex("302d300d06096086480165030402040500041c"),
-    "SHA-256": bytes.fromhex("3031300d060960864801650304020105000420"),
-    "SHA-384": bytes.fromhex("3041300d060960864801650304020205000430"),
-    "SHA-512": bytes.fromhex("3051300d060960864801650304020305000440"),
+    HashFunction.SHA224: bytes.fromhex("302d300d06096086480165030402040500041c"),
+    HashFunction.SHA256: bytes.fromhex("3031300d060960864801650304020105000420"),
+    HashFunction.SHA384: bytes.fromhex("3041300d060960864801650304020205000430"),
+    HashFunction.SHA512: bytes.fromhex("3051300d060960864801650304020305000440"),
 }
 """The DER DigestInfo before a digest of each hash (RFC 8017, 9.2, note 1): PKCS#1 v1.5."""
-_HASHLIB_NAMES = {"SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+_HASHLIB_NAMES: dict[str, str] = {
+    HashFunction.SHA224: "sha224",
+    HashFunction.SHA256: "sha256",
+    HashFunction.SHA384: "sha384",
+    HashFunction.SHA512: "sha512",
+}
 
 
 def hash_bytes(hash_function: str, data: bytes) -> bytes:
@@ -54,24 +112,28 @@ def hash_bytes(hash_function: str, data: bytes) -> bytes:
 class SignatureAlgorithm:
     """A signature algorithm as Web eID names it: crypto, hash and padding."""
 
-    crypto: str  # "ECC" | "RSA"
-    hash_function: str  # "SHA-256" | "SHA-384" | "SHA-512" | "SHA-224"
-    padding: str  # "NONE" | "PKCS1.5" | "PSS"
+    crypto: CryptoAlgorithm
+    hash_function: HashFunction
+    padding: Padding
 
     @property
     def jws(self) -> str:
         """The JWS name (ES384, RS256, PS256, …)."""
-        prefix = {"NONE": "ES", "PKCS1.5": "RS", "PSS": "PS"}[self.padding]
+        prefix = {Padding.NONE: "ES", Padding.PKCS1_5: "RS", Padding.PSS: "PS"}[self.padding]
         return prefix + self.hash_function.removeprefix("SHA-")
 
     @classmethod
     def from_jws(cls, name: str) -> SignatureAlgorithm:
         """Parse a JWS name; raises ``KeyError`` for anything else."""
-        crypto, padding = {"ES": ("ECC", "NONE"), "RS": ("RSA", "PKCS1.5"), "PS": ("RSA", "PSS")}[name[:2]]
+        crypto, padding = {
+            "ES": (CryptoAlgorithm.ECC, Padding.NONE),
+            "RS": (CryptoAlgorithm.RSA, Padding.PKCS1_5),
+            "PS": (CryptoAlgorithm.RSA, Padding.PSS),
+        }[name[:2]]
         bits = name[2:]
         if bits not in ("256", "384", "512"):
             raise KeyError(name)
-        return cls(crypto, "SHA-" + bits, padding)
+        return cls(crypto, HashFunction("SHA-" + bits), padding)
 
     def to_webeid(self) -> dict[str, str]:
         """The ``supportedSignatureAlgorithms`` entry."""
@@ -88,7 +150,7 @@ class CertificateInfo:
     serial: str  # hex
     not_before: dt.datetime
     not_after: dt.datetime
-    key_type: str  # "EC" | "RSA" | other
+    key_type: KeyType | str  # another key's algorithm name, upper case, as the certificate gives it
     key_size: int  # bits
     curve: str | None  # "secp256r1", …
     purpose: Purpose
@@ -154,7 +216,7 @@ class PinStatus:
 class TokenInfo:
     """Where a token is and what it calls itself."""
 
-    backend: str  # "pkcs11" | "pcsc"
+    backend: BackendKind
     source: str  # module path or reader name
     label: str
     serial: str = ""

@@ -30,7 +30,16 @@ from cardbridge.errors import (
     UserTimeoutError,
 )
 from cardbridge.events import EventHub
-from cardbridge.model import Backend, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, Token, TokenInfo
+from cardbridge.model import (
+    Backend,
+    BackendKind,
+    CertificateInfo,
+    PinStatus,
+    Purpose,
+    SignatureAlgorithm,
+    Token,
+    TokenInfo,
+)
 from cardbridge.pinentry import ChoiceOption, ChoiceRequest, DialogSource, WaitReason, WaitRequest
 from cardbridge.workers import Deadline, Workers, end_task
 
@@ -226,14 +235,14 @@ def once_per_card(infos: Sequence[TokenInfo]) -> list[TokenInfo]:
     card, and the direct driver wins, as it does when a login surveys the certificates. A
     module names a slot's reader in its description (at most 64 characters: a longer
     reader name comes cut)."""
-    direct = [info.reader for info in infos if info.backend == "pcsc" and info.reader]
+    direct = [info.reader for info in infos if info.backend == BackendKind.PCSC and info.reader]
 
     def seen_directly(slot: str | None) -> bool:
         if not slot:
             return False
         return any(reader == slot or (len(slot) == 64 and reader.startswith(slot)) for reader in direct)
 
-    return [info for info in infos if info.backend == "pcsc" or not seen_directly(info.reader)]
+    return [info for info in infos if info.backend == BackendKind.PCSC or not seen_directly(info.reader)]
 
 
 def _most_telling(errors: Sequence[CardbridgeError]) -> CardbridgeError:

@@ -41,6 +41,10 @@ from cardbridge.model import (
     HASH_LENGTHS,
     Backend,
     CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
     PinKind,
     PinStatus,
     Purpose,
@@ -78,7 +82,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EC_HASH = {256: "SHA-256", 384: "SHA-384", 521: "SHA-512"}
+_EC_HASH = {256: HashFunction.SHA256, 384: HashFunction.SHA384, 521: HashFunction.SHA512}
 MAX_TRIES_WITHOUT_COUNTER = 3  # PINs sent per login to a token that reports no tries left
 MAX_DIALOGS = 10  # PIN dialogs per login, whatever they are answered with
 
@@ -87,14 +91,15 @@ def authentication_algorithm(
     certificate: CertificateInfo, supported: Sequence[SignatureAlgorithm]
 ) -> SignatureAlgorithm:
     """EC P-256/384/521 → ES256/384/512; RSA → RS256, or PS256 when only PSS is offered."""
-    if certificate.key_type == "EC":
+    if certificate.key_type == KeyType.EC:
         hash_function = _EC_HASH.get(certificate.key_size)
-        wanted = SignatureAlgorithm("ECC", hash_function or "", "NONE")
-        if hash_function and wanted in supported:
-            return wanted
-    elif certificate.key_type == "RSA":
-        for padding in ("PKCS1.5", "PSS"):
-            wanted = SignatureAlgorithm("RSA", "SHA-256", padding)
+        if hash_function is not None:
+            wanted = SignatureAlgorithm(CryptoAlgorithm.ECC, hash_function, Padding.NONE)
+            if wanted in supported:
+                return wanted
+    elif certificate.key_type == KeyType.RSA:
+        for padding in (Padding.PKCS1_5, Padding.PSS):
+            wanted = SignatureAlgorithm(CryptoAlgorithm.RSA, HashFunction.SHA256, padding)
             if wanted in supported:
                 return wanted
     raise UnsupportedKeyError(
@@ -317,7 +322,7 @@ class CardService:
         origin: str,
         certificate_der: bytes,
         digest: bytes,
-        hash_function: str,
+        hash_function: HashFunction,
         pin_source: PinSource,
         *,
         lang: str = "nb",

@@ -321,6 +321,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
     from cardbridge.config import load_config
     from cardbridge.i18n import request_language
     from cardbridge.logsetup import setup_logging
+    from cardbridge.model import HashFunction
     from cardbridge.pinentry import PinentrySource
     from cardbridge.schema import base64_field
     from cardbridge.service import open_service
@@ -347,7 +348,7 @@ async def perform(command: str, arguments: dict[str, str]) -> dict[str, Any]:
                 "supportedSignatureAlgorithms": [a.to_webeid() for a in algorithms],
             }
         signature, algorithm = await service.sign(
-            origin, certificate, digest, arguments["hashFunction"], pins, lang=lang
+            origin, certificate, digest, HashFunction(arguments["hashFunction"]), pins, lang=lang
         )
         return {"signature": b64(signature), "signatureAlgorithm": algorithm.to_webeid()}
     finally:

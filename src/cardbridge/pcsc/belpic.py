@@ -41,7 +41,18 @@ from collections.abc import Sequence
 
 from cardbridge.errors import CardError, UnsupportedCardError, UnsupportedKeyError
 from cardbridge.iso7816 import CRT_DST, INS_MSE, INS_READ_BINARY, INS_SELECT
-from cardbridge.model import CURVE_HASHES, DIGEST_INFO_PREFIXES, CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import (
+    CURVE_HASHES,
+    DIGEST_INFO_PREFIXES,
+    SIGNING_HASHES,
+    CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
+    Purpose,
+    SignatureAlgorithm,
+)
 from cardbridge.pcsc.apdu import SW, ApduTransport
 from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import (
@@ -78,7 +89,11 @@ KEY_NON_REPUDIATION = 0x83
 # Algorithm references (MSE SET tag 80).
 ALG_ECDSA_SHA256, ALG_ECDSA_SHA384, ALG_ECDSA_SHA512 = 0x01, 0x02, 0x04
 ALG_RSA_PKCS1, ALG_RSA_PKCS1_SHA256 = 0x01, 0x08
-_ECDSA = {"SHA-256": ALG_ECDSA_SHA256, "SHA-384": ALG_ECDSA_SHA384, "SHA-512": ALG_ECDSA_SHA512}
+_ECDSA = {
+    HashFunction.SHA256: ALG_ECDSA_SHA256,
+    HashFunction.SHA384: ALG_ECDSA_SHA384,
+    HashFunction.SHA512: ALG_ECDSA_SHA512,
+}
 # MSE SET's answers when the key is not where the card stands: 6A88 (the key not found), and
 # those the Belgian middleware reads as another DF or applet being current.
 _KEY_NOT_HERE = frozenset(
@@ -179,12 +194,12 @@ class BelpicToken(FileSystemToken):
         return fs.pin_state(pin.reference)  # a global PIN: no SELECT first
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type == "EC" and certificate.curve in CURVE_HASHES:
+        if certificate.key_type == KeyType.EC and certificate.curve in CURVE_HASHES:
             natural = CURVE_HASHES[certificate.curve]
             hashes = [natural] + [h for h in CURVE_HASHES.values() if h != natural]
-            return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in hashes)
-        if certificate.key_type == "RSA" and certificate.key_size == 2048:
-            return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))
+            return tuple(SignatureAlgorithm(CryptoAlgorithm.ECC, h, Padding.NONE) for h in hashes)
+        if certificate.key_type == KeyType.RSA and certificate.key_size == 2048:
+            return tuple(SignatureAlgorithm(CryptoAlgorithm.RSA, h, Padding.PKCS1_5) for h in SIGNING_HASHES)
         return ()
 
     def before_verify(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> None:
@@ -208,7 +223,7 @@ class BelpicToken(FileSystemToken):
         SHA-256 reference, which adds its own)."""
         algorithm = request.algorithm
         data = request.digest
-        if algorithm.crypto != "ECC" and algorithm.hash_function != "SHA-256":
+        if algorithm.crypto != CryptoAlgorithm.ECC and algorithm.hash_function != HashFunction.SHA256:
             data = DIGEST_INFO_PREFIXES[algorithm.hash_function] + data
         try:
             signature = fs.compute(SignCommand.PSO_CDS, data, 0)
@@ -216,7 +231,7 @@ class BelpicToken(FileSystemToken):
             if self._where_it_stood:
                 self.select_first = True  # the MSE SET where the card stood did not do
             raise
-        expected = 2 * ((request.certificate.key_size + 7) // 8) if algorithm.crypto == "ECC" else 256
+        expected = 2 * ((request.certificate.key_size + 7) // 8) if algorithm.crypto == CryptoAlgorithm.ECC else 256
         if len(signature) != expected:
             raise CardError("The card's signature has the wrong length.")
         return signature
@@ -229,6 +244,6 @@ class BelpicToken(FileSystemToken):
 def _mse_reference(algorithm: SignatureAlgorithm) -> int:
     """The MSE SET algorithm reference: ECDSA by its hash; RSA PKCS#1 v1.5 with SHA-256
     (the card adds the DigestInfo) or with the DigestInfo sent."""
-    if algorithm.crypto == "ECC":
+    if algorithm.crypto == CryptoAlgorithm.ECC:
         return _ECDSA[algorithm.hash_function]
-    return ALG_RSA_PKCS1_SHA256 if algorithm.hash_function == "SHA-256" else ALG_RSA_PKCS1
+    return ALG_RSA_PKCS1_SHA256 if algorithm.hash_function == HashFunction.SHA256 else ALG_RSA_PKCS1

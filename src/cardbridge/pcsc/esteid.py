@@ -19,7 +19,16 @@ from collections.abc import Sequence
 
 from cardbridge.errors import CardError
 from cardbridge.iso7816 import CRT_AT, CRT_DST, INS_GET_DATA
-from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import (
+    SIGNING_HASHES,
+    CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
+    Purpose,
+    SignatureAlgorithm,
+)
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.filesystem import (
     FileSystemSession,
@@ -109,11 +118,11 @@ class EsteidToken(FileSystemToken):
         return PinState(left[0], left[0] == 0)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type != "EC" or certificate.curve != "secp384r1":
+        if certificate.key_type != KeyType.EC or certificate.curve != "secp384r1":
             return ()
         if certificate.purpose is Purpose.SIGNING:  # the card signs any hash, cut or padded to 48 bytes
-            return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in ("SHA-256", "SHA-384", "SHA-512"))
-        return (SignatureAlgorithm("ECC", "SHA-384", "NONE"),)
+            return tuple(SignatureAlgorithm(CryptoAlgorithm.ECC, h, Padding.NONE) for h in SIGNING_HASHES)
+        return (SignatureAlgorithm(CryptoAlgorithm.ECC, HashFunction.SHA384, Padding.NONE),)
 
     def logout(self, fs: FileSystemSession, key: KeySpec) -> None:
         fs.select_aid(IASECC_AID)

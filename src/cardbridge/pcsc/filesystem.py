@@ -46,7 +46,16 @@ from cardbridge.iso7816 import (
     INS_SELECT,
     INS_VERIFY,
 )
-from cardbridge.model import CURVE_HASHES, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm
+from cardbridge.model import (
+    CURVE_HASHES,
+    CertificateInfo,
+    CryptoAlgorithm,
+    KeyType,
+    Padding,
+    PinStatus,
+    Purpose,
+    SignatureAlgorithm,
+)
 from cardbridge.pcsc.apdu import SW, ApduError, ApduTransport, Response
 from cardbridge.pcsc.cardtoken import CardSlot, CardToken, SignRequest, parse_or_warn
 from cardbridge.pcsc.pinstate import PinCounters
@@ -342,9 +351,9 @@ class FileSystemToken(CardToken):
         )
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type == "EC":
+        if certificate.key_type == KeyType.EC:
             hash_function = CURVE_HASHES.get(certificate.curve or "")
-            return (SignatureAlgorithm("ECC", hash_function, "NONE"),) if hash_function else ()
+            return (SignatureAlgorithm(CryptoAlgorithm.ECC, hash_function, Padding.NONE),) if hash_function else ()
         return ()
 
     def sign_on_card(self, transport: ApduTransport, request: SignRequest) -> bytes:

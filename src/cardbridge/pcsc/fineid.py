@@ -38,7 +38,16 @@ from collections.abc import Sequence
 
 from cardbridge.errors import CardError, UnsupportedKeyError
 from cardbridge.iso7816 import CRT_DST, INS_GET_DATA, INS_PSO
-from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import (
+    SIGNING_HASHES,
+    CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
+    Purpose,
+    SignatureAlgorithm,
+)
 from cardbridge.pcsc.apdu import ApduError, ApduTransport
 from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import (
@@ -64,7 +73,7 @@ ALG_ECDSA = 0x04
 ALG_RSA_PKCS1 = 0x02
 ALG_RSA_PSS = 0x05
 _HASH_NIBBLE = {28: 0x30, 32: 0x40, 48: 0x50, 64: 0x60}
-_RSA_PADDING = {"PKCS1.5": ALG_RSA_PKCS1, "PSS": ALG_RSA_PSS}
+_RSA_PADDING = {Padding.PKCS1_5: ALG_RSA_PKCS1, Padding.PSS: ALG_RSA_PSS}
 PSO_HASH_P1P2 = (0x90, 0xA0)
 TAG_HASH = 0x90
 
@@ -150,28 +159,28 @@ class FineidToken(FileSystemToken):
         return PinState(tries, tries == 0)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type == "RSA" and certificate.key_size == 2048:
+        if certificate.key_type == KeyType.RSA and certificate.key_size == 2048:
             return tuple(
-                SignatureAlgorithm("RSA", h, padding)
-                for padding in ("PKCS1.5", "PSS")
-                for h in ("SHA-256", "SHA-384", "SHA-512")
+                SignatureAlgorithm(CryptoAlgorithm.RSA, h, padding)
+                for padding in (Padding.PKCS1_5, Padding.PSS)
+                for h in SIGNING_HASHES
             )
-        if certificate.key_type != "EC" or certificate.curve not in ("secp256r1", "secp384r1"):
+        if certificate.key_type != KeyType.EC or certificate.curve not in ("secp256r1", "secp384r1"):
             return ()
-        first = "SHA-384" if certificate.curve == "secp384r1" else "SHA-256"
-        rest = [h for h in ("SHA-256", "SHA-384", "SHA-512") if h != first]
-        return tuple(SignatureAlgorithm("ECC", h, "NONE") for h in (first, *rest))
+        first = HashFunction.SHA384 if certificate.curve == "secp384r1" else HashFunction.SHA256
+        rest = [h for h in SIGNING_HASHES if h != first]
+        return tuple(SignatureAlgorithm(CryptoAlgorithm.ECC, h, Padding.NONE) for h in (first, *rest))
 
     def compute_signature(self, fs: FileSystemSession, key: KeySpec, request: SignRequest) -> bytes:
         digest, algorithm = request.digest, request.algorithm
         nibble = _HASH_NIBBLE.get(len(digest))
         if nibble is None:
             raise UnsupportedKeyError("The card signs only SHA-224/256/384/512 digests.")
-        low = _RSA_PADDING[algorithm.padding] if algorithm.crypto == "RSA" else ALG_ECDSA
+        low = _RSA_PADDING[algorithm.padding] if algorithm.crypto == CryptoAlgorithm.RSA else ALG_ECDSA
         fs.mse_set(key.mse_template, bytes([0x80, 0x01, low | nibble, 0x84, 0x01, key.key_reference]))
         fs.send(INS_PSO, *PSO_HASH_P1P2, bytes([TAG_HASH, len(digest)]) + digest, None).check()
         signature = fs.compute(key.sign_command, b"", 0)
-        if algorithm.crypto == "RSA":
+        if algorithm.crypto == CryptoAlgorithm.RSA:
             if len(signature) != request.certificate.key_size // 8:
                 raise CardError("The card's signature has the wrong length.")
             return signature

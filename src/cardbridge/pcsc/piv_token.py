@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cardbridge.errors import CardError, NoCertificateError
-from cardbridge.model import CertificateInfo, PinStatus, SignatureAlgorithm
+from cardbridge.model import (
+    SIGNING_HASHES,
+    CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
+    PinStatus,
+    SignatureAlgorithm,
+)
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.cardtoken import CardToken, SignRequest, parse_or_warn
 from cardbridge.pcsc.piv import (
@@ -49,12 +58,12 @@ class PivToken(CardToken):
         return self.transact(step)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
-        if certificate.key_type == "EC" and certificate.curve == "secp256r1":
-            return (SignatureAlgorithm("ECC", "SHA-256", "NONE"),)
-        if certificate.key_type == "EC" and certificate.curve == "secp384r1":
-            return (SignatureAlgorithm("ECC", "SHA-384", "NONE"),)
-        if certificate.key_type == "RSA" and certificate.key_size == 2048:
-            return tuple(SignatureAlgorithm("RSA", h, "PKCS1.5") for h in ("SHA-256", "SHA-384", "SHA-512"))
+        if certificate.key_type == KeyType.EC and certificate.curve == "secp256r1":
+            return (SignatureAlgorithm(CryptoAlgorithm.ECC, HashFunction.SHA256, Padding.NONE),)
+        if certificate.key_type == KeyType.EC and certificate.curve == "secp384r1":
+            return (SignatureAlgorithm(CryptoAlgorithm.ECC, HashFunction.SHA384, Padding.NONE),)
+        if certificate.key_type == KeyType.RSA and certificate.key_size == 2048:
+            return tuple(SignatureAlgorithm(CryptoAlgorithm.RSA, h, Padding.PKCS1_5) for h in SIGNING_HASHES)
         return ()
 
     def check_key(self, certificate: CertificateInfo) -> None:
@@ -64,7 +73,7 @@ class PivToken(CardToken):
         """VERIFY, GENERAL AUTHENTICATE, and the PIV logout."""
         certificate = request.certificate
         key = _key_ref(certificate)
-        if certificate.key_type == "RSA":
+        if certificate.key_type == KeyType.RSA:
             alg = Algorithm.RSA_2048
             challenge = pkcs1_v15_block(request.digest, request.algorithm.hash_function, 256)
         else:

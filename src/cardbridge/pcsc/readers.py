@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from cardbridge.model import BackendKind
 from cardbridge.pcsc.atr import CardIdentity, identify
 from cardbridge.pcsc.scard import STATE_UNAWARE, PcscContext, ReaderStatus
 
 T = TypeVar("T")
 
-BACKEND_NAME = "pcsc"
+BACKEND_NAME = BackendKind.PCSC
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,10 +40,22 @@ from cardbridge.errors import (
     UserCancelledError,
 )
 from cardbridge.logsetup import TRACE
-from cardbridge.model import DIGEST_INFO_PREFIXES, CertificateInfo, PinStatus, SignatureAlgorithm, TokenInfo
+from cardbridge.model import (
+    DIGEST_INFO_PREFIXES,
+    SIGNING_HASHES,
+    BackendKind,
+    CertificateInfo,
+    CryptoAlgorithm,
+    HashFunction,
+    KeyType,
+    Padding,
+    PinStatus,
+    SignatureAlgorithm,
+    TokenInfo,
+)
 from cardbridge.pkcs11 import _cryptoki as ck
 from cardbridge.pkcs11.errors import convert
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass, TokenFlag
+from pkcs11 import Attribute, Mechanism, ObjectClass, TokenFlag
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT = 5.0  # seconds a shutdown waits for the module call in progress (a C_Login takes < 1 s)
@@ -70,12 +82,11 @@ def _module_lock(path: str) -> threading.Lock:
 
 
 _PSS_PARAMS = {
-    "SHA-224": (Mechanism.SHA224, MGF.SHA224, 28),
-    "SHA-256": (Mechanism.SHA256, MGF.SHA256, 32),
-    "SHA-384": (Mechanism.SHA384, MGF.SHA384, 48),
-    "SHA-512": (Mechanism.SHA512, MGF.SHA512, 64),
+    HashFunction.SHA224: (Mechanism.SHA224, MGF.SHA224, 28),
+    HashFunction.SHA256: (Mechanism.SHA256, MGF.SHA256, 32),
+    HashFunction.SHA384: (Mechanism.SHA384, MGF.SHA384, 48),
+    HashFunction.SHA512: (Mechanism.SHA512, MGF.SHA512, 64),
 }
-_HASHES = ("SHA-256", "SHA-384", "SHA-512")
 
 
 def digest_info(hash_function: str, digest: bytes) -> bytes:
@@ -269,7 +280,7 @@ class Pkcs11Token:
         self._slot = slot
         self._token = token
         self._info = TokenInfo(
-            backend="pkcs11",
+            backend=BackendKind.PKCS11,
             source=backend.name,
             label=token.label.strip(),
             serial=token.serial.decode("ascii", "replace").strip(),
@@ -372,16 +383,16 @@ class Pkcs11Token:
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
         mechanisms = self._mechanism_set()
-        if certificate.key_type == "EC":
+        if certificate.key_type == KeyType.EC:
             if Mechanism.ECDSA not in mechanisms:
                 return []
-            return [SignatureAlgorithm("ECC", h, "NONE") for h in _HASHES]
-        if certificate.key_type == "RSA":
+            return [SignatureAlgorithm(CryptoAlgorithm.ECC, h, Padding.NONE) for h in SIGNING_HASHES]
+        if certificate.key_type == KeyType.RSA:
             found = []
             if Mechanism.RSA_PKCS in mechanisms:
-                found += [SignatureAlgorithm("RSA", h, "PKCS1.5") for h in _HASHES]
+                found += [SignatureAlgorithm(CryptoAlgorithm.RSA, h, Padding.PKCS1_5) for h in SIGNING_HASHES]
             if Mechanism.RSA_PKCS_PSS in mechanisms:
-                found += [SignatureAlgorithm("RSA", h, "PSS") for h in _HASHES]
+                found += [SignatureAlgorithm(CryptoAlgorithm.RSA, h, Padding.PSS) for h in SIGNING_HASHES]
             return found
         return []
 
@@ -455,13 +466,13 @@ class Pkcs11Token:
 
     def _sign(self, key: Any, digest: bytes, algorithm: SignatureAlgorithm) -> bytes:
         try:
-            if algorithm.crypto == "ECC":
-                if key.key_type != KeyType.EC:
+            if algorithm.crypto == CryptoAlgorithm.ECC:
+                if key.key_type != pkcs11.KeyType.EC:
                     raise UnsupportedKeyError("The key is not an EC key.")
                 signature = key.sign(digest, mechanism=Mechanism.ECDSA)
-            elif algorithm.padding == "PKCS1.5":
+            elif algorithm.padding == Padding.PKCS1_5:
                 signature = key.sign(digest_info(algorithm.hash_function, digest), mechanism=Mechanism.RSA_PKCS)
-            elif algorithm.padding == "PSS":
+            elif algorithm.padding == Padding.PSS:
                 signature = key.sign(
                     digest,
                     mechanism=Mechanism.RSA_PKCS_PSS,

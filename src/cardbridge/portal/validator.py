@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cardbridge import strictjson
 from cardbridge.authtoken import NONCE_MAX_LENGTH, NONCE_MIN_LENGTH, check_nonce, check_origin, signing_input
 from cardbridge.errors import ConfigError, InvalidInputError, InvalidNonceError, InvalidOriginError
-from cardbridge.model import SignatureAlgorithm
+from cardbridge.model import CryptoAlgorithm, HashFunction, Padding, SignatureAlgorithm
 from cardbridge.portal._certificate import (
     ChainValidator,
     PublicKey,
@@ -80,9 +80,9 @@ DEFAULT_DISALLOWED_POLICIES: frozenset[str] = frozenset(
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA-256": hashes.SHA256,
-    "SHA-384": hashes.SHA384,
-    "SHA-512": hashes.SHA512,
+    HashFunction.SHA256: hashes.SHA256,
+    HashFunction.SHA384: hashes.SHA384,
+    HashFunction.SHA512: hashes.SHA512,
 }
 _STRING_FIELDS = ("unverifiedCertificate", "algorithm", "signature", "format")
 # What check_nonce accepts, as one regular expression: the fast path for valid nonces.
@@ -180,7 +180,7 @@ def check_key_fits(algorithm: SignatureAlgorithm, key: PublicKey, *, min_rsa_key
         if _CURVES.get(name) != key.curve.name:
             raise AlgorithmKeyMismatchError(f"{name} does not fit the certificate's {key.curve.name} key.")
         return
-    if algorithm.crypto != "RSA":
+    if algorithm.crypto != CryptoAlgorithm.RSA:
         raise AlgorithmKeyMismatchError(f"{name} does not fit the certificate's RSA key.")
     if key.key_size < min_rsa_key_size:
         raise AlgorithmKeyMismatchError(f"The certificate's RSA key has {key.key_size} bits, fewer than allowed.")
@@ -196,7 +196,7 @@ def verify_signature(key: PublicKey, algorithm: SignatureAlgorithm, signature: b
                 raise SignatureInvalidError(f"An {algorithm.jws} signature has {2 * half} bytes, not {len(signature)}.")
             der = encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
             key.verify(der, message, ec.ECDSA(hash_algorithm))
-        elif algorithm.padding == "PSS":
+        elif algorithm.padding == Padding.PSS:
             pss = padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.DIGEST_LENGTH)
             key.verify(signature, message, pss, hash_algorithm)
         else:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from cardbridge import schema
 from cardbridge.errors import InvalidInputError
+from cardbridge.model import HashFunction
 from cardbridge.strictjson import StrictJsonError, loads
 
 
@@ -43,7 +44,7 @@ class SigningCertificateRequest:
 class SignRequest:
     certificate: bytes
     digest: bytes
-    hash_function: str
+    hash_function: HashFunction
     lang: str | None = None
     origin: str | None = None
 
@@ -66,7 +67,7 @@ def decode_sign(data: bytes) -> SignRequest:
     body = decode_body(data, "SignRequest")
     certificate = schema.base64_field(body, "certificate")
     digest = schema.base64_field(body, "hash")
-    return SignRequest(certificate, digest, body["hashFunction"], body.get("lang"), body.get("origin"))
+    return SignRequest(certificate, digest, HashFunction(body["hashFunction"]), body.get("lang"), body.get("origin"))
 
 
 DECODERS: dict[str, Callable[[bytes], object]] = {
