@@ -18,20 +18,21 @@ from typing import Any, TypeVar
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from smartcard import scard
 
 from cardbridge.emulator.devpki import DevCA, FinnishCitizen
 from cardbridge.emulator.fineid import FineidApplet
 from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
-from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError
+from cardbridge.errors import CardbridgeError, CardRemovedError, Code, PinBlockedError, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.origins import OriginStore
 from cardbridge.pcsc import PcscBackend
 from cardbridge.portal import AuthTokenValidator
 from tests.conftest import ScriptedPinentry
 from tests.nativemsg.conftest import HostProcess, write_config
-from tests.pcsc.conftest import READER_0, Pcscd, start_kind, stop_card, wait_for_card
+from tests.pcsc.conftest import READER_0, Pcscd, start_card, start_kind, stop_card, wait_for_card
 from tests.server.conftest import start_serve
 from tests.verify import verify_token
 
@@ -278,6 +279,70 @@ def test_card_removed_mid_signature_then_the_next_login_works(fineid: VirtualCar
     token = fineid_token(backend)
     auth = cert_for(token, Purpose.AUTHENTICATION)
     verify_raw(auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, ES384))
+
+
+def verify_signature(cert: CertificateInfo, digest: bytes, signature: bytes, algorithm: SignatureAlgorithm) -> None:
+    """A raw ``r || s`` ECDSA, RSASSA-PKCS1-v1_5 or PSS signature over ``digest``."""
+    public = x509.load_der_x509_certificate(cert.der).public_key()
+    chosen = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
+    if isinstance(public, rsa.RSAPublicKey):
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15() if algorithm.padding == "PKCS1.5" else padding.PSS(padding.MGF1(chosen), len(digest))
+        )
+        public.verify(signature, digest, pad, utils.Prehashed(chosen))
+        return
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    half = len(signature) // 2
+    der = utils.encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
+    public.verify(der, digest, ec.ECDSA(utils.Prehashed(chosen)))
+
+
+def reset_by_another_program(reader: str) -> None:
+    """Another PC/SC client (its own context) connects to the card and disconnects with
+    SCARD_RESET_CARD, as a program that resets the card between two of ours does."""
+    code, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    assert code == scard.SCARD_S_SUCCESS
+    try:
+        code, handle, _protocol = scard.SCardConnect(
+            context, reader, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        )
+        assert code == scard.SCARD_S_SUCCESS
+        assert scard.SCardDisconnect(handle, scard.SCARD_RESET_CARD) == scard.SCARD_S_SUCCESS
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+@pytest.mark.parametrize("kind", ["piv", "fineid", "fineid-v3"])
+def test_card_reset_by_another_program_mid_session(
+    kind: str, pcscd: Pcscd, card_folder: Path, backend: PcscBackend
+) -> None:
+    """A Finnish card (both profiles) reset by another program, next to the PIV card as the
+    reference. Between the PIN dialog and the signature (another client resets the card:
+    its selection and PIN state are gone): the driver selects its application again and the
+    login works. In the middle of the signature (the card loses its volatile state before
+    the signing command, as after a reset pcscd does not report to this connection): the
+    card's own status word ends it as CARD_ERROR, the same code the PIV driver gives, no
+    signature, and the next login works."""
+    card = start_card(card_folder) if kind == "piv" else start_kind(card_folder / "fineid", kind)
+    try:
+        token = fineid_token(backend)
+        auth = cert_for(token, Purpose.AUTHENTICATION)
+        algorithm = token.supported_algorithms(auth)[0]
+        digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"M").digest()
+        pin = "123456" if kind == "piv" else PIN1
+        assert on(token, token.pin_status, auth).retries_left in (None, 3, 5)
+        reset_by_another_program(READER_0)
+        signature = on(token, token.sign_digest, auth, bytearray(pin.encode()), digest, algorithm)
+        verify_signature(auth, digest, signature, algorithm)
+
+        card.reset_when(0x87 if kind == "piv" else INS_PSO)  # GENERAL AUTHENTICATE / PSO
+        with pytest.raises(CardbridgeError) as info:
+            on(token, token.sign_digest, auth, bytearray(pin.encode()), digest, algorithm)
+        assert info.value.code is Code.CARD_ERROR, info.value
+        signature = on(token, token.sign_digest, auth, bytearray(pin.encode()), digest, algorithm)
+        verify_signature(auth, digest, signature, algorithm)
+    finally:
+        stop_card(card)
 
 
 # -- the whole bridge ---------------------------------------------------------------------------

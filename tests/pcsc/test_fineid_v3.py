@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cardbridge.emulator.fineid import ATR_V3, V3, FineidApplet
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import PinIncorrectError
-from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm
+from cardbridge.model import Purpose, SignatureAlgorithm
 from cardbridge.origins import OriginStore
 from cardbridge.pcsc import PcscBackend
 from tests.conftest import ScriptedPinentry
@@ -40,6 +40,7 @@ from tests.pcsc.test_fineid import (
     on,
     opensc,
     validate,
+    verify_signature,
 )
 from tests.server.conftest import start_serve
 from tests.verify import verify_token
@@ -78,21 +79,6 @@ def backend() -> Iterator[PcscBackend]:
 def applet(card: VirtualCard) -> FineidApplet:
     assert isinstance(card.applet, FineidApplet) and card.applet.profile is V3
     return card.applet
-
-
-def verify_signature(cert: CertificateInfo, digest: bytes, signature: bytes, algorithm: SignatureAlgorithm) -> None:
-    public = x509.load_der_x509_certificate(cert.der).public_key()
-    chosen = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
-    if isinstance(public, rsa.RSAPublicKey):
-        pad: padding.AsymmetricPadding = (
-            padding.PKCS1v15() if algorithm.padding == "PKCS1.5" else padding.PSS(padding.MGF1(chosen), len(digest))
-        )
-        public.verify(signature, digest, pad, utils.Prehashed(chosen))
-        return
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    half = len(signature) // 2
-    der = utils.encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
-    public.verify(der, digest, ec.ECDSA(utils.Prehashed(chosen)))
 
 
 # -- the outside judge: OpenSC ----------------------------------------------------------------
