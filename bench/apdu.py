@@ -106,6 +106,19 @@ print("warm", min(times), flush=True)
 """
 
 
+# A second process that loads OpenSC's module and lists its tokens, which leaves the card
+# connected (as in a browser with the module, or cardbridge's own PKCS#11 backend with
+# p11-kit's OpenSC), until a line comes.
+OPENSC_HOLD = """
+import sys, pkcs11
+lib = pkcs11.lib(sys.argv[1])
+for slot in lib.get_slots(token_present=True):
+    slot.get_token()
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
 @dataclass
 class Row:
     label: str
@@ -197,6 +210,22 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
                 times.append(time.perf_counter() - started)
                 records = list(card.records)
             rows.append(Row("cardbridge driver, warm login, PIN state read", records, min(times)))
+            if OPENSC:  # the same login while OpenSC's module (another PC/SC client) holds the card
+                driver_login(backend, pins["pin"])  # the count known again
+                command = [sys.executable, "-c", OPENSC_HOLD, OPENSC]
+                holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                assert holder.stdin is not None and holder.stdout is not None
+                try:
+                    if holder.stdout.readline().strip() == "holding":
+                        card.reset_count()
+                        started = time.perf_counter()
+                        driver_login(backend, pins["pin"])
+                        label = "cardbridge driver, warm login, OpenSC holding the card"
+                        rows.append(Row(label, list(card.records), time.perf_counter() - started))
+                finally:
+                    holder.stdin.write("\n")
+                    holder.stdin.flush()
+                    holder.wait(timeout=60)
             # The signature alone: what is left once the dialog has the PIN.
             token = backend.executor.submit(backend.token, READER).result(timeout=30)
             cert = next(c for c in token.certificates() if c.purpose is Purpose.AUTHENTICATION)

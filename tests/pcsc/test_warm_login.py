@@ -170,6 +170,13 @@ def test_a_program_holding_the_card_makes_the_dialog_ask_the_card(
         status = on(token, token.pin_status, auth_cert(token))  # while the other program is connected
         assert status.retries_left == MAX_TRIES[kind] - 1 == card_tries(card)
         assert card.records, "read from the card"
+        if kind == "belpic":  # it may move the card at any time: SELECT before MSE SET
+            card.reset_count()
+            cert = auth_cert(token)
+            algorithm = on(token, token.supported_algorithms, cert)[0]
+            digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"held").digest()
+            on(token, token.sign_digest, cert, pin_of(kind), digest, algorithm)
+            assert [r.ins for r in card.records] == [0xA4, 0x22, 0x20, 0x2A, 0xC0, 0xE6]
     finally:
         other.close()
 
@@ -282,3 +289,18 @@ def test_belpic_card_taking_mse_anywhere_fails_one_login_then_is_selected_first(
     finally:
         backend.close()
         stop_card(card)
+
+
+@pytest.mark.parametrize("kind", ["fineid"])
+def test_fineid_asks_pin1_where_the_card_stands_and_pin2_in_the_application(
+    card: VirtualCard, backend: PcscBackend
+) -> None:
+    token = token_of(backend)
+    certificates = on(token, token.certificates)
+    card.reset_count()
+    auth, sign = (next(c for c in certificates if c.purpose is p) for p in (Purpose.AUTHENTICATION, Purpose.SIGNING))
+    assert on(token, token.pin_status, auth).retries_left == 5
+    assert [r.ins for r in card.records] == [0xCB, 0xC0]  # PIN1 (11) is global: no SELECT
+    card.reset_count()
+    assert on(token, token.pin_status, sign).retries_left == 5
+    assert [r.ins for r in card.records] == [0xA4, 0xCB, 0xC0]  # PIN2 (82) is the application's

@@ -21,7 +21,8 @@ answers MSE SET ``6A88`` elsewhere). This driver leaves the card there (reading 
 ends in DF(BELPIC), and neither a signature nor LOG OFF moves it), so MSE SET goes first
 where the card stands; when the card refuses it there (another program moved it, or reset
 the card: the MF is current after a reset), SELECT and MSE SET follow — all before any
-PIN reaches the card. Should a card take the MSE SET elsewhere and then refuse the
+PIN reaches the card. While another program holds the card open (seen before the dialog),
+it may move it at any time: then SELECT comes first. Should a card take the MSE SET elsewhere and then refuse the
 signature, that login fails and this token selects first from then on.
 
 The card is confirmed by SELECT of DF(BELPIC) by its AID and identified by GET CARD DATA
@@ -208,7 +209,7 @@ class BelpicToken(FileSystemToken):
         when the card says the key is not there (see the module's docstring)."""
         data = bytes([0x04, 0x80, _mse_reference(request.algorithm), 0x84, key.key_reference])
         self._where_it_stood = False
-        if not self.select_first:
+        if not (self.select_first or self.card_shared):
             response = fs.send(INS_MSE, MSE_SET_COMPUTE, CRT_DST, data, None)
             if response.ok:
                 self._where_it_stood = True

@@ -325,6 +325,7 @@ class FileSystemToken(CardToken):
     def __init__(self, slot: CardSlot) -> None:
         super().__init__(slot)
         self.pin_counters = PinCounters()
+        self.card_shared = False  # another PC/SC client held the card at the last pin_status
 
     # -- model.Token -----------------------------------------------------------------------
     def pin_status(self, certificate: CertificateInfo) -> PinStatus:
@@ -333,7 +334,8 @@ class FileSystemToken(CardToken):
         pin = self.key_for(certificate).pin
         # A blocked PIN (0) is asked again: a PUK may have unblocked it since.
         tries = self.pin_counters.get(pin.reference) or None
-        if tries is not None and self.other_client():
+        self.card_shared = self.other_client()
+        if self.card_shared:
             self.pin_counters.forget()  # another program has the card open: ask the card
             tries = None
         if tries is None:
