@@ -30,6 +30,7 @@ from cardbridge.emulator.belpic_card import (
 from cardbridge.emulator.devpki import DevCA
 from cardbridge.errors import InvalidInputError
 from cardbridge.model import Purpose
+from tests.cards import send
 
 PIN = "1234"
 PIN_BLOCK = bytes.fromhex("241234FFFFFFFFFF")
@@ -48,11 +49,6 @@ def ec_data(folder: Path) -> BelpicCardData:
 @pytest.fixture(scope="module")
 def rsa_data(folder: Path) -> BelpicCardData:
     return load_or_create_belpic(folder, key="rsa-2048", reader=1)
-
-
-def send(card: BelpicCard, hex_apdu: str) -> tuple[bytes, int]:
-    raw = card.process(bytes.fromhex(hex_apdu.replace(" ", "")))
-    return raw[:-2], int.from_bytes(raw[-2:], "big")
 
 
 def sw_of(card: BelpicCard, hex_apdu: str) -> int:

@@ -19,11 +19,12 @@ from cardbridge.emulator.fineid import ATR, ATR_V3, PKCS15_AID, V3, FineidApplet
 from cardbridge.emulator.iso7816 import parse_tlv
 from cardbridge.errors import PinBlockedError, PinIncorrectError
 from cardbridge.model import SignatureAlgorithm
-from cardbridge.pcsc.apdu import ApduTransport, split_response
+from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.atr import identify
 from cardbridge.pcsc.cardtoken import SignRequest
 from cardbridge.pcsc.filesystem import FileSystemSession, Location
 from cardbridge.pcsc.fineid import AUTH_KEY, PIN1, PIN2, SIGN_KEY, SIGN_KEY_V3, FineidToken, FineidV3Token
+from tests.cards import Direct, send, verify_signature
 
 SELECT_AID = bytes.fromhex("00A4040C0C") + PKCS15_AID
 ES384 = SignatureAlgorithm("ECC", "SHA-384", "NONE")
@@ -39,22 +40,8 @@ def card(folder: Path) -> FineidApplet:
     return FineidApplet(load_or_create_fineid(folder), pin1="1234", pin2="123456", puk="12345678")
 
 
-def run(card: FineidApplet, hex_apdu: str | bytes) -> tuple[bytes, int]:
-    raw = bytes.fromhex(hex_apdu) if isinstance(hex_apdu, str) else hex_apdu
-    response = card.process(raw)
-    return response[:-2], int.from_bytes(response[-2:], "big")
-
-
 def padded(pin: str) -> str:
     return pin.encode().ljust(12, b"\x00").hex()
-
-
-class Direct:
-    def __init__(self, card: FineidApplet) -> None:
-        self.card = card
-
-    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
-        return split_response(self.card.process(apdu))
 
 
 def driver(card: FineidApplet) -> tuple[FineidToken, FileSystemSession]:
@@ -108,89 +95,80 @@ def test_certificates_name_the_holder_as_the_finnish_register_does(folder: Path)
 
 def test_select_and_read_as_the_recorded_readers_do(card: FineidApplet) -> None:
     assert card.atr == ATR and ATR.hex().upper().startswith("3B7F96")
-    assert run(card, SELECT_AID) == (b"", 0x9000)
+    assert send(card, SELECT_AID) == (b"", 0x9000)
     # libelectronic-id: SELECT by path from the MF with FCP; a T=0 card says 61xx first.
-    _, status = run(card, "00A40804024331" + "00")
+    _, status = send(card, "00A40804024331" + "00")
     assert status >> 8 == 0x61
-    fcp, status = run(card, f"00C00000{status & 0xFF:02X}")
+    fcp, status = send(card, f"00C00000{status & 0xFF:02X}")
     assert status == 0x9000
     size = int.from_bytes(dict(parse_tlv(dict(parse_tlv(fcp))[0x62]))[0x81], "big")
     # READ BINARY with Le 00 answers 181 bytes at a time, as the recorded card did.
-    chunk, status = run(card, "00B0000000")
+    chunk, status = send(card, "00B0000000")
     assert status == 0x9000 and len(chunk) == 0xB5
     content = b""
     while len(content) < size:
-        part, status = run(card, f"00B0{len(content):04X}00")
+        part, status = send(card, f"00B0{len(content):04X}00")
         assert status == 0x9000
         content += part
     assert x509.load_der_x509_certificate(content).subject.rfc4514_string().startswith("CN=MEIKÄLÄINEN MAIJA")
-    assert run(card, "00A408040450164332")[1] >> 8 == 0x61
-    assert run(card, "00A4080C024333")[1] == 0x6A82
+    assert send(card, "00A408040450164332")[1] >> 8 == 0x61
+    assert send(card, "00A4080C024333")[1] == 0x6A82
 
 
 def test_get_data_pin_attributes_and_counters(card: FineidApplet) -> None:
-    run(card, SELECT_AID)
-    _, status = run(card, "00CB00FF05A003830111")
+    send(card, SELECT_AID)
+    _, status = send(card, "00CB00FF05A003830111")
     assert status == 0x6125
-    info, status = run(card, "00C0000025")
+    info, status = send(card, "00C0000025")
     assert status == 0x9000
     assert info == bytes.fromhex("A023830111 8C04F0000000 9C04F0000000 DF210405FFA503 DF2702FFFF DF28010C DF2F0101")
-    assert run(card, "00200011")[1] == 0x63C5
+    assert send(card, "00200011")[1] == 0x63C5
     for left in (4, 3, 2, 1, 0):
-        assert run(card, "002000110C" + padded("9999"))[1] == 0x63C0 | left
-    assert run(card, "002000110C" + padded("1234"))[1] == 0x6983
-    run(card, "00CB00FF05A003830111")
-    assert run(card, "00C0000025")[0][20] == 0  # DF21: no tries left
+        assert send(card, "002000110C" + padded("9999"))[1] == 0x63C0 | left
+    assert send(card, "002000110C" + padded("1234"))[1] == 0x6983
+    send(card, "00CB00FF05A003830111")
+    assert send(card, "00C0000025")[0][20] == 0  # DF21: no tries left
     # The PUK unblocks and sets a new PIN1 (RESET RETRY COUNTER P1 00, both padded).
-    assert run(card, "002C001118" + padded("12345678") + padded("4321"))[1] == 0x9000
-    assert run(card, "002000110C" + padded("4321"))[1] == 0x9000
+    assert send(card, "002C001118" + padded("12345678") + padded("4321"))[1] == 0x9000
+    assert send(card, "002000110C" + padded("4321"))[1] == 0x9000
 
 
 def test_pin_length_rules(card: FineidApplet) -> None:
-    run(card, SELECT_AID)
-    assert run(card, "002000820C" + padded("12345"))[1] == 0x6A80  # PIN2 has 6 to 12 digits
-    assert run(card, "0020008206" + b"123456".hex())[1] == 0x6700  # not padded to 12
-    assert run(card, "00200082")[1] == 0x63C5  # neither spent a try
+    send(card, SELECT_AID)
+    assert send(card, "002000820C" + padded("12345"))[1] == 0x6A80  # PIN2 has 6 to 12 digits
+    assert send(card, "0020008206" + b"123456".hex())[1] == 0x6700  # not padded to 12
+    assert send(card, "00200082")[1] == 0x63C5  # neither spent a try
 
 
 def sign_apdus(card: FineidApplet, key: int, digest: bytes, algorithm: int = 0x54) -> tuple[bytes, int]:
-    assert run(card, f"002241B6068001{algorithm:02X}8401{key:02X}")[1] == 0x9000
-    assert run(card, f"002A90A0{len(digest) + 2:02X}90{len(digest):02X}" + digest.hex())[1] == 0x9000
-    return run(card, "002A9E9A00")
-
-
-def verify_raw(der_cert: bytes, digest: bytes, signature: bytes) -> None:
-    public = x509.load_der_x509_certificate(der_cert).public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    half = len(signature) // 2
-    r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-    chosen = {32: hashes.SHA256(), 48: hashes.SHA384()}[len(digest)]
-    public.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(chosen)))
+    assert send(card, f"002241B6068001{algorithm:02X}8401{key:02X}")[1] == 0x9000
+    assert send(card, f"002A90A0{len(digest) + 2:02X}90{len(digest):02X}" + digest.hex())[1] == 0x9000
+    return send(card, "002A9E9A00")
 
 
 def test_mse_hash_and_compute_signature(card: FineidApplet, folder: Path) -> None:
     data = load_or_create_fineid(folder)
     digest = hashlib.sha384(b"M").digest()
-    run(card, SELECT_AID)
+    send(card, SELECT_AID)
     assert sign_apdus(card, 0x01, digest)[1] == 0x6982  # no PIN1 yet
-    assert run(card, "002000110C" + padded("1234"))[1] == 0x9000
+    assert send(card, "002000110C" + padded("1234"))[1] == 0x9000
     signature, status = sign_apdus(card, 0x01, digest)
     assert status == 0x9000 and len(signature) == 96
-    verify_raw(data.auth_cert, digest, signature)
+    verify_signature(data.auth_cert, digest, signature)
     assert sign_apdus(card, 0x01, digest)[1] == 0x9000  # PIN1 stays verified
     # The signature key wants PIN2 before every signature.
-    assert run(card, "002000820C" + padded("123456"))[1] == 0x9000
+    assert send(card, "002000820C" + padded("123456"))[1] == 0x9000
     signature, status = sign_apdus(card, 0x02, digest)
     assert status == 0x9000
-    verify_raw(data.sign_cert, digest, signature)
+    verify_signature(data.sign_cert, digest, signature)
     assert sign_apdus(card, 0x02, digest)[1] == 0x6982
     # COMPUTE DIGITAL SIGNATURE needs PSO HASH first; unknown keys and algorithms are refused.
-    assert run(card, "002241B606800154840101")[1] == 0x9000
-    assert run(card, "002A9E9A00")[1] == 0x6985
-    assert run(card, "002241B606800154840107")[1] == 0x6A88
-    assert run(card, "002241B606800102840101")[1] == 0x6A80  # not ECDSA
+    assert send(card, "002241B606800154840101")[1] == 0x9000
+    assert send(card, "002A9E9A00")[1] == 0x6985
+    assert send(card, "002241B606800154840107")[1] == 0x6A88
+    assert send(card, "002241B606800102840101")[1] == 0x6A80  # not ECDSA
     # SELECT by AID logs out.
-    run(card, SELECT_AID)
+    send(card, SELECT_AID)
     assert sign_apdus(card, 0x01, digest)[1] == 0x6982
 
 
@@ -215,7 +193,7 @@ def test_driver_reads_pin_state_and_signs(card: FineidApplet, folder: Path) -> N
     fs.select_aid(PKCS15_AID)
     fs.verify(PIN1, bytearray(b"1234"))
     request = SignRequest(cert, bytearray(), digest, SignatureAlgorithm("ECC", "SHA-384", "NONE"))
-    verify_raw(data.auth_cert, digest, token.compute_signature(fs, AUTH_KEY, request))
+    verify_signature(data.auth_cert, digest, token.compute_signature(fs, AUTH_KEY, request))
     # A wrong PIN2 counts down; the driver reads the counter with GET DATA.
     with pytest.raises(PinIncorrectError) as info:
         fs.verify(PIN2, bytearray(b"000000"))
@@ -251,9 +229,9 @@ def test_v3_keys_certificates_and_files(card_v3: FineidApplet, folder: Path) -> 
     sign_key = sign.public_key()
     assert isinstance(sign_key, ec.EllipticCurvePublicKey) and sign_key.curve.name == "secp256r1"
     # The signature certificate is 5016/4335; the RSA slot 4332 is empty on these cards.
-    run(card_v3, SELECT_AID)
-    assert run(card_v3, "00A4080C0450164332")[1] == 0x6A82
-    assert run(card_v3, "00A4080C0450164335")[1] == 0x9000
+    send(card_v3, SELECT_AID)
+    assert send(card_v3, "00A4080C0450164332")[1] == 0x6A82
+    assert send(card_v3, "00A4080C0450164335")[1] == 0x9000
     prkd = card_v3.mf.child(b"\x44\x02")
     assert prkd is not None and not isinstance(prkd, type(card_v3.mf))
     (rsa_key, ec_key) = parse_tlv(prkd.data)  # type: ignore[union-attr]
@@ -266,22 +244,22 @@ def test_v3_rsa_signs_pkcs1_v15_with_the_digest_info_and_pss(card_v3: FineidAppl
     public = x509.load_der_x509_certificate(data.auth_cert).public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     digest = hashlib.sha256(b"M").digest()
-    run(card_v3, SELECT_AID)
-    assert run(card_v3, "002000110C" + padded("1234"))[1] == 0x9000
+    send(card_v3, SELECT_AID)
+    assert send(card_v3, "002000110C" + padded("1234"))[1] == 0x9000
     signature, status = sign_apdus(card_v3, 0x01, digest, algorithm=0x42)
     assert status == 0x9000 and len(signature) == 256
     public.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
     signature, status = sign_apdus(card_v3, 0x01, digest, algorithm=0x45)
     public.verify(signature, digest, padding.PSS(padding.MGF1(hashes.SHA256()), 32), utils.Prehashed(hashes.SHA256()))
     # ECDSA with the RSA key, or a hash that is not the one MSE SET named: refused.
-    assert run(card_v3, "002241B606800144840101")[1] == 0x6A80
-    assert run(card_v3, "002241B606800152840101")[1] == 0x9000
-    assert run(card_v3, "002A90A022 9020".replace(" ", "") + digest.hex())[1] == 0x6A80
+    assert send(card_v3, "002241B606800144840101")[1] == 0x6A80
+    assert send(card_v3, "002241B606800152840101")[1] == 0x9000
+    assert send(card_v3, "002A90A022 9020".replace(" ", "") + digest.hex())[1] == 0x6A80
     # The signature key 03 wants PIN2; ECDSA on P-256.
-    assert run(card_v3, "002000820C" + padded("123456"))[1] == 0x9000
+    assert send(card_v3, "002000820C" + padded("123456"))[1] == 0x9000
     signature, status = sign_apdus(card_v3, 0x03, digest, algorithm=0x44)
     assert status == 0x9000 and len(signature) == 64
-    verify_raw(data.sign_cert, digest, signature)
+    verify_signature(data.sign_cert, digest, signature)
 
 
 def test_v3_driver_signs_rs256_ps256_and_es256(card_v3: FineidApplet, folder: Path) -> None:
@@ -307,7 +285,7 @@ def test_v3_driver_signs_rs256_ps256_and_es256(card_v3: FineidApplet, folder: Pa
     fs.verify(PIN2, bytearray(b"123456"))
     digest = hashlib.sha256(b"document").digest()
     es256 = SignatureAlgorithm("ECC", "SHA-256", "NONE")
-    verify_raw(
+    verify_signature(
         data.sign_cert, digest, token.compute_signature(fs, SIGN_KEY_V3, SignRequest(sign, bytearray(), digest, es256))
     )
 

@@ -1,11 +1,11 @@
 """The Estonian ID card (IDEMIA, 2018): the emulated card in pcscd's vpcd reader, checked
-against OpenSC's own ``esteid2018`` driver, and cardbridge's direct driver on it."""
+against OpenSC's own ``esteid2018`` driver, and cardbridge's direct driver on it. The entry
+points (the CLI, the HTTP API, the native host) are in ``test_national.py``, as for every
+national card."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cardbridge.emulator.esteid import EsteidCard, is_valid_isikukood
-from cardbridge.emulator.iso7816 import INS_INTERNAL_AUTHENTICATE, INS_PSO
 from cardbridge.emulator.virtual_card import VirtualCard
-from cardbridge.errors import CardRemovedError, PinBlockedError, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.cardtoken import CardToken
-from tests.conftest import ScriptedPinentry
+from tests.cards import verify_signature
 from tests.pcsc.conftest import READER_0, Pcscd, start_kind, stop_card, wait_for_card
 
 pytestmark = pytest.mark.pcsc
@@ -74,15 +69,6 @@ def cert(token: Token, purpose: Purpose) -> CertificateInfo:
     return next(c for c in on(token, token.certificates) if c.purpose is purpose)
 
 
-def verify_raw(der: bytes, digest: bytes, signature: bytes) -> None:
-    key = x509.load_der_x509_certificate(der).public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    assert len(signature) == 96
-    r, s = int.from_bytes(signature[:48], "big"), int.from_bytes(signature[48:], "big")
-    chosen = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
-    key.verify(utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(chosen)))
-
-
 def tool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60, check=False)
 
@@ -105,7 +91,7 @@ def test_opensc_lists_the_certificates_and_signs_with_each_key(esteid: VirtualCa
             "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
         )  # fmt: skip
         assert signed.returncode == 0, (key_id, signed.stdout, signed.stderr)
-        verify_raw(der, digest, (tmp_path / "out").read_bytes())
+        verify_signature(der, digest, (tmp_path / "out").read_bytes())
 
 
 @pytest.mark.skipif(not OPENSC.exists(), reason="opensc-pkcs11 is not installed")
@@ -163,193 +149,10 @@ def test_warm_login_is_select_verify_mse_authenticate_and_logout(esteid: Virtual
     signature = on(
         token, token.sign_digest, cert(token, Purpose.AUTHENTICATION), bytearray(PIN1.encode()), digest, ES384
     )
-    verify_raw(auth.der, digest, signature)
+    verify_signature(auth.der, digest, signature)
     assert [r.ins for r in esteid.records] == [0xA4, 0x20, 0x22, 0x88, 0xA4]
     assert esteid.records[1].command == bytes.fromhex("00200001"), "the PIN is never recorded"
     assert not applet(esteid).verified, "logged out after the signature"
-
-
-def test_sign_uses_pin2_and_the_signing_key(esteid: VirtualCard, backend: PcscBackend) -> None:
-    token = token_of(backend)
-    sign = cert(token, Purpose.SIGNING)
-    assert ES384 in on(token, token.supported_algorithms, sign)
-    digest = hashlib.sha256(b"document").digest()
-    es256 = SignatureAlgorithm("ECC", "SHA-256", "NONE")
-    with pytest.raises(PinIncorrectError):  # PIN1's digits are not PIN2
-        on(token, token.sign_digest, sign, bytearray(b"11111"), digest, es256)
-    assert applet(esteid).pin2.tries_left == 2 and applet(esteid).pin1.tries_left == 3
-    signature = on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, es256)
-    verify_raw(sign.der, digest, signature)
-    assert INS_PSO in [r.ins for r in esteid.records]
-    assert applet(esteid).pin2.tries_left == 3
-
-
-def test_wrong_pin1_counts_down_then_blocks_and_the_card_is_not_asked_again(
-    esteid: VirtualCard, backend: PcscBackend
-) -> None:
-    token = token_of(backend)
-    auth = cert(token, Purpose.AUTHENTICATION)
-    digest = hashlib.sha384(b"x").digest()
-    for left in (2, 1):
-        with pytest.raises(PinIncorrectError) as info:
-            on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
-        assert info.value.retries_left == left
-        assert on(token, token.pin_status, auth).retries_left == left
-    with pytest.raises(PinBlockedError):
-        on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
-    status = on(token, token.pin_status, auth)
-    assert status.blocked and status.retries_left == 0
-    assert applet(esteid).pin1.tries_left == 0
-    # PIN2 is a PIN of its own.
-    assert on(token, token.pin_status, cert(token, Purpose.SIGNING)).retries_left == 3
-
-
-def test_card_pulled_mid_signature_is_card_removed_and_the_next_login_works(
-    esteid: VirtualCard, backend: PcscBackend
-) -> None:
-    token = token_of(backend)
-    auth = cert(token, Purpose.AUTHENTICATION)
-    digest = hashlib.sha384(b"pulled").digest()
-    esteid.pull_when(INS_INTERNAL_AUTHENTICATE)
-    with pytest.raises(CardRemovedError):
-        on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, ES384)
-    wait_for_card(READER_0, False)
-    assert esteid.insert(wait=10)
-    wait_for_card(READER_0, True)
-    token = token_of(backend)
-    signature = on(
-        token, token.sign_digest, cert(token, Purpose.AUTHENTICATION), bytearray(PIN1.encode()), digest, ES384
-    )
-    verify_raw(auth.der, digest, signature)
-
-
-# -- every entry point through the direct driver ----------------------------------------------
-
-
-def _nonce() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Only the card (no test SoftHSM2 store); OpenSC from p11-kit may see it too (it counts once)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")}
-    folder = tmp_path / "cfg"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    config = folder / "config.toml"
-    config.write_text(f'allowed_origins = ["{ORIGIN}"]\n', encoding="utf-8")
-    config.chmod(0o600)
-    env.update(
-        {
-            "CARDBRIDGE_CONFIG": str(config),
-            "CARDBRIDGE_DATA_DIR": str(tmp_path / "data"),
-            "CARDBRIDGE_LOG_DIR": str(tmp_path / "log"),
-        }
-    )
-    return {**env, **(extra or {})}
-
-
-def _validate(token: dict[str, object], challenge: str, card_folder: Path) -> None:
-    """The portal's validator against the development CA: the identity as Estonia's cards give it."""
-    from cardbridge.portal import AuthTokenValidator
-
-    ca = (card_folder / "ca" / "dev-ca.pem").read_bytes()
-    identity = AuthTokenValidator(ORIGIN, [ca]).validate(dict(token), challenge)
-    assert identity.id_code == "PNOEE-38001085718"
-    assert (identity.given_name, identity.surname, identity.country) == ("JAAK-KRISTJAN", "JÕEORG", "EE")
-    assert identity.algorithm == "ES384"
-
-
-def test_cli_authenticate_and_sign_through_the_direct_driver(
-    esteid: VirtualCard, card_folder: Path, tmp_path: Path, pinentry: ScriptedPinentry
-) -> None:
-    env = _env(tmp_path, pinentry.env())
-    pinentry.respond(PIN1)
-    challenge = _nonce()
-    result = _cardbridge("authenticate", "--origin", ORIGIN, "--nonce", challenge, env=env)
-    assert result.returncode == 0, result.stderr
-    _validate(json.loads(result.stdout), challenge, card_folder)
-    (dialog,) = pinentry.dialogs()
-    told = dict((verb, arg) for verb, arg in dialog["commands"] if verb in ("SETDESC", "SETPROMPT"))
-    assert "PIN1" in told["SETDESC"] and told["SETPROMPT"] == "PIN1:"
-    assert "(3" in told["SETDESC"] or "3 tries" in told["SETDESC"]
-    assert INS_INTERNAL_AUTHENTICATE in [r.ins for r in esteid.records]
-
-
-def test_http_api_logs_in_and_wrong_pins_count_down_to_blocked_never_asked(
-    esteid: VirtualCard, card_folder: Path, tmp_path: Path, pinentry: ScriptedPinentry
-) -> None:
-    from tests.server.conftest import start_serve
-
-    served = start_serve("--allow-origin", ORIGIN, env=_env(tmp_path, pinentry.env()))
-    try:
-        pinentry.respond(PIN1)
-        challenge = _nonce()
-        status, token = _http_login(served.port, challenge)
-        assert status == 200, token
-        _validate(token, challenge, card_folder)
-        for left in (2, 1):
-            pinentry.respond("0000", "CANCEL")
-            status, body = _http_login(served.port, _nonce())
-            assert body["code"] == "USER_CANCELLED", body
-            assert applet(esteid).pin1.tries_left == left
-        pinentry.respond("0000")
-        status, body = _http_login(served.port, _nonce())
-        assert body["code"] == "PIN_BLOCKED", body
-        pinentry.respond(PIN1)
-        status, body = _http_login(served.port, _nonce())
-        assert body["code"] == "PIN_BLOCKED", body
-        assert pinentry.dialogs() == [], "a blocked PIN is never asked for"
-    finally:
-        served.stop()
-
-
-def test_native_host_logs_in_through_the_direct_driver(
-    esteid: VirtualCard, card_folder: Path, tmp_path: Path, pinentry: ScriptedPinentry
-) -> None:
-    from cardbridge.nativemsg import EXTENSION_CHROME_ID
-    from tests.nativemsg.conftest import HostProcess
-
-    pinentry.respond(PIN1)
-    challenge = _nonce()
-    host = HostProcess(f"chrome-extension://{EXTENSION_CHROME_ID}/", env=_env(tmp_path, pinentry.env()))
-    try:
-        host.read()
-        host.send({"command": "authenticate", "arguments": {"challengeNonce": challenge, "origin": ORIGIN}})
-        token = host.read()
-        assert "error" not in token, token
-        _validate(token, challenge, card_folder)
-        host.finish()
-    finally:
-        host.kill()
-
-
-def _cardbridge(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cardbridge", "--lang", "en", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-
-
-def _http_login(port: int, challenge: str) -> tuple[int, dict[str, object]]:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        conn.request(
-            "POST",
-            "/v1/authenticate",
-            body=json.dumps({"challengeNonce": challenge, "lang": "en"}),
-            headers={"Origin": ORIGIN, "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
 
 
 @pytest.mark.browser

@@ -1,19 +1,16 @@
 """The Finnish ID card (FINEID v4) emulated in pcscd's vpcd reader: OpenSC as the outside
-judge, and cardbridge's FINEID driver through the token, the CLI, the HTTP API and the
-native host."""
+judge, and cardbridge's FINEID driver through the token. The entry points (the CLI, the
+HTTP API, the native host) are in ``test_national.py``, as for every national card."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from cryptography import x509
@@ -21,20 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from smartcard import scard
 
-from cardbridge.emulator.devpki import DevCA, FinnishCitizen
 from cardbridge.emulator.fineid import FineidApplet
 from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
-from cardbridge.errors import CardbridgeError, CardRemovedError, Code, PinBlockedError, PinIncorrectError
+from cardbridge.errors import CardbridgeError, Code, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.origins import OriginStore
 from cardbridge.pcsc import PcscBackend
-from cardbridge.portal import AuthTokenValidator
-from tests.conftest import ScriptedPinentry
-from tests.nativemsg.conftest import HostProcess, write_config
 from tests.pcsc.conftest import READER_0, Pcscd, start_card, start_kind, stop_card, wait_for_card
-from tests.server.conftest import start_serve
-from tests.verify import verify_token
 
 pytestmark = pytest.mark.pcsc
 T = TypeVar("T")
@@ -66,30 +57,10 @@ def applet(card: VirtualCard) -> FineidApplet:
     return card.applet
 
 
-def dev_ca(card_folder: Path) -> x509.Certificate:
-    return DevCA.load_or_create(card_folder / "fineid" / "ca").certificate
-
-
-def nonce() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     """Only the card in the reader: not the session's SoftHSM2 tokens."""
     env = {k: v for k, v in os.environ.items() if k not in ("CARDBRIDGE_PKCS11_MODULE", "SOFTHSM2_CONF")}
     return {**env, **extra}
-
-
-def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cardbridge", "--lang", "en", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env or clean_env(),
-        timeout=60,
-        check=False,
-    )
 
 
 def on(token: Token, fn: Callable[..., T], *args: object) -> T:
@@ -98,15 +69,6 @@ def on(token: Token, fn: Callable[..., T], *args: object) -> T:
 
 def cert_for(token: Token, purpose: Purpose) -> CertificateInfo:
     return next(c for c in on(token, token.certificates) if c.purpose is purpose)
-
-
-def verify_raw(cert: CertificateInfo, digest: bytes, signature: bytes) -> None:
-    public = x509.load_der_x509_certificate(cert.der).public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey)
-    half = len(signature) // 2
-    der = utils.encode_dss_signature(int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big"))
-    chosen = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}[len(digest)]
-    public.verify(der, digest, ec.ECDSA(utils.Prehashed(chosen)))
 
 
 # -- the outside judge: OpenSC ----------------------------------------------------------------
@@ -218,10 +180,12 @@ def test_driver_reads_both_certificates_and_signs_with_each_pin(fineid: VirtualC
     assert on(token, token.pin_status, sign).name == "PIN2 (allekirjoitustunnusluku)"
     for algorithm in token.supported_algorithms(auth):
         digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"M").digest()
-        verify_raw(auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, algorithm))
+        verify_signature(
+            auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, algorithm), ES384
+        )
     digest = hashlib.sha384(b"document").digest()
     fineid.reset_count()
-    verify_raw(sign, digest, on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384))
+    verify_signature(sign, digest, on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384), ES384)
     # PIN2 (reference 82) for the signing key 02; then the application is selected again (logout).
     verify = next(r for r in fineid.records if r.ins == INS_VERIFY)
     assert verify.command[3] == 0x82
@@ -243,42 +207,6 @@ def test_warm_login_apdus(fineid: VirtualCard, backend: PcscBackend) -> None:
     fineid.reset_count()
     on(token, token.pin_status, auth)
     assert fineid.records == []
-
-
-def test_wrong_pin_counts_down_then_blocks_and_the_card_is_not_asked_again(
-    fineid: VirtualCard, backend: PcscBackend
-) -> None:
-    token = fineid_token(backend)
-    auth = cert_for(token, Purpose.AUTHENTICATION)
-    digest = hashlib.sha384(b"x").digest()
-    for expected in (4, 3, 2, 1):
-        with pytest.raises(PinIncorrectError) as info:
-            on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
-        assert info.value.retries_left == expected
-        assert on(token, token.pin_status, auth).retries_left == expected
-    assert on(token, token.pin_status, auth).final_try
-    with pytest.raises(PinBlockedError):
-        on(token, token.sign_digest, auth, bytearray(b"0000"), digest, ES384)
-    status = on(token, token.pin_status, auth)
-    assert status.blocked and status.retries_left == 0
-    assert applet(fineid).pin1.tries_left == 0
-    # PIN2 is its own: still 5 tries.
-    assert on(token, token.pin_status, cert_for(token, Purpose.SIGNING)).retries_left == 5
-
-
-def test_card_removed_mid_signature_then_the_next_login_works(fineid: VirtualCard, backend: PcscBackend) -> None:
-    token = fineid_token(backend)
-    sign = cert_for(token, Purpose.SIGNING)
-    digest = hashlib.sha384(b"x").digest()
-    fineid.pull_when(INS_PSO)
-    with pytest.raises(CardRemovedError):
-        on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384)
-    wait_for_card(READER_0, False)
-    assert fineid.insert(wait=10)
-    wait_for_card(READER_0, True)
-    token = fineid_token(backend)
-    auth = cert_for(token, Purpose.AUTHENTICATION)
-    verify_raw(auth, digest, on(token, token.sign_digest, auth, bytearray(PIN1.encode()), digest, ES384))
 
 
 def verify_signature(cert: CertificateInfo, digest: bytes, signature: bytes, algorithm: SignatureAlgorithm) -> None:
@@ -346,164 +274,6 @@ def test_card_reset_by_another_program_mid_session(
 
 
 # -- the whole bridge ---------------------------------------------------------------------------
-def validate(token: dict[str, Any], challenge: str, card_folder: Path) -> None:
-    """The portal's validator against the development CA: the Finnish identity."""
-    ca = dev_ca(card_folder).public_bytes(serialization.Encoding.PEM)
-    identity = AuthTokenValidator(ORIGIN, [ca]).validate(token, challenge)
-    person = FinnishCitizen()
-    assert (identity.given_name, identity.surname, identity.id_code, identity.country) == (
-        "MAIJA",
-        "MEIKÄLÄINEN",
-        person.satu,
-        "FI",
-    )
-    assert identity.common_name == f"MEIKÄLÄINEN MAIJA {person.satu}"
-
-
-def test_cli_authenticate_token_validates_with_the_finnish_identity(
-    fineid: VirtualCard, pinentry: ScriptedPinentry, card_folder: Path
-) -> None:
-    pinentry.respond(PIN1)
-    challenge = nonce()
-    result = cli(
-        "authenticate", "--origin", ORIGIN, "--nonce", challenge, "--reader", READER_0, env=clean_env(**pinentry.env())
-    )
-    assert result.returncode == 0, result.stderr
-    token = json.loads(result.stdout)
-    assert token["algorithm"] == "ES384"
-    verify_token(token, ORIGIN, challenge)
-    validate(token, challenge, card_folder)
-    (prompt,) = pinentry.texts("SETDESC")
-    assert "PIN1 (perustunnusluku)" in prompt and ORIGIN in prompt
-
-
-def test_cli_wrong_pins_count_down_and_a_blocked_pin_is_never_asked(
-    fineid: VirtualCard, pinentry: ScriptedPinentry
-) -> None:
-    applet(fineid).pin1.tries_left = 2  # three wrong tries already made (fewer processes)
-    args = ["authenticate", "--origin", ORIGIN, "--reader", READER_0, "--pin-stdin", "--json"]
-    errors = [json.loads(cli(*args, "--nonce", nonce(), stdin="9999\n").stdout)["error"] for _ in range(2)]
-    assert [e["code"] for e in errors] == ["PIN_INCORRECT", "PIN_BLOCKED"]
-    assert errors[0]["retriesLeft"] == 1
-    pinentry.respond(PIN1)
-    fineid.reset_count()
-    result = cli(
-        "authenticate",
-        "--origin",
-        ORIGIN,
-        "--nonce",
-        nonce(),
-        "--reader",
-        READER_0,
-        "--json",
-        env=clean_env(**pinentry.env()),
-    )
-    assert json.loads(result.stdout)["error"]["code"] == "PIN_BLOCKED"
-    assert pinentry.dialogs() == [], "a blocked PIN is never asked for"
-    assert not [r for r in fineid.records if r.ins == INS_VERIFY]
-
-
-def bridge_env(tmp_path: Path, pinentry: ScriptedPinentry) -> dict[str, str]:
-    folder = tmp_path / "cfg"
-    folder.mkdir(mode=0o700)
-    config = write_config(folder, allowed_origins=[ORIGIN])
-    return clean_env(
-        CARDBRIDGE_CONFIG=str(config),
-        CARDBRIDGE_DATA_DIR=str(tmp_path / "data"),
-        CARDBRIDGE_LOG_DIR=str(tmp_path / "log"),
-        **pinentry.env(),
-    )
-
-
-def test_http_api_authenticate(
-    fineid: VirtualCard, pinentry: ScriptedPinentry, tmp_path: Path, card_folder: Path
-) -> None:
-    import http.client
-
-    pinentry.respond(PIN1)
-    served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry))
-    try:
-        challenge = nonce()
-        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
-        body = json.dumps({"challengeNonce": challenge, "lang": "en"}).encode()
-        conn.request(
-            "POST",
-            "/v1/authenticate",
-            body=body,
-            headers={"Origin": ORIGIN, "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        token = json.loads(response.read())
-        conn.close()
-        assert response.status == 200, token
-        validate(token, challenge, card_folder)
-    finally:
-        served.stop()
-
-
-def test_native_host_authenticates_then_signs_with_pin2(
-    fineid: VirtualCard, pinentry: ScriptedPinentry, tmp_path: Path, card_folder: Path
-) -> None:
-    env = bridge_env(tmp_path, pinentry)
-    pinentry.respond(PIN1)
-    challenge = nonce()
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send(
-            {"command": "authenticate", "arguments": {"challengeNonce": challenge, "origin": ORIGIN, "lang": "en"}}
-        )
-        token = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    validate(token, challenge, card_folder)
-
-    pinentry.respond("OK")  # the person agrees to share the certificate
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN}})
-        answer = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    assert "certificate" in answer, answer
-    certificate = x509.load_der_x509_certificate(base64.b64decode(answer["certificate"]))
-    assert certificate.extensions.get_extension_for_class(x509.KeyUsage).value.content_commitment
-
-    pinentry.respond(PIN2)
-    digest = hashlib.sha256(b"the document").digest()
-    fineid.reset_count()
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send(
-            {
-                "command": "sign",
-                "arguments": {
-                    "hash": base64.b64encode(digest).decode(),
-                    "hashFunction": "SHA-256",
-                    "certificate": answer["certificate"],
-                    "origin": ORIGIN,
-                    "lang": "en",
-                },
-            }
-        )
-        signed = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    assert signed["signatureAlgorithm"]["hashFunction"] == "SHA-256", signed
-    raw = base64.b64decode(signed["signature"])
-    key = certificate.public_key()
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    der = utils.encode_dss_signature(int.from_bytes(raw[:48], "big"), int.from_bytes(raw[48:], "big"))
-    key.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    assert [r.command[3] for r in fineid.records if r.ins == INS_VERIFY] == [0x82]
-    assert any("PIN2 (allekirjoitustunnusluku)" in text for text in pinentry.texts("SETDESC"))
-
-
 def test_dev_card_kind_fineid_from_a_fresh_data_folder(pcscd: Pcscd, tmp_path: Path) -> None:
     """``cardbridge dev card --kind fineid`` in a data folder where no PIV card was ever made
     (its PID file's folder did not exist: the command failed before)."""

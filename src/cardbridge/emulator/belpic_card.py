@@ -1,6 +1,6 @@
 """The Belgian eID card (the Belpic applet, versions 1.7 and 1.8), emulated in Python.
 
-:class:`BelpicApplet` turns command APDUs into response APDUs as the Belpic applet does,
+:class:`BelpicCard` turns command APDUs into response APDUs as the Belpic applet does,
 from its public reference manuals ("Reference Manual – Belpic V1.7 eID card", A01, and
 "Reference Manual – Belpic V1.8 eID card", v1) and the card content description ("Belgian
 Electronic Identity Card content", v4.01 and v5.4):
@@ -58,9 +58,11 @@ or as the middleware that works with real cards needs):
   Messaging, the card manager (an empty AID answers 6A82), logical channels.
 - The development PKI has one CA; it is both EF(Cert#4) "CA" and EF(Cert#6) "Root".
 
-It deliberately shares no parsing code with the driver in ``cardbridge.pcsc`` (a bug in a
-shared parser would be invisible to tests that run one against the other). It never logs
-the PIN.
+It is an :class:`~cardbridge.emulator.iso7816.Iso7816Card`: the engine's file system and
+SELECT (with this card's rules in ``select_target``); its other commands are its own. It
+deliberately shares no parsing code with the driver in ``cardbridge.pcsc`` (a bug in a
+shared parser would be invisible to tests that run one against the other): only the
+instruction bytes of ``cardbridge.iso7816``. It never logs the PIN.
 """
 
 from __future__ import annotations

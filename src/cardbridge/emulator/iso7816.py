@@ -11,7 +11,8 @@ an applet with what file-system cards (the national ID cards) share, each part a
   …) with the wrong short Le gets ``6Cxx``;
 - a file system: the MF, DFs (FID and DF name), transparent EFs; SELECT by FID (P1 00,
   01, 02, 03), by DF name (04), by path from the MF (08) or the current DF (09), answering
-  with an FCI (P2 00), FCP (04) or nothing (0C); READ BINARY with an offset (P1 bit 8 0)
+  with an FCI (P2 00), FCP (04) or nothing (0C) — a card with SELECT rules of its own gives
+  them in ``select_target`` and keeps the rest; READ BINARY with an offset (P1 bit 8 0)
   or a short EF identifier (P1 bit 8 1);
 - PINs (:class:`Pin`): reference, global or local to a DF (bit 8 of the reference), length
   rules, padding, a retry counter, blocked at zero; VERIFY, VERIFY without data (tries left
