@@ -18,7 +18,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,27 +71,25 @@ def _get(obj: object, path: str) -> object:
 
 
 _ESTONIAN, _FINNISH, _BELGIAN = EstonianCitizen(), FinnishCitizen(), BelgianCitizen()
-_BELPIC = dict(
-    kind="belpic",
-    pins=("1234", "1234"),
-    pin_names=("eID PIN", "eID PIN"),
-    references=(0x01, 0x01),
-    counters=("pin_tries_left", "pin_tries_left"),
-    identity=(_BELGIAN.national_number, "Jan Pieter", "Peeters", "BE"),
-    login_ins=INS_PSO,
-)
-PROFILES = (
-    NationalCard(
-        "esteid", ("1234", "12345"), ("PIN1", "PIN2"), (0x01, 0x85), ("pin1.tries_left", "pin2.tries_left"),
-        (_ESTONIAN.id_code, "JAAK-KRISTJAN", "JÕEORG", "EE"), INS_INTERNAL_AUTHENTICATE,
-    ),
-    NationalCard(
-        "fineid", ("1234", "123456"), ("PIN1 (perustunnusluku)", "PIN2 (allekirjoitustunnusluku)"), (0x11, 0x82),
-        ("pin1.tries_left", "pin2.tries_left"), (_FINNISH.satu, "MAIJA", "MEIKÄLÄINEN", "FI"), INS_PSO, tries=5,
-    ),
-    NationalCard(**_BELPIC, key="ec-p384"),  # type: ignore[arg-type]
-    NationalCard(**_BELPIC, key="rsa-2048", algorithm="RS256"),  # type: ignore[arg-type]
+ESTEID = NationalCard(
+    "esteid", ("1234", "12345"), ("PIN1", "PIN2"), (0x01, 0x85), ("pin1.tries_left", "pin2.tries_left"),
+    (_ESTONIAN.id_code, "JAAK-KRISTJAN", "JÕEORG", "EE"), INS_INTERNAL_AUTHENTICATE,
 )  # fmt: skip
+FINEID = NationalCard(
+    "fineid", ("1234", "123456"), ("PIN1 (perustunnusluku)", "PIN2 (allekirjoitustunnusluku)"), (0x11, 0x82),
+    ("pin1.tries_left", "pin2.tries_left"), (_FINNISH.satu, "MAIJA", "MEIKÄLÄINEN", "FI"), INS_PSO, tries=5,
+)  # fmt: skip
+BELPIC = NationalCard(
+    "belpic", ("1234", "1234"), ("eID PIN", "eID PIN"), (0x01, 0x01), ("pin_tries_left", "pin_tries_left"),
+    (_BELGIAN.national_number, "Jan Pieter", "Peeters", "BE"), INS_PSO, key="ec-p384",
+)  # fmt: skip
+PROFILES = (
+    ESTEID,
+    FINEID,
+    replace(FINEID, kind="fineid-v3", algorithm="RS256"),  # S4-1 v3.0: RSA-2048 login key
+    BELPIC,
+    replace(BELPIC, key="rsa-2048", algorithm="RS256"),  # applet 1.7
+)
 
 
 # -- the helpers every such test uses ----------------------------------------------------

@@ -1,21 +1,19 @@
 """The Finnish ID card of the S4-1 v3 profile (Gemalto, issued 2017-2021: an RSA-2048
 authentication key, an ECC P-256 signature key) emulated in pcscd's vpcd reader: OpenSC as
-the outside judge, and the FINEID driver's v3 profile through the token, the CLI, the HTTP
-API and the native host. Helpers are the v4 module's."""
+the outside judge, and the FINEID driver's v3 profile through the token. The entry points
+(the CLI, the HTTP API, the native host) are in ``test_national.py`` (profile fineid-v3).
+Helpers are the v4 module's."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives import serialization
 
 from cardbridge.emulator.fineid import ATR_V3, V3, FineidApplet
 from cardbridge.emulator.virtual_card import VirtualCard
@@ -23,27 +21,18 @@ from cardbridge.errors import PinIncorrectError
 from cardbridge.model import Purpose, SignatureAlgorithm
 from cardbridge.origins import OriginStore
 from cardbridge.pcsc import PcscBackend
-from tests.conftest import ScriptedPinentry
-from tests.nativemsg.conftest import HostProcess
-from tests.pcsc.conftest import READER_0, Pcscd, start_kind, stop_card
+from tests.pcsc.conftest import Pcscd, start_kind, stop_card
 from tests.pcsc.test_fineid import (
     OPENSC,
     ORIGIN,
     PIN1,
     PIN2,
-    bridge_env,
     cert_for,
-    clean_env,
-    cli,
     fineid_token,
-    nonce,
     on,
     opensc,
-    validate,
     verify_signature,
 )
-from tests.server.conftest import start_serve
-from tests.verify import verify_token
 
 pytestmark = pytest.mark.pcsc
 RS256 = SignatureAlgorithm("RSA", "SHA-256", "PKCS1.5")
@@ -166,109 +155,3 @@ def test_driver_signs_rsa_with_pin1_and_ecdsa_with_pin2(fineid_v3: VirtualCard, 
         on(token, token.sign_digest, auth, bytearray(b"0000"), digest, RS256)
     assert info.value.retries_left == 4 and on(token, token.pin_status, auth).retries_left == 4
     assert applet(fineid_v3).pin1.tries_left == 4
-
-
-# -- the whole bridge ---------------------------------------------------------------------------
-def test_cli_authenticate_rs256_token_validates_with_the_finnish_identity(
-    fineid_v3: VirtualCard, pinentry: ScriptedPinentry, card_folder: Path
-) -> None:
-    pinentry.respond(PIN1)
-    challenge = nonce()
-    result = cli(
-        "authenticate", "--origin", ORIGIN, "--nonce", challenge, "--reader", READER_0, env=clean_env(**pinentry.env())
-    )
-    assert result.returncode == 0, result.stderr
-    token = json.loads(result.stdout)
-    assert token["algorithm"] == "RS256"
-    verify_token(token, ORIGIN, challenge)
-    validate(token, challenge, card_folder)
-    (prompt,) = pinentry.texts("SETDESC")
-    assert "PIN1 (perustunnusluku)" in prompt and ORIGIN in prompt
-
-
-def test_http_api_and_native_host_log_in_and_sign_with_pin2(
-    fineid_v3: VirtualCard, pinentry: ScriptedPinentry, tmp_path: Path, card_folder: Path
-) -> None:
-    import http.client
-
-    env = bridge_env(tmp_path, pinentry)
-    pinentry.respond(PIN1)
-    served = start_serve("--allow-origin", ORIGIN, env=env)
-    try:
-        challenge = nonce()
-        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
-        body = json.dumps({"challengeNonce": challenge, "lang": "en"}).encode()
-        conn.request(
-            "POST", "/v1/authenticate", body=body, headers={"Origin": ORIGIN, "Content-Type": "application/json"}
-        )
-        response = conn.getresponse()
-        token = json.loads(response.read())
-        conn.close()
-        assert response.status == 200, token
-        assert token["algorithm"] == "RS256"
-        validate(token, challenge, card_folder)
-    finally:
-        served.stop()
-
-    pinentry.respond(PIN1)
-    challenge = nonce()
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send(
-            {"command": "authenticate", "arguments": {"challengeNonce": challenge, "origin": ORIGIN, "lang": "en"}}
-        )
-        token = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    validate(token, challenge, card_folder)
-
-    pinentry.respond("OK")  # the person agrees to share the signing certificate
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send({"command": "get-signing-certificate", "arguments": {"origin": ORIGIN}})
-        answer = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    assert "certificate" in answer, answer
-    assert {"cryptoAlgorithm": "ECC", "hashFunction": "SHA-256", "paddingScheme": "NONE"} in answer[
-        "supportedSignatureAlgorithms"
-    ]
-    pinentry.respond(PIN2)
-    digest = hashlib.sha256(b"the document").digest()
-    fineid_v3.reset_count()
-    host = HostProcess(env=env)
-    try:
-        host.read()
-        host.send(
-            {
-                "command": "sign",
-                "arguments": {
-                    "hash": base64.b64encode(digest).decode(),
-                    "hashFunction": "SHA-256",
-                    "certificate": answer["certificate"],
-                    "origin": ORIGIN,
-                    "lang": "en",
-                },
-            }
-        )
-        signed = host.read()
-        host.finish()
-    finally:
-        host.kill()
-    assert signed["signatureAlgorithm"] == {
-        "cryptoAlgorithm": "ECC",
-        "hashFunction": "SHA-256",
-        "paddingScheme": "NONE",
-    }, signed
-    certificate = x509.load_der_x509_certificate(base64.b64decode(answer["certificate"]))
-    public = certificate.public_key()
-    assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1"
-    raw = base64.b64decode(signed["signature"])
-    der = utils.encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    public.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
-    assert [r.command[3] for r in fineid_v3.records if r.ins == INS_VERIFY] == [0x82]
-    assert any("PIN2 (allekirjoitustunnusluku)" in text for text in pinentry.texts("SETDESC"))
