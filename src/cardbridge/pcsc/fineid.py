@@ -35,6 +35,7 @@ The dialog names the PIN as the card's holder knows it: "PIN1 (perustunnusluku)"
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from cardbridge.errors import CardError, UnsupportedKeyError
 from cardbridge.iso7816 import CRT_DST, INS_GET_DATA, INS_PSO
@@ -101,17 +102,7 @@ SIGN_KEY = KeySpec(
 )
 
 
-SIGN_KEY_V3 = KeySpec(
-    purpose=Purpose.SIGNING,
-    label="allekirjoitusvarmenne",
-    key_id=b"\x46",
-    key_reference=0x03,
-    certificate=Location(path=bytes.fromhex("50164335")),
-    pin=PIN2,
-    location=_APP,
-    sign_command=SignCommand.PSO_CDS,
-    mse_template=CRT_DST,
-)
+SIGN_KEY_V3 = replace(SIGN_KEY, key_reference=0x03, certificate=Location(path=bytes.fromhex("50164335")))
 
 
 class FineidToken(FileSystemToken):
