@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import secrets
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -731,6 +732,58 @@ async def test_cancel_refuses_this_time_and_the_site_cannot_ask_again_at_once(
         from cardbridge.origins import decide
 
         assert decide(ORIGIN, Config(), origin_store, now=later) == "ask"
+    finally:
+        await service.aclose()
+
+
+@pytest.mark.parametrize("answer", ["CANCEL", "OK"])
+async def test_the_answer_is_on_file_before_the_question_lock_goes(
+    softhsm: SoftHsm,
+    pinentry: ScriptedPinentry,
+    origin_store: OriginStore,
+    monkeypatch: pytest.MonkeyPatch,
+    answer: str,
+) -> None:
+    """Another bridge process that takes the question's lock next sees the answer (no second
+    question about a site just refused), and one that waited decides again under the lock."""
+    seen: list[str] = []
+    asking = origin_store.asking
+
+    @contextlib.contextmanager
+    def spy() -> Iterator[None]:
+        with asking():
+            try:
+                yield
+            finally:  # the lock is still held here
+                seen.append(SitePolicy(Config(), origin_store).decide(ORIGIN))
+
+    monkeypatch.setattr(origin_store, "asking", spy)
+    service = service_for(softhsm, Config(), origin_store)
+    try:
+        pinentry.respond(answer, "1234")
+        if answer == "CANCEL":
+            with pytest.raises(UserCancelledError):
+                await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+            assert seen == ["deny"]
+        else:
+            await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+            assert seen == ["allow"]
+
+        # The site was allowed (or refused) by another process while this one waited for the
+        # lock: no question.
+        origin_store.forget(ORIGIN)
+        before = len(pinentry.dialogs())
+
+        @contextlib.contextmanager
+        def another_process_answered() -> Iterator[None]:
+            with asking():
+                origin_store.allow(ORIGIN)
+                yield
+
+        monkeypatch.setattr(origin_store, "asking", another_process_answered)
+        pinentry.respond("1234")
+        await service.authenticate(ORIGIN, nonce(), PinentrySource(pinentry.program), selection=P384)
+        assert all(verb != "CONFIRM" for d in pinentry.dialogs()[before:] for verb, _ in d["commands"])
     finally:
         await service.aclose()
 

@@ -224,18 +224,26 @@ class CardService:
             raise sites.refusal(origin)
         if dialogs is None:
             raise OriginNotAllowedError(f"{origin} has not been allowed yet, and no dialog can ask.", origin=origin)
-        try:
-            with sites.store.asking():
+        with sites.store.asking():
+            # Under the one question's lock: decide again (another bridge process may have
+            # asked about this site, or refused enough to pause, since), and write the answer
+            # before the lock goes, so that the next question sees it.
+            decision = await asyncio.to_thread(sites.decide, origin)
+            if decision is Decision.ALLOW:
+                return
+            if decision is Decision.DENY:
+                raise sites.refusal(origin)
+            try:
                 await deadline.answer(
                     dialogs.allow_site(SiteRequest(origin, lang, timeout=deadline.left())),
                     "The question about the website was not answered in time.",
                 )
-        except (UserCancelledError, UserTimeoutError):
-            # No answer counts as no: a page cannot raise the question again at once.
-            await asyncio.to_thread(sites.store.refuse, origin)
-            log.info("the person refused %s (or did not answer)", origin)
-            raise
-        await asyncio.to_thread(sites.store.allow, origin)
+            except (UserCancelledError, UserTimeoutError):
+                # No answer counts as no: a page cannot raise the question again at once.
+                await asyncio.to_thread(sites.store.refuse, origin)
+                log.info("the person refused %s (or did not answer)", origin)
+                raise
+            await asyncio.to_thread(sites.store.allow, origin)
         log.info("the person allowed %s", origin)
 
     async def authenticate(

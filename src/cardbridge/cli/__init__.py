@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stop_on_sigterm() -> signal.Handlers | Callable[[int, FrameType | None], Any] | int | None:
-    """SIGTERM ends a command as Ctrl-C does (KeyboardInterrupt: the card work unwinds, and
+    """SIGTERM ends a command as Ctrl-C does (a SIGINT: the card work unwinds, and
     the PKCS#11 shutdown waits for a module call in progress) instead of killing the process
     inside the call (SoftHSM2 lost a token's ``token.object`` that way). ``serve`` and the
     native host put their own handlers over it. The previous handler, for :func:`main` to
@@ -89,7 +89,9 @@ def _stop_on_sigterm() -> signal.Handlers | Callable[[int, FrameType | None], An
 
     def terminated(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        # Ctrl-C's own path: inside asyncio.run its SIGINT handler cancels the main task (at
+        # an await, never inside a ``finally`` that wipes a PIN); elsewhere KeyboardInterrupt.
+        signal.raise_signal(signal.SIGINT)
 
     try:
         return signal.signal(signal.SIGTERM, terminated)
