@@ -75,6 +75,10 @@ ESTEID = NationalCard(
     "esteid", ("1234", "12345"), ("PIN1", "PIN2"), (0x01, 0x85), ("pin1.tries_left", "pin2.tries_left"),
     (_ESTONIAN.id_code, "JAAK-KRISTJAN", "JÕEORG", "EE"), INS_INTERNAL_AUTHENTICATE,
 )  # fmt: skip
+ESTEID_THALES = NationalCard(
+    "esteid-thales", ("1234", "12345"), ("PIN1", "PIN2"), (0x81, 0x82), ("pin1.tries_left", "pin2.tries_left"),
+    (_ESTONIAN.id_code, "JAAK-KRISTJAN", "JÕEORG", "EE"), INS_PSO,
+)  # fmt: skip
 FINEID = NationalCard(
     "fineid", ("1234", "123456"), ("PIN1 (perustunnusluku)", "PIN2 (allekirjoitustunnusluku)"), (0x11, 0x82),
     ("pin1.tries_left", "pin2.tries_left"), (_FINNISH.satu, "MAIJA", "MEIKÄLÄINEN", "FI"), INS_PSO, tries=5,
@@ -85,6 +89,7 @@ BELPIC = NationalCard(
 )  # fmt: skip
 PROFILES = (
     ESTEID,
+    ESTEID_THALES,  # the Thales profile (2025)
     FINEID,
     replace(FINEID, kind="fineid-v3", algorithm="RS256"),  # S4-1 v3.0: RSA-2048 login key
     BELPIC,

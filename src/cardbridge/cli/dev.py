@@ -52,7 +52,7 @@ def _register_card(dev: Any) -> None:
     )
     p_card.add_argument(
         "--kind",
-        choices=("piv", "esteid", "fineid", "fineid-v3", "belpic"),
+        choices=("piv", "esteid", "esteid-thales", "fineid", "fineid-v3", "belpic"),
         default="piv",
         help="which card (default piv)",
     )
@@ -72,7 +72,7 @@ def register_demo(commands: Any) -> None:
     add_switch(p_demo, "--check", "run one login non-interactively and check it")
     p_demo.add_argument(
         "--card",
-        choices=("softhsm", "piv", "esteid", "fineid", "fineid-v3", "belpic"),
+        choices=("softhsm", "piv", "esteid", "esteid-thales", "fineid", "fineid-v3", "belpic"),
         default="softhsm",
         help="the emulated card: a SoftHSM2 token (default), or a virtual card in the vpcd reader "
         "(needs pcscd and vsmartcard-vpcd; started when none runs)",

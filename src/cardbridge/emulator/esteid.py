@@ -44,7 +44,8 @@ Choices the public description leaves open, made here:
 - A wrong PIN gives 63Cx; the try that blocks gives 63C0; later tries 6983. A PIN outside
   its length (after the padding is removed): 6A80, no try spent; unpadded data: 6700.
 - The document number is ``NE`` and seven digits, fixed per card folder; the card's files
-  other than those above, and the Thales profile (2025), are not emulated.
+  other than those above are not emulated. The Thales profile (cards issued since December
+  2025) is :mod:`cardbridge.emulator.esteid_thales`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, str | None] = {
     "piv": "cardbridge.emulator.virtual_card:PIV_KIND",
     "esteid": "cardbridge.emulator.esteid:KIND",
+    "esteid-thales": "cardbridge.emulator.esteid_thales:KIND",
     "fineid": "cardbridge.emulator.fineid:KIND",
     "fineid-v3": "cardbridge.emulator.fineid:KIND_V3",
     "belpic": "cardbridge.emulator.belpic_card:BELPIC_KIND",

@@ -96,6 +96,12 @@ KNOWN_CARDS: tuple[KnownCard, ...] = (
         driver="esteid",
         country="EE",
     ),
+    _row(  # OpenSC master's card-esteid2025.c ("EstEID 2025")
+        "Estonian ID card (Thales, 2025)",
+        "3B FF 96 00 00 80 31 FE 43 80 31 B8 53 65 49 44 64 B0 85 05 10 12 23 3F 1D",
+        driver="esteid-thales",
+        country="EE",
+    ),
     _row(
         "Belgian eID card (applet 1.8)",
         "3B 7F 96 00 00 80 31 80 65 B0 85 04 01 20 12 0F FF 82 90 00",

@@ -17,6 +17,7 @@ from cardbridge.pcsc.cardtoken import CardToken
 DRIVERS: dict[str, str] = {
     "piv": "cardbridge.pcsc.piv_token:PivToken",
     "esteid": "cardbridge.pcsc.esteid:EsteidToken",
+    "esteid-thales": "cardbridge.pcsc.esteid:EsteidThalesToken",
     "belpic": "cardbridge.pcsc.belpic:BelpicToken",
     "fineid": "cardbridge.pcsc.fineid:FineidToken",
     "fineid-v3": "cardbridge.pcsc.fineid:FineidV3Token",

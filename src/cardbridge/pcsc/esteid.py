@@ -11,6 +11,9 @@ tries left (``4D 08 70 06 BF 81 …``, where the last logout left the card; SELE
 when the card says no), then SELECT ADF1, VERIFY PIN1, MSE SET (A4, key 81), INTERNAL
 AUTHENTICATE, and SELECT of the IAS-ECC application to log out (the card ends the PIN's
 status then, as OpenSC logs out; no SCARD_RESET_CARD).
+
+The Thales profile (cards issued since December 2025) is :class:`EsteidThalesToken`, driver
+``esteid-thales``: the Thales application of the Finnish v4 card with the Estonian objects.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from cardbridge.pcsc.filesystem import (
     PinState,
     SignCommand,
 )
+from cardbridge.pcsc.fineid import FineidToken
 from cardbridge.pcsc.piv import find_tlv, parse_tlv
 
 IASECC_AID = bytes.fromhex("A000000077010800070000FE00000100")
@@ -126,3 +130,57 @@ class EsteidToken(FileSystemToken):
 
     def logout(self, fs: FileSystemSession, key: KeySpec) -> None:
         fs.select_aid(IASECC_AID)
+
+
+# -- the Thales profile (cards issued since December 2025) -------------------------------------
+THALES_AID = bytes.fromhex("A000000063504B43532D3135")
+_THALES_APP = Location(aid=THALES_AID)
+THALES_PIN1 = PinSpec(0x81, "PIN1", 4, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00, max_tries=3)
+THALES_PIN2 = PinSpec(0x82, "PIN2", 5, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00, max_tries=3)
+THALES_DOCUMENT_NUMBER = bytes.fromhex("DFDD5007")
+THALES_AUTHENTICATION = KeySpec(
+    purpose=Purpose.AUTHENTICATION,
+    label="Isikutuvastus",
+    key_id=b"\x01",
+    key_reference=0x01,
+    certificate=Location(path=bytes.fromhex("ADF13411")),  # from the MF, after read_serial's SELECT
+    pin=THALES_PIN1,
+    location=_THALES_APP,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+)
+THALES_SIGNING = KeySpec(
+    purpose=Purpose.SIGNING,
+    label="Allkirjastamine",
+    key_id=b"\x02",
+    key_reference=0x05,
+    certificate=Location(path=bytes.fromhex("ADF23421")),
+    pin=THALES_PIN2,
+    location=_THALES_APP,
+    sign_command=SignCommand.PSO_CDS,
+    mse_template=CRT_DST,
+)
+
+
+class EsteidThalesToken(FineidToken):
+    """An Estonian ID card of the Thales profile (2025) in one reader: the Thales application
+    the Finnish v4 card runs (its commands are :class:`FineidToken`'s: GET DATA of a PIN's
+    tries left, MSE SET, PSO HASH, PSO CDS, SELECT of the application to log out) with the
+    Estonian card's objects: PIN1 81 (4-12 digits), PIN2 82 (5-12), 3 tries, padded with 00;
+    the authentication key 01 (``ADF1/3411``), the signing key 05 (``ADF2/3421``); the
+    document number in ``DFDD/5007`` (the cache key). As OpenSC master's
+    ``card-esteid2025.c`` and libelectronic-id's ``EstEIDThales``."""
+
+    driver = "esteid-thales"
+    aid = THALES_AID
+    keys = (THALES_AUTHENTICATION, THALES_SIGNING)
+
+    def read_serial(self, transport: ApduTransport) -> str:
+        """SELECT the application, then the document number (9 characters)."""
+        fs = self.session(transport)
+        fs.select_aid(THALES_AID)
+        fs.select_path(THALES_DOCUMENT_NUMBER)
+        number = fs.read_ef(9, chunk=9)
+        if len(number) != 9 or not number.isalnum():
+            raise CardError("The card's document number cannot be read.")
+        return number.decode("ascii")
