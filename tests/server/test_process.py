@@ -346,3 +346,66 @@ def test_a_program_of_another_user_gets_no_answer(serve: Serve, softhsm: SoftHsm
     served.stop()
     assert served.proc.stderr is not None
     assert "refused a connection from another user's program" in served.proc.stderr.read()
+
+
+SLOW_LOGIN = Path(__file__).parents[1] / "tools" / "slow_login.py"
+
+
+@pytest.mark.softhsm
+def test_a_second_sigterm_while_serve_stops_waits_for_the_pin_check(tmp_path: Path, pinentry: ScriptedPinentry) -> None:
+    """``cardbridge serve`` is stopped (SIGTERM) during a slow C_Login, and terminated again
+    while it stops: it still lets the PIN check finish before it leaves (a second SIGTERM used
+    to find the default action again once the loop's handlers were gone: killed inside the
+    call, SoftHSM2's token-loss case). Its own token: the old code could break it."""
+    made = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
+        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    card = json.loads(made.stdout)
+    mark = tmp_path / "login.mark"
+    env = {
+        **os.environ,
+        **pinentry.env(),
+        "SOFTHSM2_CONF": card["softhsm2_conf"],
+        "CARDBRIDGE_CONFIG": "/nonexistent/cardbridge.toml",
+        "CARDBRIDGE_TEST_LOGIN_MARK": str(mark),
+        "CARDBRIDGE_TEST_LOGIN_DELAY": "2.5",
+    }
+    args = ["--port", "0", "--module", card["module"], "--allow-origin", ORIGIN, "--no-pcsc"]
+    proc = subprocess.Popen(
+        [sys.executable, str(SLOW_LOGIN), "cli", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        assert "listening on" in banner, banner
+        port = int(banner.split("http://127.0.0.1:")[1].split(",")[0].split()[0])
+        served = Served(proc, port, banner)
+        pinentry.respond(card["pin"])
+        posting = threading.Thread(
+            target=lambda: request(served, "POST", "/v1/authenticate", {"challengeNonce": nonce()}), daemon=True
+        )
+        posting.start()
+        deadline = time.monotonic() + 60
+        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mark.exists(), "the login never reached C_Login"
+        proc.terminate()
+        time.sleep(1.2)  # serve is stopping: the loop has ended its requests, the service closes
+        proc.terminate()
+        status = proc.wait(60)
+        posting.join(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert status >= 0, f"serve was killed by signal {-status} while it stopped"
+    assert mark.read_text(encoding="ascii").split() == ["entered", "returned"]

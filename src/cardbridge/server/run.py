@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import signal
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -113,7 +114,9 @@ async def run_server(
     Client disconnects cancel their handler, so a dialog whose caller went away is closed
     and nothing is signed. On a stop signal the card operations under way are cancelled at
     once (in the signal's own loop turn, so no token leaves after it), answered
-    BRIDGE_STOPPING, and the server closes within about a second.
+    BRIDGE_STOPPING, and the server closes within about a second. After it returns the
+    ``stop_signals`` are ignored (the caller's process is ending: the service's close waits
+    for a card call still in progress).
     """
     sockets = bind_loopback(settings.port)
     port = sockets[0].getsockname()[1]
@@ -142,7 +145,10 @@ async def run_server(
                 await asyncio.wait(cancelled, timeout=shutdown_timeout)
     finally:
         for signum in stop_signals:
-            loop.remove_signal_handler(signum)
+            loop.remove_signal_handler(signum)  # (asyncio puts back the default action)
+            # The process is ending: another stop signal must not end it inside a card call
+            # the service still waits for (its close comes after this returns).
+            signal.signal(signum, signal.SIG_IGN)
         await runner.cleanup()
         for sock in sockets:
             sock.close()
