@@ -63,12 +63,13 @@ NAMES = {
 # DF(BELPIC) current, where the driver leaves the card): MSE SET, VERIFY, PSO CDS and the GET
 # RESPONSE that T=0 needs. The goal: fewer APDUs than OpenSC, at most one (the logout) more
 # than the minimum.
-MINIMUM = {"piv": 3, "esteid": 4, "fineid": 5, "fineid-v3": 5, "belpic": 4}
+MINIMUM = {"piv": 3, "esteid": 4, "fineid": 5, "fineid-v3": 5, "esteid-thales": 5, "belpic": 4}
 MINIMUM_TEXT = {
     "piv": "SELECT, VERIFY, GENERAL AUTHENTICATE",
     "esteid": "SELECT, VERIFY, MSE SET, INTERNAL AUTHENTICATE",
     "fineid": "SELECT, VERIFY, MSE SET, PSO HASH, PSO CDS",
     "fineid-v3": "SELECT, VERIFY, MSE SET, PSO HASH, PSO CDS",
+    "esteid-thales": "SELECT, VERIFY, MSE SET, PSO HASH, PSO CDS",
     "belpic": "MSE SET, VERIFY, PSO CDS, GET RESPONSE",
 }
 # Kinds Debian's OpenSC (0.23) cannot log in and sign with, and why.
@@ -77,6 +78,7 @@ OPENSC_CANNOT = {
     "files but signs nothing (tests/pcsc/test_fineid.py)",
     "fineid-v3": "OpenSC 0.23 has no driver for the FINEID v3 ATRs; its default driver reads the PKCS#15 "
     "files but signs nothing (tests/pcsc/test_fineid_v3.py)",
+    "esteid-thales": "OpenSC 0.23 has no driver for the Estonian Thales card (esteid2025 came in a later OpenSC)",
 }
 # Kinds measured with each of their keys (the Belgian card: applet 1.8 and applet 1.7).
 KIND_KEYS: dict[str, tuple[str, ...]] = {"belpic": ("ec-p384", "rsa-2048")}
