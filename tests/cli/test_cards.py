@@ -19,7 +19,7 @@ from cardbridge.errors import Code
 from cardbridge.origins import OriginStore
 from tests.cli import run
 from tests.conftest import ScriptedPinentry
-from tests.softhsm import SoftHsm
+from tests.softhsm import SoftHsm, own_token, until_login_entered
 from tests.verify import verify_token
 
 ORIGIN = "https://login.example.no"
@@ -233,15 +233,7 @@ def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
     checks the PIN: the check finishes before the process leaves (as after Ctrl-C), with
     USER_CANCELLED, and a second SIGTERM while it ends changes nothing; the token stays whole.
     Before, the default action ended the process inside C_Login."""
-    made = subprocess.run(
-        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
-        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    card = json.loads(made.stdout)
+    card = own_token(tmp_path / "data")
     mark = tmp_path / "login.mark"
     env = {
         **os.environ,
@@ -262,10 +254,7 @@ def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
         assert proc.stdin is not None
         proc.stdin.write(card["pin"] + "\n")
         proc.stdin.close()
-        deadline = time.monotonic() + 60
-        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert mark.exists(), "the login never reached C_Login"
+        until_login_entered(mark, proc)
         proc.terminate()
         time.sleep(0.3)
         proc.terminate()  # a second one, while the command ends

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.softhsm import own_token
+
 ORIGIN = "https://login.example.no"
 TIMEOUT = 20.0
 
@@ -203,17 +205,7 @@ def card(tmp_path_factory: pytest.TempPathFactory) -> Card:
     subprocess, since SoftHSM2 reads its config once per process."""
     if shutil.which("softhsm2-util") is None:
         pytest.skip("SoftHSM2 is not installed")
-    folder = tmp_path_factory.mktemp("nativemsg-card")
-    result = subprocess.run(
-        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
-        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(folder)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    data = own_token(tmp_path_factory.mktemp("nativemsg-card"))
     return Card(
         data["module"], data["softhsm2_conf"], data["label"], data["pin"], data["holder"], data["ca_certificate"]
     )

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ScriptedPinentry
 from tests.server.conftest import ORIGIN, Gate, Served, conforms, nonce, process_gone
-from tests.softhsm import SoftHsm
+from tests.softhsm import SoftHsm, own_token, until_login_entered
 from tests.verify import verify_token
 
 pytestmark = pytest.mark.softhsm
@@ -357,15 +357,7 @@ def test_a_second_sigterm_while_serve_stops_waits_for_the_pin_check(tmp_path: Pa
     while it stops: it still lets the PIN check finish before it leaves (a second SIGTERM used
     to find the default action again once the loop's handlers were gone: killed inside the
     call, SoftHSM2's token-loss case). Its own token: the old code could break it."""
-    made = subprocess.run(
-        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
-        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    card = json.loads(made.stdout)
+    card = own_token(tmp_path / "data")
     mark = tmp_path / "login.mark"
     env = {
         **os.environ,
@@ -394,10 +386,7 @@ def test_a_second_sigterm_while_serve_stops_waits_for_the_pin_check(tmp_path: Pa
             target=lambda: request(served, "POST", "/v1/authenticate", {"challengeNonce": nonce()}), daemon=True
         )
         posting.start()
-        deadline = time.monotonic() + 60
-        while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert mark.exists(), "the login never reached C_Login"
+        until_login_entered(mark, proc)
         proc.terminate()
         time.sleep(1.2)  # serve is stopping: the loop has ended its requests, the service closes
         proc.terminate()

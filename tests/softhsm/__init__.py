@@ -7,10 +7,15 @@ is made here, before any test loads the module: one SoftHSM2 config in a tempora
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +191,29 @@ class LoginSpy:
 
         monkeypatch.setattr(_cryptoki.Cryptoki, "login", spied)
         return self
+
+
+def own_token(folder: Path) -> dict[str, str]:
+    """``cardbridge dev token create`` in ``folder`` (a SoftHSM2 store of its own, made in a
+    subprocess since SoftHSM2 reads its config once per process): its ``module``,
+    ``softhsm2_conf``, ``label``, ``pin``, ``holder`` and ``ca_certificate``. For a test whose
+    process could break a token: the shared ones stay whole."""
+    made = subprocess.run(
+        [sys.executable, "-m", "cardbridge", "dev", "token", "create", "--json", "--label", "citizen"],
+        env={**os.environ, "CARDBRIDGE_DATA_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    token: dict[str, str] = json.loads(made.stdout)
+    return token
+
+
+def until_login_entered(mark: Path, proc: subprocess.Popen[Any]) -> None:
+    """Wait (≤ 60 s) until ``tests/tools/slow_login.py`` marks that C_Login has begun."""
+    deadline = time.monotonic() + 60
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mark.exists(), "the login never reached C_Login"
