@@ -907,15 +907,24 @@ async def test_an_unanswered_question_counts_as_no_for_the_pause(
 async def test_ever_new_sites_refused_pause_every_question(
     softhsm: SoftHsm, pinentry: ScriptedPinentry, origin_store: OriginStore
 ) -> None:
-    # A page that asks from a fresh subdomain each time: after QUESTION_LIMIT refusals
-    # (Cancel or no answer) of any sites, a new one is refused at once, without a dialog.
+    # A page that asks from a fresh subdomain each time: questions nobody answers pause only
+    # their own site (the person may be away: no pause of every site on their behalf); after
+    # QUESTION_LIMIT refusals (Cancel) of any sites, a new one is refused at once, no dialog.
     service = service_for(softhsm, Config(), origin_store)
     origin_store.allow(ORIGIN)
+    unanswered = [f"https://away{i}.evil.example" for i in range(QUESTION_LIMIT)]
     fresh = [f"https://x{i}.evil.example" for i in range(QUESTION_LIMIT + 1)]
     try:
-        for i, origin in enumerate(fresh[:-1]):
-            pinentry.respond("TIMEOUT" if i % 2 else "CANCEL")
-            with pytest.raises((UserCancelledError, UserTimeoutError)):
+        for origin in unanswered:
+            pinentry.respond("TIMEOUT")
+            with pytest.raises(UserTimeoutError):
+                await service.authenticate(origin, nonce(), PinentrySource(pinentry.program), selection=P384)
+            assert len(pinentry.dialogs()) == 1
+        with pytest.raises(OriginNotAllowedError):  # its own pause
+            await service.authenticate(unanswered[0], nonce(), PinentrySource(pinentry.program), selection=P384)
+        for origin in fresh[:-1]:
+            pinentry.respond("CANCEL")
+            with pytest.raises(UserCancelledError):
                 await service.authenticate(origin, nonce(), PinentrySource(pinentry.program), selection=P384)
             assert len(pinentry.dialogs()) == 1  # each new site is asked about
         pinentry.respond("OK", "1234")

@@ -17,7 +17,8 @@ the user (every bridge process: the native host runs once per request):
 
 - at most one question about a website is open at a time (:meth:`OriginStore.asking`,
   an ``flock`` that the process showing the question holds): another gets BUSY at once;
-- after :data:`QUESTION_LIMIT` refusals (Cancel, or no answer) within
+- after :data:`QUESTION_LIMIT` refusals (Cancel; a question left unanswered pauses only
+  its own site) within
   :data:`QUESTION_WINDOW`, whichever sites they were for, no new site is asked about
   until fewer than that many lie in the window: it is refused at once, with no dialog.
   Sites the person or the administrator allowed are not affected; ``cardbridge origins
@@ -118,15 +119,17 @@ class OriginStore:
             had = data["refused"].pop(origin, None) is not None or had
         return had
 
-    def refuse(self, origin: str, now: float | None = None) -> None:
-        """The person refused ``origin`` (or did not answer): its pause, and one refusal
-        more towards the pause of every question."""
+    def refuse(self, origin: str, now: float | None = None, *, answered: bool = True) -> None:
+        """The person refused ``origin`` (``answered``), or did not answer: its pause; a
+        refusal the person gave also counts towards the pause of every question (one left
+        unanswered does not: a page could otherwise pause the questions of every new site
+        while the person is away, raising questions that nobody answers)."""
         with self._changing() as data:
             current = time.time() if now is None else now
             data["refused"] = {o: at for o, at in data["refused"].items() if current - at < REFUSAL_PAUSE}
             data["refused"][origin] = current
             recent = [at for at in data["refusals"] if current - at < QUESTION_WINDOW]
-            data["refusals"] = [*recent[-(_MAX_ENTRIES - 1) :], current]
+            data["refusals"] = [*recent[-(_MAX_ENTRIES - 1) :], current] if answered else recent
 
     @contextlib.contextmanager
     def asking(self) -> Iterator[None]:

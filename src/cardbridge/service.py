@@ -238,9 +238,10 @@ class CardService:
                     dialogs.allow_site(SiteRequest(origin, lang, timeout=deadline.left())),
                     "The question about the website was not answered in time.",
                 )
-            except (UserCancelledError, UserTimeoutError):
+            except (UserCancelledError, UserTimeoutError) as refusal:
                 # No answer counts as no: a page cannot raise the question again at once.
-                await asyncio.to_thread(sites.store.refuse, origin)
+                answered = isinstance(refusal, UserCancelledError)
+                await asyncio.to_thread(functools.partial(sites.store.refuse, origin, answered=answered))
                 log.info("the person refused %s (or did not answer)", origin)
                 raise
             await asyncio.to_thread(sites.store.allow, origin)
