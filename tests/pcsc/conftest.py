@@ -17,6 +17,7 @@ import pytest
 
 from cardbridge.emulator.piv_card import PivCardData
 from cardbridge.emulator.virtual_card import VirtualCard, VirtualPivCard, load_or_create_card
+from cardbridge.pcsc import PcscBackend
 
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
@@ -164,3 +165,13 @@ def virtual_card(pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualPivCard]:
         yield card
     finally:
         stop_card(card)
+
+
+@pytest.fixture
+def backend() -> Iterator[PcscBackend]:
+    """A PC/SC backend of the test's own (its reader threads and card connections), closed after."""
+    b = PcscBackend()
+    try:
+        yield b
+    finally:
+        b.close()

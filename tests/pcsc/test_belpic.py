@@ -77,15 +77,6 @@ def test_certificate_is_read_up_to_its_length(direct: Callable[[str], Direct]) -
 live = pytest.mark.pcsc
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 @pytest.fixture(params=["ec-p384", "rsa-2048"])
 def belpic(request: pytest.FixtureRequest, pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualCard]:
     """The emulated Belgian eID card in reader 0: applet 1.8 (P-384) or 1.7 (RSA-2048)."""

@@ -43,15 +43,6 @@ def esteid(pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualCard]:
         stop_card(card)
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def applet(card: VirtualCard) -> EsteidCard:
     assert isinstance(card.applet, EsteidCard)
     return card.applet

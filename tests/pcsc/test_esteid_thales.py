@@ -41,15 +41,6 @@ def thales(pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualCard]:
         stop_card(card)
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def applet(card: VirtualCard) -> EsteidThalesCard:
     assert isinstance(card.applet, EsteidThalesCard)
     return card.applet

@@ -151,15 +151,6 @@ def test_opensc_reads_the_pkcs15_application_logs_in_and_counts_down(fineid: Vir
 
 
 # -- cardbridge's driver ------------------------------------------------------------------------
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def fineid_token(backend: PcscBackend) -> Token:
     token: Token = backend.executor.submit(backend.token, READER_0).result(timeout=30)
     return token

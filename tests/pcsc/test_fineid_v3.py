@@ -56,15 +56,6 @@ def fineid_v3(pcscd: Pcscd, card_folder: Path) -> Iterator[VirtualCard]:
         stop_card(card)
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def applet(card: VirtualCard) -> FineidApplet:
     assert isinstance(card.applet, FineidApplet) and card.applet.profile is V3
     return card.applet

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,15 +42,6 @@ T = TypeVar("T")
 PIN = bytearray(b"123456")
 OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 ES256 = SignatureAlgorithm("ECC", "SHA-256", "NONE")
-
-
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def on(token: Token, fn: Callable[..., T], *args: object) -> T:

@@ -167,15 +167,6 @@ def test_native_host_logs_in_then_signs_with_the_signing_pin(
     assert any(profile.pin_names[1] in text for text in pinentry.texts("SETDESC"))
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def _login_certificate(backend: PcscBackend) -> tuple[Token, CertificateInfo]:
     token = backend.executor.submit(backend.token, READER_0).result(timeout=30)
     return token, next(c for c in on(token, token.certificates) if c.purpose is Purpose.AUTHENTICATION)

@@ -59,15 +59,6 @@ def card(pcscd: Pcscd, card_folder: Path, kind: str) -> Iterator[VirtualCard]:
         stop_card(started)
 
 
-@pytest.fixture
-def backend() -> Iterator[PcscBackend]:
-    b = PcscBackend()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
 def on(token: Token, fn: Callable[..., T], *args: object) -> T:
     return token.executor.submit(fn, *args).result(timeout=30)
 
