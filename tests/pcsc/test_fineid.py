@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from smartcard import scard
 
 from cardbridge.emulator.fineid import FineidApplet
-from cardbridge.emulator.iso7816 import DF
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import CardbridgeError, Code, PinIncorrectError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
@@ -79,6 +78,33 @@ def opensc(tool: str, *args: str, conf: Path | None) -> subprocess.CompletedProc
     return subprocess.run([tool, *args], capture_output=True, text=True, env=env, timeout=60, check=False)
 
 
+def read_with_default_driver(folder: Path, card: FineidApplet) -> tuple[Path, str]:
+    """What Debian's OpenSC makes of a Finnish card (v4 or v3): the stock config refuses it;
+    with ``enable_default_driver`` its generic PKCS#15 reader lists the certificates, PINs and
+    keys and reads the authentication certificate, which must be the emulator's EF 4331. The
+    config written (for later steps) and the listing."""
+    stock = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=None)
+    assert stock.returncode != 0 and "Card is invalid or cannot be handled" in stock.stdout + stock.stderr
+    conf = folder / "opensc.conf"
+    conf.write_text(
+        "app default {\n  enable_default_driver = true;\n  framework pkcs15 { use_file_caching = false; }\n}\n"
+    )
+    pem = folder / "auth.pem"
+    listed = opensc(
+        "pkcs15-tool",
+        *("--reader", "0", "--list-certificates", "--list-pins", "--list-keys"),
+        *("--read-certificate", "45", "--output", str(pem)),
+        conf=conf,
+    )
+    assert listed.returncode == 0, listed.stderr
+    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
+        assert f"X.509 Certificate [{label}]" in listed.stdout
+    auth = card.mf.child(b"\x43\x31")
+    assert auth is not None and not isinstance(auth, type(card.mf))
+    assert x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(serialization.Encoding.DER) == auth.data
+    return conf, listed.stdout
+
+
 def opensc_pkcs11(conf: Path, *steps: str) -> list[str]:
     """Steps of tests/pcsc/opensc_fineid.py in one process: one card bind for all of them."""
     result = subprocess.run(
@@ -102,28 +128,8 @@ def test_opensc_reads_the_pkcs15_application_logs_in_and_counts_down(fineid: Vir
     emulator right, log in with each PIN, count down, and unblock with the PUK. Signing is
     not possible there (see the last step)."""
     card = applet(fineid)
-    stock = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=None)
-    assert stock.returncode != 0 and "Card is invalid or cannot be handled" in stock.stdout + stock.stderr
-
-    conf = tmp_path / "opensc.conf"
-    conf.write_text(
-        "app default {\n  enable_default_driver = true;\n  framework pkcs15 { use_file_caching = false; }\n}\n"
-    )
-    pem = tmp_path / "auth.pem"
-    listed = opensc(
-        "pkcs15-tool",
-        *("--reader", "0", "--list-certificates", "--list-pins", "--list-keys"),
-        *("--read-certificate", "45", "--output", str(pem)),
-        conf=conf,
-    )
-    assert listed.returncode == 0, listed.stderr
-    out = listed.stdout
-    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
-        assert f"X.509 Certificate [{label}]" in out
+    conf, out = read_with_default_driver(tmp_path, card)
     assert "Path           : 3f0050164332" in out
-    auth = card.mf.child(b"\x43\x31")
-    assert auth is not None and not isinstance(auth, DF)
-    assert x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(serialization.Encoding.DER) == auth.data
     assert "PIN [perustunnusluku]" in out and "Reference      : 17 (0x11)" in out
     assert "PIN [allekirjoitustunnusluku]" in out and "Reference      : 130 (0x82)" in out
     assert out.count("Private EC Key") == 2 and "FieldLength    : 384" in out

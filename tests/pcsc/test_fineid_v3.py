@@ -12,8 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from cardbridge.emulator.fineid import ATR_V3, V3, FineidApplet
 from cardbridge.emulator.virtual_card import VirtualCard
@@ -31,6 +29,7 @@ from tests.pcsc.test_fineid import (
     fineid_token,
     on,
     opensc,
+    read_with_default_driver,
     verify_signature,
 )
 
@@ -76,28 +75,8 @@ def test_opensc_reads_the_v3_card_logs_in_and_counts_down(fineid_v3: VirtualCard
     the default driver registers no RSA algorithm, so ``pkcs11-tool --login --sign`` ends in
     CKR_MECHANISM_INVALID after its C_Login, before any MSE SET reaches the card."""
     card = applet(fineid_v3)
-    stock = opensc("pkcs15-tool", "--reader", "0", "--list-certificates", conf=None)
-    assert stock.returncode != 0 and "Card is invalid or cannot be handled" in stock.stdout + stock.stderr
-
-    conf = tmp_path / "opensc.conf"
-    conf.write_text(
-        "app default {\n  enable_default_driver = true;\n  framework pkcs15 { use_file_caching = false; }\n}\n"
-    )
-    pem = tmp_path / "auth.pem"
-    listed = opensc(
-        "pkcs15-tool",
-        *("--reader", "0", "--list-certificates", "--list-keys", "--list-pins"),
-        *("--read-certificate", "45", "--output", str(pem)),
-        conf=conf,
-    )
-    assert listed.returncode == 0, listed.stderr
-    out = listed.stdout
-    for label in ("todentamis- ja salausvarmenne", "allekirjoitusvarmenne"):
-        assert f"X.509 Certificate [{label}]" in out
+    conf, out = read_with_default_driver(tmp_path, card)
     assert "Path           : 3f0050164335" in out
-    auth = card.mf.child(b"\x43\x31")
-    assert auth is not None and not isinstance(auth, type(card.mf))
-    assert x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(serialization.Encoding.DER) == auth.data
     assert "Private RSA Key [todentamis- ja salausavain]" in out and "ModLength      : 2048" in out
     assert "Private EC Key [allekirjoitusavain]" in out and "FieldLength    : 256" in out
     assert "Key ref        : 3 (0x03)" in out
