@@ -205,6 +205,28 @@ def test_pin_incorrect_names_the_tries_left_and_warns_before_the_last() -> None:
     assert i18n.error_text(Code.PIN_INCORRECT, "en", retries_left=None) == "Wrong PIN."
 
 
+@pytest.mark.parametrize(
+    ("country", "pin", "where"),
+    [
+        ("EE", "authentication", "politsei.ee"),  # a courier-delivered card: activated at the police's portal
+        ("EE", "signing", "DigiDoc4"),  # PIN2 changed in DigiDoc4, as the Web eID app says
+        ("FI", "authentication", "DigiSign Client"),
+        ("FI", "signing", "DigiSign Client"),
+    ],
+)
+def test_pin_not_active_says_where_to_activate_it(country: str, pin: str, where: str) -> None:
+    from cardbridge.errors import PinNotActiveError
+
+    error = PinNotActiveError("x", pin=pin, country=country)
+    texts = {lang: i18n.error_message(error, lang) for lang in i18n.LANGUAGES}
+    assert all(where in text for text in texts.values()), texts
+    assert len(set(texts.values())) == len(texts), "translated"
+    assert i18n.error_message(error, "en") != i18n.error_text(Code.PIN_NOT_ACTIVE, "en")
+    # Another country's card, or none known: the general advice.
+    for other in ({"pin": pin, "country": "BE"}, {"pin": pin}):
+        assert i18n.error_message(PinNotActiveError("x", **other), "en") == i18n.error_text(Code.PIN_NOT_ACTIVE, "en")
+
+
 def test_error_message_takes_the_exception_details() -> None:
     assert i18n.error_message(PinIncorrectError("x", retries_left=2), "en") == "Wrong PIN. You have 2 tries left."
     error = PinInvalidLengthError("x", minLength=4, maxLength=8)

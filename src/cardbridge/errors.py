@@ -33,6 +33,7 @@ class Code(enum.StrEnum):
     PIN_INCORRECT = "PIN_INCORRECT"
     PIN_BLOCKED = "PIN_BLOCKED"
     PIN_INVALID_LENGTH = "PIN_INVALID_LENGTH"
+    PIN_NOT_ACTIVE = "PIN_NOT_ACTIVE"
     # The person.
     USER_CANCELLED = "USER_CANCELLED"
     USER_TIMEOUT = "USER_TIMEOUT"
@@ -198,6 +199,14 @@ class PinInvalidLengthError(PinError):
     """The PIN is shorter or longer than the card allows; it was not sent."""
 
     code = Code.PIN_INVALID_LENGTH
+
+
+class PinNotActiveError(PinError):
+    """The card says its holder has not activated the PIN yet (it must be changed, or the
+    card activated, with the country's own card software first); it is never asked for nor
+    tried. ``pin`` (``login``/``signing``) and ``country`` (the certificate's) pick the advice."""
+
+    code = Code.PIN_NOT_ACTIVE
 
 
 class UserCancelledError(CardbridgeError):

@@ -206,6 +206,7 @@ class PinStatus:
     count_low: bool = False  # CKF_USER_PIN_COUNT_LOW: at least one wrong try
     final_try: bool = False  # CKF_USER_PIN_FINAL_TRY: one more wrong try blocks it
     blocked: bool = False
+    not_active: bool = False  # the holder must change (activate) the PIN before it is used
     min_length: int = 4
     max_length: int = 64
     protected_path: bool = False  # PIN pad reader: the PIN is typed on the reader
@@ -297,6 +298,7 @@ class TokenListing:
                 "countLow": self.pin.count_low,
                 "finalTry": self.pin.final_try,
                 "blocked": self.pin.blocked,
+                "notActive": self.pin.not_active,
                 "protectedAuthenticationPath": self.pin.protected_path,
             }
         if self.error is not None:

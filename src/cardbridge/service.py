@@ -18,7 +18,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cardbridge.authtoken import AuthToken, authentication_digest, check_nonce, check_origin
 from cardbridge.certs import allows_login, public_key_of
@@ -31,6 +31,7 @@ from cardbridge.errors import (
     PinBlockedError,
     PinIncorrectError,
     PinInvalidLengthError,
+    PinNotActiveError,
     PinRepeatedError,
     UnsupportedKeyError,
     UserCancelledError,
@@ -410,6 +411,14 @@ class CardService:
                 status = await self._workers.run(token, token.pin_status, certificate)
             if status.blocked:
                 raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
+            if status.not_active:  # never asked for, never sent: the card would refuse it
+                where: dict[str, Any] = {"pin": str(kind)}  # which advice the text gives (i18n.errors)
+                if certificate.country:
+                    where["country"] = certificate.country.upper()
+                raise PinNotActiveError(
+                    f"The card's {status.name or 'PIN'} is not active yet: its holder must change (activate) it first.",
+                    **where,
+                )
             if dialogs >= MAX_DIALOGS:
                 raise refusal or previous or UserCancelledError("Too many PIN dialogs in one login.")
             remaining = deadline.left()

@@ -102,7 +102,7 @@ def test_list_json_shape(softhsm: SoftHsm) -> None:
     }
     assert (cert["keyType"], cert["keySize"]) == ("EC", 384)
     assert cert["holder"]["idCode"] == softhsm.citizen.id_code
-    assert p384["pin"]["blocked"] is False
+    assert p384["pin"]["blocked"] is False and p384["pin"]["notActive"] is False
 
 
 @pytest.mark.softhsm

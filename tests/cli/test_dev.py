@@ -52,3 +52,24 @@ def test_dev_needs_what() -> None:
     result = run("dev")
     assert result.returncode == 2
     assert "error: INVALID_ARGUMENT: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "flag"),
+    [("esteid", "--pin2-not-active"), ("piv", "--pin-not-active"), ("fineid-v3", "--pin2-not-active")],
+)
+def test_dev_card_refuses_a_pin_not_active_on_a_card_without_it(kind: str, flag: str, tmp_path: Path) -> None:
+    """Only the Thales application's cards (fineid, esteid-thales) say a PIN is not active yet:
+    another kind is refused before any key is made or a reader touched."""
+    env = {**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path)}
+    result = run("dev", "card", "--kind", kind, flag, env=env)
+    assert result.returncode == 3, result.stderr
+    assert "error: INVALID_ARGUMENT: " in result.stderr and "not activated" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_pin_not_active_is_a_pin_exit_code() -> None:
+    from cardbridge.cli.common import EXIT_CODES
+    from cardbridge.errors import Code
+
+    assert EXIT_CODES[Code.PIN_NOT_ACTIVE] == EXIT_CODES[Code.PIN_BLOCKED] == 5

@@ -301,3 +301,63 @@ def test_the_v3_card_is_a_kind_and_the_finnish_kind_with_an_rsa_key() -> None:
         KIND.create(Path("/nonexistent"), reader=0, key="ec-p256", pins={})
     with pytest.raises(InvalidInputError):
         KIND_V3.create(Path("/nonexistent"), reader=0, key="ec-p384", pins={})
+
+
+# -- a PIN not activated yet (DF2F 00) ---------------------------------------------------------
+def test_a_pin_not_active_says_df2f_00_refuses_verify_and_signs_nothing(card: FineidApplet, folder: Path) -> None:
+    card.issue_not_active("pin2")
+    send(card, SELECT_AID)
+    send(card, "00CB00FF05A003830182")
+    info, status = send(card, "00C0000025")
+    assert status == 0x9000 and info.endswith(bytes.fromhex("DF2F0100"))  # PIN2: not active
+    send(card, "00CB00FF05A003830111")
+    assert send(card, "00C0000025")[0].endswith(bytes.fromhex("DF2F0101"))  # PIN1: set by its holder
+    # VERIFY is refused whatever the PIN, and spends no try; the key signs nothing.
+    for pin in ("123456", "000000"):
+        assert send(card, "002000820C" + padded(pin))[1] == 0x6985
+    assert send(card, "00200082")[1] == 0x63C5 and card.pin2.tries_left == 5
+    digest = hashlib.sha384(b"M").digest()
+    assert sign_apdus(card, 0x02, digest)[1] == 0x6982
+    # Changed by its holder (old and new PIN, as DigiDoc4 and DigiSign Client send it): active.
+    assert send(card, "0024008218" + padded("123456") + padded("654321"))[1] == 0x9000
+    send(card, "00CB00FF05A003830182")
+    assert send(card, "00C0000025")[0].endswith(bytes.fromhex("DF2F0101"))
+    assert send(card, "002000820C" + padded("654321"))[1] == 0x9000
+    signature, status = sign_apdus(card, 0x02, digest)
+    assert status == 0x9000
+    verify_signature(load_or_create_fineid(folder).sign_cert, digest, signature)
+
+
+def test_a_wrong_old_pin_does_not_activate_it(card: FineidApplet) -> None:
+    card.issue_not_active("pin")
+    send(card, SELECT_AID)
+    assert send(card, "0024001118" + padded("9999") + padded("4321"))[1] == 0x63C4  # a wrong old PIN1 counts
+    assert card.not_active == {0x11}
+    assert send(card, "002000110C" + padded("1234"))[1] == 0x6985
+
+
+def test_the_driver_reads_a_pin_not_active_from_df2f(card: FineidApplet) -> None:
+    token, fs = driver(card)
+    assert token.pin_state(fs, PIN2).active
+    card.issue_not_active("pin2")
+    state = token.pin_state(fs, PIN2)
+    assert (state.retries_left, state.blocked, state.active) == (5, False, False)
+    assert token.pin_state(fs, PIN1).active
+
+
+def test_which_kinds_can_issue_a_pin_not_active(tmp_path: Path) -> None:
+    from cardbridge.emulator.kinds import card_kind
+    from cardbridge.errors import InvalidInputError
+
+    for name in ("fineid", "esteid-thales"):
+        assert card_kind(name).not_active_pins == ("pin", "pin2")
+    for name, option in (
+        ("esteid", "pin2"),
+        ("belpic", "pin"),
+        ("piv", "pin"),
+        ("fineid-v3", "pin2"),
+        ("fineid", "puk"),
+    ):
+        with pytest.raises(InvalidInputError, match="not activated"):
+            card_kind(name).create(tmp_path / "never", reader=0, key=None, pins={}, not_active=(option,))
+    assert not (tmp_path / "never").exists(), "refused before any key was made"

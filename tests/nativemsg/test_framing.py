@@ -111,6 +111,7 @@ def test_every_code_has_a_webeid_code() -> None:
     assert codes.webeid_code("USER_CANCELLED") == "ERR_WEBEID_USER_CANCELLED"
     assert codes.webeid_code("INVALID_NONCE") == "ERR_WEBEID_NATIVE_INVALID_ARGUMENT"
     assert codes.webeid_code("PIN_BLOCKED") == "ERR_WEBEID_NATIVE_FATAL"
+    assert codes.webeid_code("PIN_NOT_ACTIVE") == "ERR_WEBEID_NATIVE_FATAL"  # as the Web eID app's window, no PIN
     for webeid, ours in codes.FROM_WEBEID.items():
         assert ours in {str(c) for c in Code}, webeid
 

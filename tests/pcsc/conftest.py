@@ -139,14 +139,23 @@ def start_card(folder: Path, key: str = "ec-p256", reader: int = 0, pin: str = "
 
 
 def start_kind(
-    folder: Path, kind: str, reader: int = 0, key: str | None = None, pins: dict[str, str] | None = None
+    folder: Path,
+    kind: str,
+    reader: int = 0,
+    key: str | None = None,
+    pins: dict[str, str] | None = None,
+    not_active: tuple[str, ...] = (),
 ) -> VirtualCard:
     """A virtual card of ``kind`` (``cardbridge dev card --kind``), inserted and seen by pcscd.
-    Keys and certificates are made once per ``folder`` (use the session's card_folder)."""
+    Keys and certificates are made once per ``folder`` (use the session's card_folder).
+    ``not_active``: the PINs (``pin``, ``pin2``) issued not activated yet."""
     from cardbridge.emulator.kinds import card_kind, pins_with_defaults
 
     chosen = card_kind(kind)
-    card = chosen.create(folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {})).start()
+    made = chosen.create(
+        folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}), not_active=not_active
+    )
+    card = made.start()
     assert card.insert(wait=10), "vpcd did not accept the virtual card"
     wait_for_card((READER_0, READER_1)[reader], True)
     return card

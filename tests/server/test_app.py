@@ -463,6 +463,21 @@ def test_problem_carries_retries_left() -> None:
     conforms("/v1/authenticate", "POST", 403, "application/problem+json", body)
 
 
+def test_pin_not_active_is_403_with_the_advice_and_no_private_detail() -> None:
+    from cardbridge.errors import PinNotActiveError
+    from cardbridge.server import openapi_document
+
+    error = PinNotActiveError("The card's PIN2 is not active yet.", pin="signing", country="EE")
+    response = problem(error, lang="en")
+    assert response.status == 403 and response.text is not None
+    body = json.loads(response.text)
+    assert body["code"] == "PIN_NOT_ACTIVE" and "DigiDoc4" in body["text"]
+    assert set(body) == {"type", "title", "status", "detail", "code", "text"}, "no country, no PIN kind"
+    for path in ("/v1/authenticate", "/v1/sign"):
+        conforms(path, "POST", 403, "application/problem+json", body)
+        assert "403 PIN_NOT_ACTIVE" in openapi_document()["paths"][path]["post"]["summary"]
+
+
 async def test_cancel_is_user_cancelled(client: TestClient[Any, Any], pinentry: ScriptedPinentry) -> None:
     pinentry.respond("CANCEL")
     response = await client.post("/v1/authenticate", json={"challengeNonce": nonce()}, headers=origin_headers())

@@ -37,7 +37,7 @@ EXIT_CODES: dict[Code, int] = {
         ),
         4,
     ),
-    **dict.fromkeys((Code.PIN_INCORRECT, Code.PIN_BLOCKED, Code.PIN_INVALID_LENGTH), 5),
+    **dict.fromkeys((Code.PIN_INCORRECT, Code.PIN_BLOCKED, Code.PIN_INVALID_LENGTH, Code.PIN_NOT_ACTIVE), 5),
     **dict.fromkeys((Code.USER_CANCELLED, Code.USER_TIMEOUT), 6),
     **dict.fromkeys(
         (

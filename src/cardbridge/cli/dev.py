@@ -63,6 +63,16 @@ def _register_card(dev: Any) -> None:
     )
     p_card.add_argument("--pin2", default=None, help="the signing PIN (PIN2) of a national ID card")
     p_card.add_argument("--puk", default=None, help="the PUK of a national ID card")
+    add_switch(
+        p_card,
+        "--pin-not-active",
+        "issue the card with PIN1 not activated yet: it must be changed first (fineid, esteid-thales)",
+    )
+    add_switch(
+        p_card,
+        "--pin2-not-active",
+        "issue the card with PIN2 not activated yet: it must be changed first (fineid, esteid-thales)",
+    )
 
 
 def register_demo(commands: Any) -> None:
@@ -116,10 +126,14 @@ def run_card(args: argparse.Namespace) -> int:
     kind = card_kind(args.kind)  # InvalidInputError for a kind not built yet
     given = {"pin": args.pin, "pin2": args.pin2, "puk": args.puk}
     pins = pins_with_defaults(kind, given)
+    not_active = [option for option, flag in (("pin", args.pin_not_active), ("pin2", args.pin2_not_active)) if flag]
 
     def ready(card: VirtualCard) -> None:
         reader = f"Virtual PCD 00 0{args.reader}"
-        pin_text = ", ".join(f"{p.name} {pins[p.option]}" for p in kind.pins)
+        pin_text = ", ".join(
+            f"{p.name} {pins[p.option]}" + (" " + say(args, "(not activated)") if p.option in not_active else "")
+            for p in kind.pins
+        )
         key = args.key or kind.keys[0]
         print(
             say(
@@ -145,7 +159,14 @@ def run_card(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     run_virtual_card(
-        folder, kind=args.kind, key=args.key, reader=args.reader, pins=given, on_ready=ready, on_change=changed
+        folder,
+        kind=args.kind,
+        key=args.key,
+        reader=args.reader,
+        pins=given,
+        not_active=not_active,
+        on_ready=ready,
+        on_change=changed,
     )
     return 0
 

@@ -18,7 +18,11 @@ libelectronic-id (``EstEIDThales``) use them:
   ``0C``);
 - PIN1 reference 81 (4-12 digits), PIN2 82 (5-12), PUK 83 (8-12), each padded with 00 to
   12 bytes, 3 tries; GET DATA ``00 CB 00 FF A0 03 83 01 <ref>``: the tries left first in
-  DF21, DF2F 00 when the PIN must be changed first;
+  DF21, DF2F 00 when the PIN is not active yet and must be changed first (OpenSC master:
+  "needs change", ``CKF_USER_PIN_TO_BE_CHANGED``; libelectronic-id's ``EstEIDThales``:
+  ``pinActive`` false for either PIN; the Web eID app then asks for no PIN: PIN1 not active
+  means the card, delivered by courier, must first be activated in the Police and Border
+  Guard Board's self-service portal, PIN2 not active that PIN2 must be changed in DigiDoc4);
 - the authentication key 01 (ECC P-384, PIN1; sign and ECDH), the signing key 05 (ECC
   P-384, PIN2, nonRepudiation, a VERIFY before each signature).
 
@@ -31,8 +35,13 @@ guide, ``tdc_est_eid_developer_guide.pdf`` on id.ee, was not readable for this e
   synthetic PKCS#15), and the status words of each error (here FINEID's: 63Cx, 6983, 6A80,
   6700, 6985, 6A88);
 - whether PIN1 and PIN2 are local to a DF (OpenSC's emulation flags them local but both
-  drivers VERIFY without selecting a DF first; here they verify anywhere) and what the card
-  answers before PIN2 was changed (here DF2F is 01: set by the holder, nothing refused);
+  drivers VERIFY without selecting a DF first; here they verify anywhere);
+- what the card answers to a PIN that is not active (``dev card --kind esteid-thales
+  --pin-not-active`` or ``--pin2-not-active``; by default both are active, DF2F 01): no
+  source gives a status word, so this card answers as
+  :class:`~cardbridge.emulator.fineid.FineidApplet` does — VERIFY with data ``6985``, no
+  try spent, the key refuses to sign (``6982``), and CHANGE REFERENCE DATA with the old and
+  new PIN activates it (the self-service portal's activation of PIN1 is not emulated);
 - whether the authentication key is used with another algorithm byte than ECDSA with a
   hash (OpenSC master sends 54, libelectronic-id 04 | hash; both accepted);
 - the certificates: from the development CA, the holder named as :class:`EstonianCitizen`
@@ -76,6 +85,7 @@ class EsteidThalesCard(FineidApplet):
 
     def __init__(self, data: EsteidData, *, pin1: str, pin2: str, puk: str) -> None:
         Iso7816Card.__init__(self, ATR)  # FineidApplet's own files and PINs are not this card's
+        self.not_active: set[int] = set()
         self.pin1 = self.add_pin(_pin(PIN1_REFERENCE, pin1, 4))
         self.pin2 = self.add_pin(_pin(PIN2_REFERENCE, pin2, 5))
         self.puk = self.add_pin(_pin(PUK_REFERENCE, puk, 8, unblocked_by=None))
@@ -153,4 +163,5 @@ KIND = AppletKind(
     ),
     keys=("ec-p384",),
     make=_make,
+    not_active_pins=("pin", "pin2"),
 )

@@ -30,7 +30,13 @@ APDUs that web-eid's libelectronic-id and OpenSC send to real cards):
 - GET DATA ``00 CB 00 FF`` with ``A0 03 83 01 <ref>`` answers the PIN's attributes:
   ``A0 23 83 01 ref 8C … 9C … DF21 04 <tries> FF A5 03 DF27 02 FF FF DF28 01 0C DF2F 01 01``
   (the tries left first in DF21; DF28 the stored length; DF2F 01: the PIN was set by its
-  holder). The bytes after the tries are the ones a real card answered.
+  holder). The bytes after the tries are the ones a real card answered. DF2F 00: the PIN is
+  not active yet — it must be changed (activated) by its holder before it is used (OpenSC
+  master's ``card-esteid2025.c``, which drives the Estonian Thales card and FINEID v4, reads
+  DF2F 00 as "needs change" and sets ``CKF_USER_PIN_TO_BE_CHANGED``; libelectronic-id's
+  ``EIDThales`` reads it as ``pinActive`` false, for the Estonian card only). ``cardbridge
+  dev card --kind fineid --pin-not-active`` (PIN1) or ``--pin2-not-active`` issues such a
+  card (:meth:`FineidApplet.issue_not_active`).
 - The keys: 01 authentication (PIN1; sign and key agreement), 02 non-repudiation (PIN2).
   MSE SET ``00 22 41 B6 06 80 01 <alg> 84 01 <key>`` with ``alg`` = 04 (ECDSA) + the hash
   (30 SHA-224, 40 SHA-256, 50 SHA-384, 60 SHA-512); ``41 B8`` names the key for key
@@ -84,6 +90,12 @@ Choices the public description leaves open, made here:
   SET: ``6985``. A hash whose length is not one of SHA-1/224/256/384/512: ``6A80``. An
   algorithm byte that is not ECDSA with one of the hashes above: ``6A80`` to MSE SET.
 - PSO DECIPHER (key agreement) and INTERNAL AUTHENTICATE are not emulated: ``6D00``.
+- A PIN that is not active (DF2F 00; the public sources give no status word for what the
+  card then answers): VERIFY with data is refused with ``6985`` (conditions of use not
+  satisfied) and spends no try, so the PIN's key signs nothing (PSO CDS: ``6982``, as
+  without a VERIFY); VERIFY without data still gives the tries left. CHANGE REFERENCE DATA
+  with the old and the new PIN (P1 00; what DigiDoc4 and DigiSign Client send to change a
+  PIN) activates it: DF2F 01 from then on.
 - Certificates: from the development CA, the holder named as the population register names
   its holders (see :class:`~cardbridge.emulator.devpki.FinnishCitizen`); the authentication
   certificate has keyUsage digitalSignature and keyAgreement and no extendedKeyUsage, as the
@@ -291,6 +303,7 @@ class FineidApplet(Iso7816Card):
     def __init__(self, data: FineidCardData, *, pin1: str, pin2: str, puk: str, profile: FineidProfile = V4) -> None:
         super().__init__(profile.atr)
         self.profile = profile
+        self.not_active: set[int] = set()  # references of the PINs not activated yet (DF2F 00)
         self.pin1 = self.add_pin(self._pin(PIN1_REFERENCE, pin1, 4))
         self.pin2 = self.add_pin(self._pin(PIN2_REFERENCE, pin2, 6))
         self.puk = self.add_pin(self._pin(PUK_REFERENCE, puk, 7, unblocked_by=None))
@@ -412,9 +425,31 @@ class FineidApplet(Iso7816Card):
             + tlv(0xDF21, bytes([pin.tries_left, 0xFF, 0xA5, 0x03]))
             + tlv(0xDF27, b"\xff\xff")
             + tlv(0xDF28, bytes([PIN_STORED_LENGTH]))
-            + tlv(0xDF2F, b"\x01")
+            + tlv(0xDF2F, b"\x00" if pin.reference in self.not_active else b"\x01")
         )
         return self.answer(tlv(0xA0, body), apdu)
+
+    # -- PINs not activated yet -------------------------------------------------------------
+    def issue_not_active(self, option: str) -> None:
+        """Issue the card with the PIN ``option`` (``pin``: PIN1, ``pin2``: PIN2) not
+        activated: DF2F 00, VERIFY refused until the holder changes it."""
+        pins = {"pin": self.pin1, "pin2": self.pin2}
+        if option not in pins:
+            raise InvalidInputError(f"Only PIN1 and PIN2 can be issued not activated, not {option!r}.")
+        self.not_active.add(pins[option].reference)
+
+    def verify(self, apdu: CommandApdu) -> bytes:
+        pin = self.find_pin(apdu.p2)
+        if pin is not None and pin.reference in self.not_active and apdu.p1 == 0x00 and apdu.data:
+            return sw(SW_CONDITIONS)  # not active: no try spent, nothing verified
+        return super().verify(apdu)
+
+    def change_reference_data(self, apdu: CommandApdu) -> bytes:
+        response = super().change_reference_data(apdu)
+        pin = self.find_pin(apdu.p2)
+        if pin is not None and apdu.p1 == 0x00 and response[-2:] == b"\x90\x00":
+            self.not_active.discard(pin.reference)  # changed by its holder: active
+        return response
 
     def manage_security_environment(self, apdu: CommandApdu) -> bytes:
         self._hash = None
@@ -534,5 +569,12 @@ def _make(folder: Path, reader: int, key: str, pins: Mapping[str, str]) -> Finei
 
 
 # ``--kind fineid`` (v4; with ``--key rsa-2048`` the v3 card) and ``--kind fineid-v3``.
-KIND = AppletKind(name="fineid", title=V4.title, pins=_PINS, keys=("ec-p384", "rsa-2048"), make=_make)
+KIND = AppletKind(
+    name="fineid",
+    title=V4.title,
+    pins=_PINS,
+    keys=("ec-p384", "rsa-2048"),
+    make=_make,
+    not_active_pins=("pin", "pin2"),
+)
 KIND_V3 = AppletKind(name="fineid-v3", title=V3.title, pins=_PINS, keys=("rsa-2048",), make=_make)

@@ -2,7 +2,10 @@
 
 Each kind is a :class:`CardKind`: how to make its card (keys and certificates made once in
 the card's folder, from the development PKI) with the PINs given, and which PINs it has
-(names and defaults). :data:`KINDS` maps the name to ``module:attribute`` (imported only
+(names and defaults). A kind whose card can be issued with a PIN not yet activated by its
+holder (the Thales application's cards: GET DATA says DF2F 00, VERIFY is refused until the
+PIN is changed) names those PINs in ``not_active_pins``; ``create(..., not_active=("pin2",))``
+issues such a card. :data:`KINDS` maps the name to ``module:attribute`` (imported only
 when asked for); ``None`` marks a kind that is announced but not built yet.
 
 To add a kind: a module with a ``CardKind`` object, and its line here.
@@ -11,10 +14,10 @@ To add a kind: a module with a ``CardKind`` object, and its line here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cardbridge.errors import InvalidInputError
 
@@ -49,10 +52,38 @@ class CardKind(Protocol):
     title: str  # "Estonian ID card (IDEMIA, 2018)"
     pins: tuple[PinDefault, ...]
     keys: tuple[str, ...]  # the --key choices; the first is the default
+    not_active_pins: tuple[str, ...]  # the PIN options the card can be issued with not activated
 
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
-        """The card (not started), its keys and certificates made once in ``folder``."""
+    def create(
+        self,
+        folder: Path,
+        *,
+        reader: int,
+        key: str | None,
+        pins: Mapping[str, str],
+        not_active: Collection[str] = (),
+    ) -> VirtualCard:
+        """The card (not started), its keys and certificates made once in ``folder``; the
+        PINs named in ``not_active`` (options of :attr:`not_active_pins`) not yet activated."""
         ...
+
+
+@runtime_checkable
+class IssuesPinsNotActive(Protocol):
+    """An applet that can be issued with a PIN its holder has not activated yet."""
+
+    def issue_not_active(self, option: str) -> None:
+        """Mark the PIN ``option`` (``pin``, ``pin2``) as not activated."""
+        ...
+
+
+def check_not_active(kind: CardKind, not_active: Collection[str]) -> None:
+    """InvalidInputError when ``kind`` cannot issue one of the PINs ``not_active`` not activated."""
+    unknown = [option for option in not_active if option not in kind.not_active_pins]
+    if unknown:
+        names = {p.option: p.name for p in kind.pins}
+        listed = ", ".join(names.get(o, o) for o in unknown)
+        raise InvalidInputError(f"The {kind.title} cannot be issued with {listed} not activated.")
 
 
 @dataclass(slots=True)
@@ -67,13 +98,27 @@ class AppletKind:
     pins: tuple[PinDefault, ...]
     keys: tuple[str, ...]
     make: Callable[[Path, int, str, Mapping[str, str]], Applet]
+    not_active_pins: tuple[str, ...] = ()
 
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+    def create(
+        self,
+        folder: Path,
+        *,
+        reader: int,
+        key: str | None,
+        pins: Mapping[str, str],
+        not_active: Collection[str] = (),
+    ) -> VirtualCard:
         from cardbridge.emulator.virtual_card import VirtualCard
 
         if key is not None and key not in self.keys:
             raise InvalidInputError(f"The {self.title} has no {key} key; choose one of {', '.join(self.keys)}.")
+        check_not_active(self, not_active)
         applet = self.make(folder, reader, key or self.keys[0], pins_with_defaults(self, pins))
+        for option in not_active:
+            if not isinstance(applet, IssuesPinsNotActive):  # pragma: no cover - a wrong kind definition
+                raise TypeError(f"{type(applet).__name__} cannot issue a PIN not activated")
+            applet.issue_not_active(option)
         return VirtualCard(applet, reader=reader)
 
 

@@ -39,7 +39,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -47,7 +47,7 @@ from types import FrameType
 from cardbridge.emulator.cardfiles import CardFolder
 from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, generate_key
 from cardbridge.emulator.iso7816 import Applet
-from cardbridge.emulator.kinds import PinDefault, card_kind, pins_with_defaults
+from cardbridge.emulator.kinds import PinDefault, card_kind, check_not_active, pins_with_defaults
 from cardbridge.emulator.piv_card import ATR, PivApplet, PivCardData
 from cardbridge.errors import ConfigError, InvalidInputError
 from cardbridge.iso7816 import SECRET_INS
@@ -337,10 +337,20 @@ class _PivKind:
 
     name = "piv"
     title = "PIV card (cardbridge virtual)"
-    pins = (PinDefault("pin", "PIN", DEFAULT_PIN),)
-    keys = ("ec-p256", "ec-p384", "rsa-2048")
+    pins: tuple[PinDefault, ...] = (PinDefault("pin", "PIN", DEFAULT_PIN),)
+    keys: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa-2048")
+    not_active_pins: tuple[str, ...] = ()
 
-    def create(self, folder: Path, *, reader: int, key: str | None, pins: Mapping[str, str]) -> VirtualCard:
+    def create(
+        self,
+        folder: Path,
+        *,
+        reader: int,
+        key: str | None,
+        pins: Mapping[str, str],
+        not_active: Collection[str] = (),
+    ) -> VirtualCard:
+        check_not_active(self, not_active)
         pin = pins.get("pin", DEFAULT_PIN)
         if not (6 <= len(pin) <= 8 and pin.isdigit()):
             raise InvalidInputError("A PIV PIN has 6 to 8 digits.")
@@ -358,12 +368,14 @@ def run_virtual_card(
     key: str | None = None,
     reader: int = 0,
     pins: Mapping[str, str | None] | None = None,
+    not_active: Collection[str] = (),
     on_ready: Callable[[VirtualCard], None] | None = None,
     on_change: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> None:
     """``cardbridge dev card``: run a card of ``kind`` in the foreground until SIGINT/SIGTERM
     (or ``stop``). ``pins``: by option name (``pin``, ``pin2``, ``puk``); defaults else.
+    ``not_active``: the PINs (by option name) the card is issued with not yet activated.
 
     SIGUSR1 removes the card, SIGUSR2 inserts it. Call from the main thread (signals).
     ``on_ready`` gets the card once it runs (the CLI prints the reader, PINs and PID file).
@@ -371,7 +383,9 @@ def run_virtual_card(
     chosen = card_kind(kind)
     if key is not None and key not in chosen.keys:
         raise InvalidInputError(f"A {kind} card has no {key} key; choose one of {', '.join(chosen.keys)}.")
-    card = chosen.create(folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}))
+    card = chosen.create(
+        folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}), not_active=not_active
+    )
     card.on_change = on_change
     done = stop or threading.Event()
     pidf = pid_file(folder, reader)

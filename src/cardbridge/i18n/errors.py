@@ -2,7 +2,9 @@
 
 :data:`ERROR_TEXTS` maps each code to its message (English, marked with ``N_``; translated
 when it is shown). A code with details may have a more precise message, which
-:func:`variant` picks: the tries left after a wrong PIN, the PIN length the card takes.
+:func:`variant` picks: the tries left after a wrong PIN, the PIN length the card takes,
+and for a PIN not active yet where to activate it (``country`` of the card's certificate,
+``pin`` ``authentication`` or ``signing``; as the Web eID app says it for the Estonian card).
 """
 
 from __future__ import annotations
@@ -10,6 +12,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cardbridge.i18n import N_, gettext, ngettext, pgettext
+
+# A PIN not active yet (PIN_NOT_ACTIVE), by (country, which PIN): what to do.
+NOT_ACTIVE_TEXTS: dict[tuple[str, str], str] = {
+    ("EE", "authentication"): N_(
+        "Your ID card has not been activated yet, so it cannot be used to log in or to sign. Activate it in "
+        "the Police and Border Guard Board’s self-service portal (politsei.ee), then try again."
+    ),
+    ("EE", "signing"): N_(
+        "You cannot sign with your ID card yet: its PIN2 must first be changed in the DigiDoc4 application. "
+        "Change it there, then try again."
+    ),
+    ("FI", "authentication"): N_(
+        "The PIN1 (basic PIN) of your ID card is not active yet. Change (activate) it in DigiSign Client, the "
+        "Finnish card reader software (dvv.fi), then try again."
+    ),
+    ("FI", "signing"): N_(
+        "The PIN2 (signature PIN) of your ID card is not active yet. Change (activate) it in DigiSign Client, "
+        "the Finnish card reader software (dvv.fi), then try again."
+    ),
+}
 
 ERROR_TEXTS: dict[str, str] = {
     "INVALID_ORIGIN": N_("The website that asked you to log in has an invalid address. The login was stopped."),
@@ -31,6 +53,10 @@ ERROR_TEXTS: dict[str, str] = {
     "PIN_INCORRECT": N_("Wrong PIN."),
     "PIN_BLOCKED": N_("The PIN is blocked. Unblock it with your PUK code, or contact the card's issuer."),
     "PIN_INVALID_LENGTH": N_("The PIN has the wrong length. Try again."),
+    "PIN_NOT_ACTIVE": N_(
+        "The PIN is not active yet, so it was not asked for. Change (activate) it first with the ID card "
+        "software from your card's issuer, then try again."
+    ),
     "USER_CANCELLED": N_("The login was cancelled."),
     "USER_TIMEOUT": N_("You did not answer in time, so the login was stopped. Try again."),
     "PINENTRY_FAILED": N_("The PIN window could not be shown. Run “cardbridge doctor” or contact support."),
@@ -120,6 +146,9 @@ def variant(code: str, lang: str, given: Mapping[str, object]) -> str | None:
         return ngettext(
             lang, "Wrong PIN. You have {n} try left.", "Wrong PIN. You have {n} tries left.", tries, n=tries
         )
+    if code == "PIN_NOT_ACTIVE":
+        advice = NOT_ACTIVE_TEXTS.get((str(given.get("country", "")), str(given.get("pin", ""))))
+        return gettext(lang, advice) if advice else None
     if code == "PIN_INVALID_LENGTH" and "minLength" in given and "maxLength" in given:
         return gettext(
             lang,

@@ -5,7 +5,9 @@ The host answers an error with ``{"error": {"code": WEB_EID_CODE, "message": ...
 a code it knows, and our extension maps ``cardbridgeCode`` straight back (the page gets our
 stable codes). Web eID has no codes for PIN, card or allow-list failures; its own app reports
 them as ERR_WEBEID_NATIVE_FATAL too, so we do the same and keep the detail in
-``cardbridgeCode``.
+``cardbridgeCode``. PIN_NOT_ACTIVE (the card says the PIN must be changed or the card
+activated first) is one of them: the Web eID app shows that in its window and lets the
+person only cancel, where cardbridge opens no window and answers at once.
 
 | cardbridge code                                   | Web eID code                          |
 |---------------------------------------------------|---------------------------------------|

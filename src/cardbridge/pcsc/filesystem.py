@@ -143,6 +143,7 @@ class PinState:
     retries_left: int | None
     blocked: bool
     verified: bool = False
+    active: bool = True  # False: the holder must change (activate) the PIN before it is used
 
 
 class FileSystemSession:
@@ -340,13 +341,15 @@ class FileSystemToken(CardToken):
             tries = None
         if tries is None:
             state = self.transact(lambda transport: self.pin_state(self.session(transport), pin))
-            self.pin_counters.put(pin.reference, state.retries_left)
+            # A PIN not active yet is asked about again next time (the holder may change it).
+            self.pin_counters.put(pin.reference, state.retries_left if state.active else None)
         else:
-            state = PinState(tries, tries == 0)
+            state = PinState(tries, tries == 0)  # the card told it, from a VERIFY or an active PIN
         return PinStatus(
             retries_left=state.retries_left,
             final_try=state.retries_left == 1,
             blocked=state.blocked,
+            not_active=not state.active,
             min_length=pin.min_length,
             max_length=pin.max_length,
             name=pin.name,

@@ -18,7 +18,10 @@ The card's commands (FINEID S1), as this driver sends them:
   authentication certificate 4331 and the non-repudiation certificate 5016/4332;
   EF.TokenInfo 5032 for the card number (the cache key);
 - the PIN state before the dialog: GET DATA ``00 CB 00 FF`` ``A0 03 83 01 <ref>`` (the tries
-  left are the first byte of DF21), spending no try;
+  left are the first byte of DF21), spending no try; DF2F 00 there says the PIN is not active
+  yet (its holder must change it first; OpenSC master's ``card-esteid2025.c``: "needs
+  change", libelectronic-id's ``EstEIDThales``: ``pinActive`` false): such a PIN is never
+  asked for nor sent (PIN_NOT_ACTIVE, before any dialog);
 - PIN1, the basic PIN (*perustunnusluku*), reference 11, 4 to 12 digits, for the
   authentication key 01; PIN2, the signature PIN (*allekirjoitustunnusluku*), reference 82,
   6 to 12 digits, for the non-repudiation key (02 on v4, 03 on v3); both padded with 00 to
@@ -140,14 +143,14 @@ class FineidToken(FileSystemToken):
         query = bytes([0xA0, 0x03, 0x83, 0x01, pin.reference])
         if not pin.reference & LOCAL_PIN:
             response = fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0)
-            tries = _tries_left(response.data) if response.ok else None
-            if tries is not None:
-                return PinState(tries, tries == 0)
+            state = _pin_attributes(response.data) if response.ok else None
+            if state is not None:
+                return state
         self.enter(fs, pin.location)
-        tries = _tries_left(fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0).check())
-        if tries is None:
+        state = _pin_attributes(fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0).check())
+        if state is None:
             raise CardError("The card did not tell the PIN's tries left.")
-        return PinState(tries, tries == 0)
+        return state
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
         if certificate.key_type == KeyType.RSA and certificate.key_size == 2048:
@@ -178,16 +181,22 @@ class FineidToken(FileSystemToken):
         return signature_to_raw(signature, (request.certificate.key_size + 7) // 8)
 
 
-def _tries_left(data: bytes) -> int | None:
-    """The tries left in GET DATA's PIN attributes (``A0 … DF21 <tries> …``), or None."""
+def _pin_attributes(data: bytes) -> PinState | None:
+    """The PIN's state in GET DATA's PIN attributes (``A0 … DF21 <tries> … DF2F <set>``), or
+    None without a tries-left count. DF2F 00 (one byte): not active yet; no DF2F, or any
+    other value: active (as OpenSC master and libelectronic-id read it)."""
     try:
         outer = parse_tlv(data)
         if not outer or outer[0][0] != 0xA0:
             return None
-        counter = dict(parse_tlv(outer[0][1])).get(0xDF21)
+        attributes = dict(parse_tlv(outer[0][1]))
     except CardError:
         return None
-    return counter[0] if counter else None
+    counter = attributes.get(0xDF21)
+    if not counter:
+        return None
+    tries = counter[0]
+    return PinState(tries, tries == 0, active=attributes.get(0xDF2F) != b"\x00")
 
 
 class FineidV3Token(FineidToken):

@@ -41,7 +41,14 @@ PROBLEM_JSON = "application/problem+json"
 HTTP_STATUS: dict[Code, int] = {
     **dict.fromkeys((Code.INVALID_ORIGIN, Code.INVALID_NONCE, Code.INVALID_ARGUMENT), 400),
     **dict.fromkeys(
-        (Code.ORIGIN_NOT_ALLOWED, Code.HOST_NOT_ALLOWED, Code.PIN_INCORRECT, Code.PIN_BLOCKED, Code.USER_CANCELLED),
+        (
+            Code.ORIGIN_NOT_ALLOWED,
+            Code.HOST_NOT_ALLOWED,
+            Code.PIN_INCORRECT,
+            Code.PIN_BLOCKED,
+            Code.PIN_NOT_ACTIVE,
+            Code.USER_CANCELLED,
+        ),
         403,
     ),
     **dict.fromkeys(
