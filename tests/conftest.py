@@ -8,10 +8,11 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -59,6 +60,59 @@ def _own_origin_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 def origin_store() -> OriginStore:
     """The person's answers about websites for this test (see ``_own_origin_answers``)."""
     return OriginStore()
+
+
+# How long a test waits for origins.json, just written, to settle: a reading of it is kept from
+# then on (well past cardbridge.origins._SETTLED, whatever the machine's load).
+ANSWERS_SETTLE = 0.5
+
+
+class FileAccess:
+    """Who opens and stats one file, and on which thread. Opens are seen through the
+    interpreter's ``open`` audit event (``open()``, ``Path.read_bytes`` and ``os.open`` all
+    raise it, whoever calls them), stats through a wrapper of ``os.stat``; the real file
+    system does the work. One spy is active at a time (an audit hook cannot be removed: the
+    one hook of the test process passes the events to the active spy)."""
+
+    _active: ClassVar[FileAccess | None] = None
+    _hooked: ClassVar[bool] = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = os.fspath(path)
+        self.opens: list[int] = []  # the thread of each open
+        self.stats: list[int] = []  # the thread of each stat
+
+    def clear(self) -> None:
+        self.opens.clear()
+        self.stats.clear()
+
+    def threads(self) -> set[int]:
+        return set(self.opens) | set(self.stats)
+
+    def _is_it(self, path: object) -> bool:
+        return isinstance(path, str | os.PathLike) and os.fspath(path) == self.path
+
+    @staticmethod
+    def _audit(event: str, args: tuple[Any, ...]) -> None:
+        spy = FileAccess._active
+        if spy is not None and event == "open" and args and spy._is_it(args[0]):
+            spy.opens.append(threading.get_ident())
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FileAccess:
+        """Watch the file for the rest of the test."""
+        if not FileAccess._hooked:
+            sys.addaudithook(FileAccess._audit)
+            FileAccess._hooked = True
+        real_stat = os.stat
+
+        def stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            if self._is_it(path):
+                self.stats.append(threading.get_ident())
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr(FileAccess, "_active", self)
+        return self
 
 
 @pytest.fixture

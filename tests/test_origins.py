@@ -7,14 +7,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from cardbridge import origins
 from cardbridge.config import Config
 from cardbridge.errors import BusyError
 from cardbridge.origins import QUESTION_LIMIT, QUESTION_WINDOW, REFUSAL_PAUSE, Decision, OriginStore, decide
+from tests.conftest import ANSWERS_SETTLE, FileAccess
 
 SITE = "https://login.example.no"
 
@@ -165,3 +168,84 @@ def test_the_origins_command(tmp_path: Path) -> None:
     assert "nothing to forget" in cli("forget", SITE).stdout
     bad = cli("allow", "https://example.no/path")
     assert bad.returncode == 3 and "INVALID_ORIGIN" in bad.stderr
+
+
+def _settle() -> None:
+    """Let a file just written age past the time after which a reading of it is kept."""
+    time.sleep(ANSWERS_SETTLE)
+
+
+def test_a_decision_reads_the_file_once_and_an_unchanged_file_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = OriginStore(tmp_path / "origins.json")
+    store.allow("https://other.example")  # SITE was never answered: every condition is tested
+    access = FileAccess(store.path).install(monkeypatch)
+    assert decide(SITE, Config(), store) is Decision.ASK
+    assert len(access.opens) == 1  # allowed, refused a moment ago, questions paused: one reading
+    _settle()
+    assert decide(SITE, Config(), store) is Decision.ASK  # this reading is kept
+    access.clear()
+    for _ in range(3):
+        assert decide(SITE, Config(), store) is Decision.ASK
+    assert access.opens == [] and len(access.stats) == 3  # unchanged: a stat each, no reading
+
+
+def _cli(state: Path, *args: str) -> None:
+    env = {**os.environ, "CARDBRIDGE_STATE_DIR": str(state), "CARDBRIDGE_CONFIG": str(state / "none.toml")}
+    command = [sys.executable, "-m", "cardbridge", "--lang", "en", "origins", *args]
+    subprocess.run(command, env=env, capture_output=True, timeout=60, check=True)
+
+
+_REFUSE = """
+import sys
+from pathlib import Path
+from cardbridge.origins import OriginStore
+OriginStore(Path(sys.argv[1])).refuse(sys.argv[2])
+"""
+
+
+def test_a_change_by_another_process_is_seen_by_the_next_decision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    store = OriginStore(state / "origins.json")
+    config = Config()
+    store.allow("https://other.example")
+    access = FileAccess(store.path).install(monkeypatch)
+    for change, then in (
+        (lambda: _cli(state, "allow", SITE), Decision.ALLOW),
+        (lambda: _cli(state, "forget", SITE), Decision.ASK),
+        (lambda: subprocess.run([sys.executable, "-c", _REFUSE, str(store.path), SITE], check=True), Decision.DENY),
+    ):
+        _settle()
+        before = decide(SITE, config, store)  # read and kept: the file has settled
+        access.clear()
+        assert decide(SITE, config, store) is before and access.opens == []  # the kept reading
+        change()  # another process (the CLI, another bridge) replaces the file
+        assert decide(SITE, config, store) is then
+    # A change in place (an editor; same inode, same size) is seen too.
+    _settle()
+    assert decide("https://other.example", config, store) is Decision.ALLOW
+    text = store.path.read_bytes()
+    with open(store.path, "r+b") as fh:
+        fh.write(text.replace(b"https://other.example", b"https://rethe.example"))
+    assert decide("https://other.example", config, store) is Decision.ASK
+    assert decide("https://rethe.example", config, store) is Decision.ALLOW
+
+
+def test_a_reading_is_kept_only_once_the_file_has_settled() -> None:
+    assert origins._SETTLED * 3 < ANSWERS_SETTLE  # the tests' wait is long enough
+    now = time.time_ns()
+
+    def stat(ctime_ns: int) -> os.stat_result:
+        return os.stat_result((0o100600, 1, 2, 1, 0, 0, 10, 0, 0, 0, 0.0, 0.0, 0.0, ctime_ns, ctime_ns, ctime_ns))
+
+    young = now - int(origins._SETTLED * 1e9) // 2
+    assert not origins._settled(stat(young), now)
+    assert origins._settled(stat(now - int(origins._SETTLED * 2e9) - 1), now)
+    # Whole-second times (FAT, ext3, some network file systems): a change in the same second
+    # would keep them, so the reading is kept only after a longer while.
+    second = (now // 1_000_000_000 - 1) * 1_000_000_000
+    assert not origins._settled(stat(second), second + int(origins._SETTLED * 2e9))
+    assert origins._settled(stat(second), second + int(origins._SETTLED_WHOLE_SECONDS * 1e9) + 1)

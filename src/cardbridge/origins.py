@@ -28,6 +28,15 @@ The state file is ``origins.json`` in the user's state folder
 (``~/.local/state/cardbridge`` on Linux; ``$CARDBRIDGE_STATE_DIR`` overrides), mode 0600.
 Several bridge processes (the native host runs once per request) may use it at once: every
 change is made under an exclusive ``flock`` and written atomically.
+
+A decision reads the file once (:meth:`OriginStore.answers`) and tests every condition on
+that one reading, so its parts never see different versions. The reading is kept while the
+file's identity (device, inode, size, modification and change times) stays the same: a
+decision that finds the file unchanged costs one ``stat`` and no parse, and one that finds
+it changed (by any process: every change replaces the file) reads it again. A reading taken
+while the file was younger than :data:`_SETTLED` is not kept, so that a change in the same
+tick of the file system's clock (same times, a reused inode, same size) cannot hide behind
+it. All of this is blocking file I/O: callers on an event loop run it on a worker thread.
 """
 
 from __future__ import annotations
@@ -39,8 +48,8 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +63,11 @@ REFUSAL_PAUSE = 30.0  # seconds a refused site cannot ask again
 QUESTION_LIMIT = 3  # refusals, of any sites, within QUESTION_WINDOW that pause every question
 QUESTION_WINDOW = 300.0  # seconds
 _MAX_ENTRIES = 1000  # the file stays small whatever sites do
+# How old (by its change time) the file must be for a reading of it to be kept: longer than
+# the file system's clock tick. Nanosecond timestamps tick with the kernel's coarse clock
+# (at most 10 ms); whole-second ones (FAT, ext3, some network file systems) by up to 2 s.
+_SETTLED = 0.1
+_SETTLED_WHOLE_SECONDS = 2.0
 
 
 class Decision(enum.StrEnum):
@@ -77,34 +91,84 @@ class Remembered:
         return {"origin": self.origin, "allowedAt": self.allowed_at}
 
 
-class OriginStore:
-    """The person's answers: allowed sites (kept) and recent refusals (for the pause)."""
+@dataclass(frozen=True)
+class Answers:
+    """One reading of the state file: every answer a decision needs, from one version of it."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or state_dir() / "origins.json"
-
-    # -- reading --------------------------------------------------------------------------
-    def allowed(self) -> list[Remembered]:
-        data = self._read()
-        return [Remembered(o, str(at)) for o, at in sorted(data["allowed"].items())]
+    allowed: Mapping[str, str] = field(default_factory=dict)  # origin → when (ISO 8601)
+    refused: Mapping[str, float] = field(default_factory=dict)  # origin → when (epoch seconds)
+    refusals: tuple[float, ...] = ()  # the person's Cancels, of any sites
 
     def is_allowed(self, origin: str) -> bool:
-        return origin in self._read()["allowed"]
+        return origin in self.allowed
 
     def refused_recently(self, origin: str, now: float | None = None) -> bool:
-        at = self._read()["refused"].get(origin)
+        at = self.refused.get(origin)
         current = time.time() if now is None else now
-        return isinstance(at, int | float) and 0 <= current - at < REFUSAL_PAUSE
+        return at is not None and 0 <= current - at < REFUSAL_PAUSE
 
     def questions_paused_for(self, now: float | None = None) -> float:
         """Seconds until a new site may be asked about again (0: it may now): the questions
         pause while :data:`QUESTION_LIMIT` refusals of any sites lie in :data:`QUESTION_WINDOW`."""
         current = time.time() if now is None else now
-        refusals: list[float] = self._read()["refusals"]
-        recent = sorted(at for at in refusals if 0 <= current - at < QUESTION_WINDOW)
+        recent = sorted(at for at in self.refusals if 0 <= current - at < QUESTION_WINDOW)
         if len(recent) < QUESTION_LIMIT:
             return 0.0
         return recent[-QUESTION_LIMIT] + QUESTION_WINDOW - current
+
+
+_Identity = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+def _identity(st: os.stat_result) -> _Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _settled(st: os.stat_result, now_ns: int) -> bool:
+    """Whether the file changed long enough before ``now_ns`` that any later change gets
+    other times (see the module)."""
+    whole_seconds = st.st_ctime_ns % 1_000_000_000 == 0 and st.st_mtime_ns % 1_000_000_000 == 0
+    margin = _SETTLED_WHOLE_SECONDS if whole_seconds else _SETTLED
+    return now_ns - max(st.st_ctime_ns, st.st_mtime_ns) > margin * 1e9
+
+
+class OriginStore:
+    """The person's answers: allowed sites (kept) and recent refusals (for the pause)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or state_dir() / "origins.json"
+        self._kept: tuple[_Identity, Answers] | None = None  # the last settled reading
+
+    # -- reading --------------------------------------------------------------------------
+    def answers(self) -> Answers:
+        """The answers as the file holds them now, from one reading (blocking file I/O):
+        the kept reading when the file's identity is unchanged (one ``stat``), else a new one."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return Answers()
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: the list of allowed websites cannot be read: {exc}") from exc
+        kept = self._kept
+        if kept is not None and kept[0] == _identity(st):
+            return kept[1]
+        identity, data = self._read()
+        answers = Answers(data["allowed"], data["refused"], tuple(data["refusals"]))
+        self._kept = (identity, answers) if identity is not None else None
+        return answers
+
+    def allowed(self) -> list[Remembered]:
+        return [Remembered(o, at) for o, at in sorted(self.answers().allowed.items())]
+
+    def is_allowed(self, origin: str) -> bool:
+        return self.answers().is_allowed(origin)
+
+    def refused_recently(self, origin: str, now: float | None = None) -> bool:
+        return self.answers().refused_recently(origin, now)
+
+    def questions_paused_for(self, now: float | None = None) -> float:
+        """As :meth:`Answers.questions_paused_for`, on the file as it is now."""
+        return self.answers().questions_paused_for(now)
 
     # -- changing -------------------------------------------------------------------------
     def allow(self, origin: str) -> None:
@@ -148,9 +212,18 @@ class OriginStore:
             os.close(fd)
 
     # -- the file ---------------------------------------------------------------------------
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> tuple[_Identity | None, dict[str, Any]]:
+        """The file's contents, read and parsed now, and the identity of the version read
+        when that version may be kept (settled, and unchanged while it was read)."""
+        identity: _Identity | None = None
         try:
-            raw = json.loads(self.path.read_bytes())
+            with open(self.path, "rb") as fh:
+                before = os.fstat(fh.fileno())
+                content = fh.read()
+                after = os.fstat(fh.fileno())
+            if _identity(before) == _identity(after) and _settled(after, time.time_ns()):
+                identity = _identity(after)
+            raw = json.loads(content)
         except FileNotFoundError:
             raw = {}
         except (OSError, ValueError) as exc:
@@ -158,7 +231,7 @@ class OriginStore:
         allowed = raw.get("allowed") if isinstance(raw, dict) else None
         refused = raw.get("refused") if isinstance(raw, dict) else None
         refusals = raw.get("refusals") if isinstance(raw, dict) else None
-        return {
+        return identity, {
             "allowed": {str(k): str(v) for k, v in allowed.items()} if isinstance(allowed, dict) else {},
             "refused": {str(k): v for k, v in refused.items() if isinstance(v, int | float)}
             if isinstance(refused, dict)
@@ -173,7 +246,7 @@ class OriginStore:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            data = self._read()
+            _, data = self._read()  # under the lock, always read anew
             yield data
             if any(len(data[key]) > _MAX_ENTRIES for key in ("allowed", "refused", "refusals")):
                 raise ConfigError(f"{self.path}: more than {_MAX_ENTRIES} websites; forget some first.")
@@ -194,10 +267,11 @@ def decide(origin: str, config: Config, store: OriginStore | None = None, now: f
         return Decision.ALLOW
     if config.origin_policy != "ask":
         return Decision.DENY
-    store = store or OriginStore()
-    if store.is_allowed(origin):
+    answers = (store or OriginStore()).answers()  # one reading for every test below
+    if answers.is_allowed(origin):
         return Decision.ALLOW
-    if store.refused_recently(origin, now) or store.questions_paused_for(now) > 0:
+    current = time.time() if now is None else now
+    if answers.refused_recently(origin, current) or answers.questions_paused_for(current) > 0:
         return Decision.DENY
     return Decision.ASK
 
@@ -227,11 +301,12 @@ class SitePolicy:
             return OriginNotAllowedError(
                 f"{origin} may not use cardbridge. To allow it, add it to allowed_origins in {where}.", origin=origin
             )
-        if self.store.refused_recently(origin):
+        answers, now = self.store.answers(), time.time()  # one reading (blocking file I/O)
+        if answers.refused_recently(origin, now):
             return OriginNotAllowedError(
                 f"You refused {origin} a moment ago; it may ask again in {REFUSAL_PAUSE:g} seconds.", origin=origin
             )
-        wait = max(1, round(self.store.questions_paused_for()))
+        wait = max(1, round(answers.questions_paused_for(now)))
         return OriginNotAllowedError(
             f"{QUESTION_LIMIT} websites were refused in the last {QUESTION_WINDOW / 60:g} minutes, so no new "
             f"website is asked about for {wait} seconds. To allow {origin} now: cardbridge origins allow {origin}",

@@ -204,9 +204,10 @@ class CardService:
         if self._operation.locked():
             raise BusyError("Another card operation is under way. Finish or cancel it first.")
 
-    def site_decision(self, origin: str) -> Decision | None:
-        """What the policy says about ``origin`` now (no dialog); None without a policy."""
-        return None if self.sites is None else self.sites.decide(origin)
+    async def site_decision(self, origin: str) -> Decision | None:
+        """What the policy says about ``origin`` now (no dialog); None without a policy. The
+        policy's file is read on a worker thread, never on the event loop."""
+        return None if self.sites is None else await asyncio.to_thread(self.sites.decide, origin)
 
     async def _consent(self, origin: str, dialogs: DialogSource | None, lang: str, deadline: Deadline) -> None:
         """The policy's decision for ``origin``, before any card is touched: a denied site
@@ -222,7 +223,7 @@ class CardService:
         if decision is Decision.ALLOW:
             return
         if decision is Decision.DENY:
-            raise sites.refusal(origin)
+            raise await asyncio.to_thread(sites.refusal, origin)
         if dialogs is None:
             raise OriginNotAllowedError(f"{origin} has not been allowed yet, and no dialog can ask.", origin=origin)
         with sites.store.asking():
@@ -233,7 +234,7 @@ class CardService:
             if decision is Decision.ALLOW:
                 return
             if decision is Decision.DENY:
-                raise sites.refusal(origin)
+                raise await asyncio.to_thread(sites.refusal, origin)
             try:
                 await deadline.answer(
                     dialogs.allow_site(SiteRequest(origin, lang, timeout=deadline.left())),

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +24,7 @@ from cardbridge.origins import OriginStore, SitePolicy
 from cardbridge.server import ServerSettings, create_app
 from cardbridge.server.settings import SERVICE
 from cardbridge.service import CardService, open_backends
-from tests.conftest import ScriptedPinentry
+from tests.conftest import ANSWERS_SETTLE, FileAccess, ScriptedPinentry
 from tests.server.conftest import ORIGIN, conforms, free_port, nonce
 from tests.softhsm import SoftHsm
 from tests.verify import verify_token
@@ -179,3 +184,82 @@ async def test_a_denied_site_is_refused_at_the_guard_even_when_a_list_also_allow
         assert pinentry.dialogs() == []
     finally:
         await service.aclose()
+
+
+KNOWN = "https://known.example.no"  # a site the person allowed (in origins.json)
+
+
+async def _settle() -> None:
+    """Let origins.json, just written, age past the time after which a reading is kept."""
+    await asyncio.sleep(ANSWERS_SETTLE)
+
+
+def _requests(client: TestClient[Any, Any]) -> dict[str, Callable[[], Awaitable[Any]]]:
+    """Requests of every kind from a new site and from one the person allowed (two logins:
+    the pinentry must answer two PINs)."""
+
+    async def events() -> None:
+        async with client.get("/v1/events", headers={"Origin": NEW}) as response:
+            assert response.status == 200 and (await _next_event(response))[0] == "status"
+
+    async def authenticate(**kwargs: Any) -> None:
+        body = {"challengeNonce": nonce()}
+        response = await client.post("/v1/authenticate", json=body, headers={"Origin": KNOWN}, **kwargs)
+        assert response.status == 200, await response.text()
+
+    return {
+        "status, a new site": lambda: client.get("/v1/status", headers={"Origin": NEW}),
+        "status, an allowed site": lambda: client.get("/v1/status", headers={"Origin": KNOWN}),
+        "preflight": lambda: client.options(
+            "/v1/authenticate", headers={"Origin": NEW, "Access-Control-Request-Method": "POST"}
+        ),
+        "events": events,
+        "authenticate": authenticate,
+        "authenticate, Expect: 100-continue": lambda: authenticate(expect100=True),
+    }
+
+
+async def test_one_reading_of_the_answers_per_request(
+    client: TestClient[Any, Any], origin_store: OriginStore, pinentry: ScriptedPinentry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin_store.allow(KNOWN)
+    await _settle()
+    access = FileAccess(origin_store.path).install(monkeypatch)
+    pinentry.respond("1234", "1234")
+    opens: dict[str, int] = {}
+    for name, request in _requests(client).items():
+        access.clear()
+        await request()
+        opens[name] = len(access.opens)
+    # The first request reads the file (once) and keeps the reading; the others find it
+    # unchanged (a stat, no reading).
+    assert list(opens.values()) == [1, 0, 0, 0, 0, 0], opens
+
+
+async def test_the_answers_are_read_off_the_event_loop(
+    client: TestClient[Any, Any], origin_store: OriginStore, pinentry: ScriptedPinentry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin_store.allow(KNOWN)
+    access = FileAccess(origin_store.path).install(monkeypatch)
+    loop_thread = threading.get_ident()
+    pinentry.respond("1234", "1234")
+    for name, request in _requests(client).items():
+        access.clear()
+        await request()
+        assert loop_thread not in access.threads(), name  # never on the event loop's thread
+        assert access.stats or access.opens, name  # (the file was looked at)
+
+
+async def test_an_answer_given_in_another_process_counts_from_the_next_request(
+    client: TestClient[Any, Any], origin_store: OriginStore, tmp_path: Path
+) -> None:
+    env = {**os.environ, "CARDBRIDGE_CONFIG": str(tmp_path / "none.toml")}  # and this test's CARDBRIDGE_STATE_DIR
+    origin_store.allow("https://other.example")
+    for change, sees_cards in (("allow", True), ("forget", False)):
+        await _settle()
+        before = await body_of(await client.get("/v1/status", headers={"Origin": NEW}), "/v1/status", "GET")
+        assert ("tokens" in before) is not sees_cards  # as before the change (a reading kept now)
+        command = [sys.executable, "-m", "cardbridge", "--lang", "en", "origins", change, NEW]
+        await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, timeout=60, check=True)
+        after = await body_of(await client.get("/v1/status", headers={"Origin": NEW}), "/v1/status", "GET")
+        assert ("tokens" in after) is sees_cards, change

@@ -29,6 +29,7 @@ ALLOWED_HEADERS = "Content-Type"
 # Paths that answer without an Origin (a static, public document); an Origin, when sent,
 # must still be allowed.
 ORIGIN_OPTIONAL = frozenset({"/v1/openapi.json"})
+SITE_DECISION = web.RequestKey("site_decision", Decision)  # the policy's, once per request
 
 
 def check_host(request: web.Request) -> None:
@@ -39,13 +40,14 @@ def check_host(request: web.Request) -> None:
         raise HostNotAllowedError("The request target must be a path, not a URL.")
 
 
-def check_origin_header(request: web.Request) -> str | None:
+async def check_origin_header(request: web.Request) -> str | None:
     """The origin of the request when it may pass; None only where an Origin is optional
     and absent. It passes when it is allowed (``allowed_origins``, or the person allowed it),
     or, under ``origin_policy = "ask"``, when it is an https origin nobody has answered for
     yet (http://localhost too where development allows it): the service asks the person
     about it before any card is touched, and until then it learns nothing about readers and
-    cards (:func:`origin_allowed`)."""
+    cards (:func:`origin_allowed`). The policy decides once per request (off the event loop:
+    it reads the person's answers from a file); the guards and handlers share that decision."""
     origins = request.headers.getall(hdrs.ORIGIN, [])
     if not origins and request.path in ORIGIN_OPTIONAL:
         return None
@@ -53,9 +55,12 @@ def check_origin_header(request: web.Request) -> str | None:
         raise OriginNotAllowedError("The request must carry exactly one Origin header.")
     origin = origins[0]
     service = request.app[SERVICE]
-    decision = service.site_decision(origin)
-    if decision is None:  # a service with no policy: the settings' list alone
-        decision = Decision.ALLOW if origin in request.app[SETTINGS].allowed_origins else Decision.DENY
+    decision = request.get(SITE_DECISION)  # decided already (by the Expect handler)
+    if decision is None:
+        decision = await service.site_decision(origin)
+        if decision is None:  # a service with no policy: the settings' list alone
+            decision = Decision.ALLOW if origin in request.app[SETTINGS].allowed_origins else Decision.DENY
+        request[SITE_DECISION] = decision
     # The policy decides first: a denied site stays denied whatever list also names it.
     if decision is Decision.ALLOW or (decision is Decision.ASK and _web_origin(origin, service.allow_http_localhost)):
         return origin
@@ -71,14 +76,9 @@ def _web_origin(origin: str, allow_http_localhost: bool) -> bool:
 
 
 def origin_allowed(request: web.Request) -> bool:
-    """Whether the request's origin is allowed now (not just on its way to the question)."""
-    origin = request.get(ORIGIN)
-    if origin is None:
-        return False
-    decision = request.app[SERVICE].site_decision(origin)
-    if decision is None:  # a service with no policy: the settings' list alone
-        return origin in request.app[SETTINGS].allowed_origins
-    return decision is Decision.ALLOW
+    """Whether the request's origin is allowed (not just on its way to the question), as
+    the policy decided for this request in :func:`check_origin_header`."""
+    return request.get(ORIGIN) is not None and request.get(SITE_DECISION) is Decision.ALLOW
 
 
 def _route_error(request: web.Request) -> None:
@@ -124,7 +124,7 @@ def check_body_headers(request: web.Request) -> None:
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     check_host(request)
-    origin = check_origin_header(request)
+    origin = await check_origin_header(request)
     if origin is not None:
         request[ORIGIN] = origin
     if request.method == hdrs.METH_OPTIONS and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
@@ -146,7 +146,7 @@ async def continue_if_allowed(request: web.Request) -> web.StreamResponse | None
         return None
     try:
         check_host(request)
-        check_origin_header(request)
+        await check_origin_header(request)
         if request.method == hdrs.METH_POST:
             check_body_headers(request)
     except CardbridgeError:
