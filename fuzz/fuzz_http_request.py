@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
 
 try:
     import atheris
@@ -55,6 +57,7 @@ APP = web.Application()
 APP[SETTINGS] = SETTINGS_
 APP[SERVICE] = CardService([])  # no cards, no policy: the Origin guard checks the allow-list only
 PATHS = sorted(DECODERS)
+T = TypeVar("T")
 GUARD_CODES = {Code.HOST_NOT_ALLOWED, Code.ORIGIN_NOT_ALLOWED, Code.UNSUPPORTED_MEDIA_TYPE, Code.REQUEST_TOO_LARGE}
 
 
@@ -67,11 +70,22 @@ def _headers(block: bytes) -> CIMultiDict[str]:
     return headers
 
 
+def _at_once(step: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that finishes without waiting: the Origin guard of a service
+    with no policy (it reads no file, so nothing goes to a worker thread). No event loop."""
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    step.close()
+    raise AssertionError("the Origin guard waited for something")
+
+
 def _guards(path: str, headers: CIMultiDict[str]) -> None:
     request = make_mocked_request("POST", path, headers=headers, app=APP)
     try:
         check_host(request)
-        origin = check_origin_header(request)
+        origin = _at_once(check_origin_header(request))
         check_body_headers(request)
     except CardbridgeError as refused:
         assert refused.code in GUARD_CODES, refused.code
