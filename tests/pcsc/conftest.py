@@ -145,16 +145,23 @@ def start_kind(
     key: str | None = None,
     pins: dict[str, str] | None = None,
     not_active: tuple[str, ...] = (),
+    pin_tries: int | None = None,
 ) -> VirtualCard:
     """A virtual card of ``kind`` (``cardbridge dev card --kind``), inserted and seen by pcscd.
     Keys and certificates are made once per ``folder`` (use the session's card_folder).
-    ``not_active``: the PINs (``pin``, ``pin2``) issued not activated yet."""
+    ``not_active``: the PINs (``pin``, ``pin2``) issued not activated yet. ``pin_tries``: the
+    holder's PINs personalised with that retry limit (another issuer profile) instead of the
+    kind's own."""
+    from cardbridge.emulator.iso7816 import Iso7816Card
     from cardbridge.emulator.kinds import card_kind, pins_with_defaults
 
     chosen = card_kind(kind)
     made = chosen.create(
         folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}), not_active=not_active
     )
+    if pin_tries is not None:
+        assert isinstance(made.applet, Iso7816Card)
+        made.applet.set_pin_tries(pin_tries)
     card = made.start()
     assert card.insert(wait=10), "vpcd did not accept the virtual card"
     wait_for_card((READER_0, READER_1)[reader], True)

@@ -183,10 +183,13 @@ def test_driver_reads_both_certificates_and_signs_with_each_pin(fineid: VirtualC
     digest = hashlib.sha384(b"document").digest()
     fineid.reset_count()
     verify_signature(sign, digest, on(token, token.sign_digest, sign, bytearray(PIN2.encode()), digest, ES384), ES384)
-    # PIN2 (reference 82) for the signing key 02; then the application is selected again (logout).
+    # PIN2 (reference 82) for the signing key 02; then the application is selected again (logout),
+    # and PIN2's first right VERIFY on this card presence is followed by its state read once
+    # (SELECT, GET DATA, GET RESPONSE): the card's own retry limit.
     verify = next(r for r in fineid.records if r.ins == INS_VERIFY)
     assert verify.command[3] == 0x82
-    assert [r.ins for r in fineid.records][-1] == 0xA4
+    assert [r.ins for r in fineid.records][-5:] == [0x2A, 0xA4, 0xA4, 0xCB, 0xC0]
+    assert fineid.records[-2].command[-2] == 0x82  # GET DATA of reference 82 (then Le)
     with pytest.raises(PinIncorrectError):  # PIN1 does not open the signing key
         on(token, token.sign_digest, sign, bytearray(b"1234000"), digest, ES384)
 
@@ -198,12 +201,17 @@ def test_warm_login_apdus(fineid: VirtualCard, backend: PcscBackend) -> None:
     on(token, token.pin_status, auth)
     on(token, token.sign_digest, auth, bytearray(PIN1.encode()), hashlib.sha384(b"x").digest(), ES384)
     # GET DATA where the card stands (PIN1 is global) + GET RESPONSE (T=0); SELECT, VERIFY,
-    # MSE SET, PSO HASH, PSO CDS, SELECT (the logout).
-    assert [r.ins for r in fineid.records] == [0xCB, 0xC0, 0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4]
-    # The next login: the tries left from that VERIFY's answer, no APDU before the dialog.
+    # MSE SET, PSO HASH, PSO CDS, SELECT (the logout); the first right PIN1 on this card
+    # presence: GET DATA + GET RESPONSE once more (the count then is the card's limit).
+    assert [r.ins for r in fineid.records] == [0xCB, 0xC0, 0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4, 0xCB, 0xC0]
+    # The next login: the tries left from that VERIFY's answer, no APDU before the dialog,
+    # and no read after it.
     fineid.reset_count()
     on(token, token.pin_status, auth)
     assert fineid.records == []
+    on(token, token.sign_digest, auth, bytearray(PIN1.encode()), hashlib.sha384(b"y").digest(), ES384)
+    assert [r.ins for r in fineid.records] == [0xA4, 0x20, 0x22, 0x2A, 0x2A, 0xA4]
+    assert on(token, token.pin_status, auth).retries_left == 5
 
 
 def verify_signature(cert: CertificateInfo, digest: bytes, signature: bytes, algorithm: SignatureAlgorithm) -> None:

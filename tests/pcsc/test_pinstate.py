@@ -35,3 +35,20 @@ def test_no_number_forgets_and_forget_clears_one_or_all() -> None:
     assert counters.get(0x85) is None and counters.get(0x01) == 0
     counters.forget()
     assert counters.get(0x01) is None
+
+
+def test_a_right_pin_gives_the_maximum_only_once_the_card_told_it() -> None:
+    clock = Clock()
+    counters = PinCounters(clock=clock)
+    counters.put(0x11, 2)
+    counters.verified(0x11)  # 9000 before the card told its maximum: nothing assumed
+    assert counters.get(0x11) is None and counters.maximum(0x11) is None
+    counters.learn_maximum(0x11, 10)
+    counters.put(0x11, 9)
+    counters.verified(0x11)
+    assert counters.get(0x11) == 10
+    counters.forget()  # the counts go (a reset, another program); the card's limit stays
+    clock.now += 2 * PIN_STATE_TTL
+    assert counters.get(0x11) is None and counters.maximum(0x11) == 10
+    counters.verified(0x11)
+    assert counters.get(0x11) == 10 and counters.get(0x82) is None

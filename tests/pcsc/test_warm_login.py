@@ -295,3 +295,34 @@ def test_fineid_asks_pin1_where_the_card_stands_and_pin2_in_the_application(
     card.reset_count()
     assert on(token, token.pin_status, sign).retries_left == 5
     assert [r.ins for r in card.records] == [0xA4, 0xCB, 0xC0]  # PIN2 (82) is the application's
+
+
+# A retry limit other than the kind's own, as a card of another issuer profile could have.
+OTHER_MAXIMUM = {"esteid": 5, "fineid": 10, "belpic": 5, "esteid-thales": 5, "fineid-v3": 8}
+
+
+@pytest.mark.parametrize("kind", sorted(OTHER_MAXIMUM))
+def test_after_a_right_pin_the_dialog_shows_the_cards_own_maximum(
+    pcscd: Pcscd, card_folder: Path, backend: PcscBackend, kind: str
+) -> None:
+    """The count after a right PIN is the card's own maximum, never a number the driver
+    assumes; learnt from the card once per card presence, then the warm login is as short
+    as with the kind's own limit."""
+    maximum = OTHER_MAXIMUM[kind]
+    card = start_kind(card_folder, kind, pin_tries=maximum)
+    try:
+        token = token_of(backend)
+        assert login(token, pin_of(kind)) == maximum  # read from the card: the card is full
+        cert = auth_cert(token)
+        assert on(token, token.pin_status, cert).retries_left == maximum == card_tries(card)
+        error = wrong_login(token)
+        assert error.retries_left == maximum - 1 == card_tries(card)
+        assert login(token, pin_of(kind)) == maximum - 1
+        card.reset_count()
+        assert on(token, token.pin_status, cert).retries_left == maximum == card_tries(card)
+        assert card.records == [], "known from the card's own answers"
+        if kind in WARM:
+            assert login(token, pin_of(kind)) == maximum
+            assert [r.ins for r in card.records] == WARM[kind]
+    finally:
+        stop_card(card)

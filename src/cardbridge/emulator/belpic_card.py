@@ -406,9 +406,18 @@ class BelpicCard(Iso7816Card):
         self.version = data.version
         super().__init__(data.atr)
         self._pin = encode_pin(pin)
+        self.pin_max_tries = PIN_TRIES  # the applet's limit; set_pin_tries for another
         self.pin_tries_left = PIN_TRIES
         self.mf = self._build()
         self.power_off()
+
+    def set_pin_tries(self, tries: int) -> None:
+        """PINcardholder's retry limit as another profile would set it (the counter full). No
+        command of the applet reports the limit: VERIFY without data and GET CARD DATA (P2 01)
+        give the tries left only."""
+        if not 1 <= tries <= 15:
+            raise ValueError("a retry counter of 1 to 15 tries (63Cx has one hex digit)")
+        self.pin_max_tries = self.pin_tries_left = tries
 
     # -- the file system ----------------------------------------------------------------------
     def _build(self) -> DF:
@@ -588,7 +597,7 @@ class BelpicCard(Iso7816Card):
             return sw(SW_WRONG_LENGTH)
         self._one_more_command()  # a VERIFY before this one waits no longer
         if apdu.data == self._pin:
-            self.pin_tries_left = PIN_TRIES
+            self.pin_tries_left = self.pin_max_tries
             self._fresh_verify, self._since_verify = True, 0
             return sw(SW_OK)
         self.pin_tries_left -= 1
@@ -612,7 +621,7 @@ class BelpicCard(Iso7816Card):
             self.pin_tries_left -= 1
             return sw(0x63C0 | self.pin_tries_left)
         self._pin = bytes(new)
-        self.pin_tries_left = PIN_TRIES
+        self.pin_tries_left = self.pin_max_tries
         self._auth_open = True
         return sw(SW_OK)
 

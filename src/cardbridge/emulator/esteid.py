@@ -17,7 +17,9 @@ Built from the card's public chip application description (TD-ID1-Chip-App) as O
   unblocked with the PUK (VERIFY PUK, then RESET RETRY COUNTER P1 03, or P1 02 with a new
   PIN). Tries left: GET DATA ``00 CB 3F FF`` with ``4D 08 70 06 BF 81 <ref & 0F> 02 A0 80``
   answers ``70 1E BF 81 <ref> 1A A0 18 9A 01 <max> 9B 01 <left> A1 10 8C 06 F3 00 00 73 43
-  00 9C 06 F3 00 00 73 43 00`` (the tries left at offset 13, the maximum at 10).
+  00 9C 06 F3 00 00 73 43 00`` (the tries left at offset 13, the maximum at 10: a card made
+  with another limit, :meth:`~cardbridge.emulator.iso7816.Iso7816Card.set_pin_tries`, names
+  that one).
 - The authentication key (81, ECC P-384, PIN1): MSE SET ``00 22 41 A4`` with ``80 04 FF 20
   08 00 84 01 81`` (OpenSC) or ``80 01 04 84 01 81`` (libelectronic-id), then INTERNAL
   AUTHENTICATE ``00 88 00 00`` with the 48-byte digest. The signing key (9F, ECC P-384,

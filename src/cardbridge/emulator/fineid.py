@@ -30,7 +30,11 @@ APDUs that web-eid's libelectronic-id and OpenSC send to real cards):
 - GET DATA ``00 CB 00 FF`` with ``A0 03 83 01 <ref>`` answers the PIN's attributes:
   ``A0 23 83 01 ref 8C … 9C … DF21 04 <tries> FF A5 03 DF27 02 FF FF DF28 01 0C DF2F 01 01``
   (the tries left first in DF21; DF28 the stored length; DF2F 01: the PIN was set by its
-  holder). The bytes after the tries are the ones a real card answered. DF2F 00: the PIN is
+  holder). The bytes after the tries are the ones a real card answered (``05 FF A5 03`` for
+  PIN1 with its 5 tries, in libelectronic-id's recorded exchange: the usage and unblocking
+  counters, FF and A5 meaning no limit). No field gives the PIN's retry limit, so a card
+  made with another limit (:meth:`~cardbridge.emulator.iso7816.Iso7816Card.set_pin_tries`)
+  does not tell it either. DF2F 00: the PIN is
   not active yet — it must be changed (activated) by its holder before it is used (OpenSC
   master's ``card-esteid2025.c``, which drives the Estonian Thales card and FINEID v4, reads
   DF2F 00 as "needs change" and sets ``CKF_USER_PIN_TO_BE_CHANGED``; libelectronic-id's

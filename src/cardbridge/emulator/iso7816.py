@@ -391,6 +391,17 @@ class Iso7816Card(Applet):
         self.keys[key.reference] = key
         return key
 
+    def set_pin_tries(self, tries: int) -> None:
+        """The retry limit of the holder's PINs (every PIN but those that unblock others),
+        as a card of another issuer profile is personalised: each counter full at ``tries``.
+        The card reports the limit only where its own commands do (see each card)."""
+        if not 1 <= tries <= 15:
+            raise ValueError("a retry counter of 1 to 15 tries (63Cx has one hex digit)")
+        unblocking = {p.unblocked_by for p in self.pins}
+        for pin in self.pins:
+            if pin.reference not in unblocking:
+                pin.max_tries = pin.tries_left = tries
+
     # -- state -----------------------------------------------------------------------------
     def power_off(self) -> None:
         self.current_df: DF = getattr(self, "mf", DF(b"\x3f\x00"))

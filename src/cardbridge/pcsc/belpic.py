@@ -30,6 +30,21 @@ The card is confirmed by SELECT of DF(BELPIC) by its AID and identified by GET C
 SELECT by path and READ BINARY up to its DER length (a certificate EF has 1100 zero bytes
 after it). The tries left come from an empty VERIFY (applet 1.7 and 1.8 spend no try).
 
+The PIN's retry limit: no command of the applet reports it. The empty VERIFY answers
+``63Cx`` (the tries left), GET CARD DATA with P2 01 (applet 1.8) the tries left in byte 28
+(as the Belgian middleware, eid-mw, reads it), and eid-mw's PIN status command (``80 EA``)
+the tries left too; the card's PKCS#15 AODF has no such field (OpenSC's pkcs15-pin.c), and
+OpenSC's belpic driver asks nothing. Belgians are told that the PIN blocks after three wrong
+tries (eid-mw's test notes: "entering an incorrect pincode three times will result in the
+card getting locked"), so after a right PIN they expect the dialog to say 3 — but it must
+not say 3 for a card personalised with another limit. So no limit is assumed: after the
+first right PIN on a card presence the driver sends one empty VERIFY after LOG OFF, in the
+same transaction (``FileSystemToken.learn_maximum``). The right PIN has just put the counter
+back at its maximum, so the card's answer is its own limit: 3 on the cards Belgians hold,
+and the dialog says what they expect. That APDU is spent once per card presence; the warm
+login stays 5 (MSE SET, VERIFY, PSO CDS, GET RESPONSE, LOG OFF), and no number is shown
+that the card did not give.
+
 Algorithms: applet 1.8 signs ES256, ES384 and ES512 hashes with its P-384 keys (references
 01, 02, 04); applet 1.7 signs RS256 (reference 08: the card adds the DigestInfo) and RS384,
 RS512 (reference 01 with the DigestInfo sent).
@@ -83,7 +98,7 @@ CARD_DATA_LENGTH = 0x1C
 
 PIN_REFERENCE = 0x01
 KEYS_DF = Location(path=bytes.fromhex("DF00"))  # where MSE SET, VERIFY and PSO CDS are sent
-PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12, location=KEYS_DF, encoding=PinEncoding.FORMAT_2, max_tries=3)
+PIN = PinSpec(PIN_REFERENCE, "eID PIN", 4, 12, location=KEYS_DF, encoding=PinEncoding.FORMAT_2)
 KEY_AUTHENTICATION = 0x82
 KEY_NON_REPUDIATION = 0x83
 

@@ -4,7 +4,10 @@ The card's application is IAS-ECC (AID ``A0 00 00 00 77 01 08 00 07 00 00 FE 00 
 00``, the MF's name); the authentication key (81, ECC P-384, PIN1) and its certificate
 (``3401``) live in ADF1, the signing key (9F, PIN2, a VERIFY before every signature) and its
 certificate (``341F``) in ADF2 ("QSCD Application"). PINs are ASCII digits padded with FF to
-12 bytes: PIN1 (reference 01) 4–12 digits, PIN2 (85, local to ADF2) 5–12, 3 tries each.
+12 bytes: PIN1 (reference 01) 4–12 digits, PIN2 (85, local to ADF2) 5–12, 3 tries each as
+issued. The driver assumes no limit: the card names it (``9A``) beside the tries left
+(``9B``) in its PIN information, which the first dialog on a card presence reads, and after
+a right PIN the count shown is that limit (:mod:`cardbridge.pcsc.pinstate`).
 
 APDUs of a warm login (the certificate cached by the document number): GET DATA of PIN1's
 tries left (``4D 08 70 06 BF 81 …``, where the last logout left the card; SELECT first only
@@ -51,8 +54,8 @@ ADF2_AID = b"QSCD Application"
 DOCUMENT_NUMBER = Location(aid=IASECC_AID, path=b"\xd0\x03")
 PIN_PAD_LENGTH = 12
 
-PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=PIN_PAD_LENGTH, max_tries=3)
-PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH, max_tries=3)
+PIN1 = PinSpec(0x01, "PIN1", 4, 12, location=Location(aid=ADF1_AID), pad_length=PIN_PAD_LENGTH)
+PIN2 = PinSpec(0x85, "PIN2", 5, 12, location=Location(aid=ADF2_AID), pad_length=PIN_PAD_LENGTH)
 SIGNATURE_INPUT = 48  # the card signs a 48-byte value (P-384): shorter hashes left-padded
 
 
@@ -119,7 +122,9 @@ class EsteidToken(FileSystemToken):
         left = info.get(0x9B)
         if left is None or len(left) != 1:
             raise CardError("The card's PIN information has no tries left.")
-        return PinState(left[0], left[0] == 0)
+        limit = info.get(0x9A)  # the card's own retry limit (libelectronic-id's EIDIDEMIA reads it)
+        maximum = limit[0] if limit is not None and len(limit) == 1 and limit[0] >= left[0] else None
+        return PinState(left[0], left[0] == 0, maximum=maximum)
 
     def supported_algorithms(self, certificate: CertificateInfo) -> Sequence[SignatureAlgorithm]:
         if certificate.key_type != KeyType.EC or certificate.curve != "secp384r1":
@@ -135,8 +140,8 @@ class EsteidToken(FileSystemToken):
 # -- the Thales profile (cards issued since December 2025) -------------------------------------
 THALES_AID = bytes.fromhex("A000000063504B43532D3135")
 _THALES_APP = Location(aid=THALES_AID)
-THALES_PIN1 = PinSpec(0x81, "PIN1", 4, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00, max_tries=3)
-THALES_PIN2 = PinSpec(0x82, "PIN2", 5, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00, max_tries=3)
+THALES_PIN1 = PinSpec(0x81, "PIN1", 4, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00)
+THALES_PIN2 = PinSpec(0x82, "PIN2", 5, 12, _THALES_APP, pad_length=PIN_PAD_LENGTH, pad_byte=0x00)
 THALES_DOCUMENT_NUMBER = bytes.fromhex("DFDD5007")
 THALES_AUTHENTICATION = KeySpec(
     purpose=Purpose.AUTHENTICATION,
@@ -166,7 +171,8 @@ class EsteidThalesToken(FineidToken):
     """An Estonian ID card of the Thales profile (2025) in one reader: the Thales application
     the Finnish v4 card runs (its commands are :class:`FineidToken`'s: GET DATA of a PIN's
     tries left, MSE SET, PSO HASH, PSO CDS, SELECT of the application to log out) with the
-    Estonian card's objects: PIN1 81 (4-12 digits), PIN2 82 (5-12), 3 tries, padded with 00;
+    Estonian card's objects: PIN1 81 (4-12 digits), PIN2 82 (5-12), 3 tries as issued (the
+    card does not report the limit: see :class:`FineidToken`), padded with 00;
     the authentication key 01 (``ADF1/3411``), the signing key 05 (``ADF2/3421``); the
     document number in ``DFDD/5007`` (the cache key). As OpenSC master's
     ``card-esteid2025.c`` and libelectronic-id's ``EstEIDThales``."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
 from cardbridge.errors import (
+    CardbridgeError,
     CardError,
     InvalidInputError,
     NoCertificateError,
@@ -115,7 +116,6 @@ class PinSpec:
     pad_length: int = 0  # pad to this many bytes (0: sent as typed)
     pad_byte: int = 0xFF
     encoding: PinEncoding = PinEncoding.PADDED
-    max_tries: int | None = None  # the counter after a right PIN (None: ask the card again)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +144,7 @@ class PinState:
     blocked: bool
     verified: bool = False
     active: bool = True  # False: the holder must change (activate) the PIN before it is used
+    maximum: int | None = None  # the PIN's retry limit, where the card's answer gives it
 
 
 class FileSystemSession:
@@ -343,6 +344,8 @@ class FileSystemToken(CardToken):
             state = self.transact(lambda transport: self.pin_state(self.session(transport), pin))
             # A PIN not active yet is asked about again next time (the holder may change it).
             self.pin_counters.put(pin.reference, state.retries_left if state.active else None)
+            if state.maximum is not None:
+                self.pin_counters.learn_maximum(pin.reference, state.maximum)
         else:
             state = PinState(tries, tries == 0)  # the card told it, from a VERIFY or an active PIN
         return PinStatus(
@@ -363,7 +366,8 @@ class FileSystemToken(CardToken):
 
     def sign_on_card(self, transport: ApduTransport, request: SignRequest) -> bytes:
         """:meth:`before_verify`, VERIFY, the key's location (when not the PIN's),
-        :meth:`compute_signature`, and the card's :meth:`logout` after a VERIFY."""
+        :meth:`compute_signature`, the card's :meth:`logout` after a VERIFY, and (once per PIN
+        and card presence) :meth:`learn_maximum`."""
         key = self.key_for(request.certificate)
         fs = self.session(transport)
         self.before_verify(fs, key, request)
@@ -371,9 +375,12 @@ class FileSystemToken(CardToken):
         try:
             if key.location != key.pin.location:
                 self.enter(fs, key.location)
-            return self.compute_signature(fs, key, request)
+            signature = self.compute_signature(fs, key, request)
         finally:
             self.log_out(request, lambda: self.logout(fs, key))
+        if not request.reset:  # logged out with the card's own command
+            self.learn_maximum(fs, key.pin)
+        return signature
 
     def check_key(self, certificate: CertificateInfo) -> None:
         self.key_for(certificate)
@@ -391,7 +398,8 @@ class FileSystemToken(CardToken):
 
     def verify_pin(self, fs: FileSystemSession, pin: PinSpec, value: bytearray) -> None:
         """VERIFY (once, never retried), and keep the tries left the card's answer gives:
-        ``63Cx`` x, ``6983`` none, ``9000`` the maximum (:attr:`PinSpec.max_tries`)."""
+        ``63Cx`` x, ``6983`` none, ``9000`` the maximum — the one the card told
+        (:meth:`PinCounters.verified`: until it has, the count is forgotten)."""
         try:
             fs.verify(pin, value)
         except PinBlockedError:
@@ -403,7 +411,31 @@ class FileSystemToken(CardToken):
         except BaseException:
             self.pin_counters.forget(pin.reference)
             raise
-        self.pin_counters.put(pin.reference, pin.max_tries)
+        self.pin_counters.verified(pin.reference)
+
+    def learn_maximum(self, fs: FileSystemSession, pin: PinSpec) -> None:
+        """After the card's ``9000`` to a VERIFY, when it has not told the PIN's retry limit
+        in this card presence: read the PIN's state in the same transaction (after the
+        logout, which ends the security status but leaves the counter). The right PIN put the
+        counter back at its maximum (ISO 7816-4), and no other program can send a command
+        inside the transaction, so the count the card now gives is its own limit (or the card
+        names it, as the Estonian IDEMIA card does in ``9A``). One read per PIN and card
+        presence — in that login only; later logins show the count without asking. A failed
+        read forgets the count (the next dialog asks the card); the signature stands."""
+        if self.pin_counters.maximum(pin.reference) is not None:
+            return
+        try:
+            state = self.pin_state(fs, pin)
+        except CardbridgeError as exc:
+            log.info("The card did not tell the %s's tries left after the right PIN (%s)", pin.name, exc.code)
+            self.pin_counters.forget(pin.reference)
+            return
+        maximum = state.maximum if state.maximum is not None else state.retries_left
+        if maximum is None or maximum <= 0 or state.blocked or not state.active:
+            self.pin_counters.forget(pin.reference)
+            return
+        self.pin_counters.learn_maximum(pin.reference, maximum)
+        self.pin_counters.put(pin.reference, state.retries_left)
 
     # -- hooks a driver may override -----------------------------------------------------
     def session(self, transport: ApduTransport) -> FileSystemSession:

@@ -21,7 +21,16 @@ The card's commands (FINEID S1), as this driver sends them:
   left are the first byte of DF21), spending no try; DF2F 00 there says the PIN is not active
   yet (its holder must change it first; OpenSC master's ``card-esteid2025.c``: "needs
   change", libelectronic-id's ``EstEIDThales``: ``pinActive`` false): such a PIN is never
-  asked for nor sent (PIN_NOT_ACTIVE, before any dialog);
+  asked for nor sent (PIN_NOT_ACTIVE, before any dialog). The answer does not give the PIN's
+  retry limit: a real v4 card answered ``DF21 04 05 FF A5 03`` for PIN1 with its 5 tries
+  (libelectronic-id's recorded exchange), the bytes after the count being its usage and
+  unblocking counters (FF, A5: no limit; FINEID S1 v4.2 §3.15.3 as refineid-core reads it);
+  OpenSC's esteid2025 driver says "no support" for the maximum, and libelectronic-id
+  assumes 5 (3 for the Estonian Thales card). This driver assumes none: after the first
+  right PIN on a card presence it reads the count once more in the same transaction, which
+  is then the card's limit (:meth:`~cardbridge.pcsc.filesystem.FileSystemToken.learn_maximum`:
+  GET DATA and GET RESPONSE in that login, SELECT first for PIN2); later logins show it
+  without asking;
 - PIN1, the basic PIN (*perustunnusluku*), reference 11, 4 to 12 digits, for the
   authentication key 01; PIN2, the signature PIN (*allekirjoitustunnusluku*), reference 82,
   6 to 12 digits, for the non-repudiation key (02 on v4, 03 on v3); both padded with 00 to
@@ -70,8 +79,8 @@ AID = bytes.fromhex("A000000063504B43532D3135")
 LOCAL_PIN = 0x80  # bit 8 of a PIN reference: the PIN belongs to the current DF
 _APP = Location(aid=AID)
 
-PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_byte=0x00, max_tries=5)
-PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00, max_tries=5)
+PIN1 = PinSpec(0x11, "PIN1 (perustunnusluku)", 4, 12, _APP, pad_length=12, pad_byte=0x00)
+PIN2 = PinSpec(0x82, "PIN2 (allekirjoitustunnusluku)", 6, 12, _APP, pad_length=12, pad_byte=0x00)
 
 ALG_ECDSA = 0x04
 ALG_RSA_PKCS1 = 0x02

@@ -7,6 +7,16 @@ that read, and from the answer to every VERIFY the driver sends (``63Cx``: x lef
 blocked, ``9000``: the counter is back at its maximum) — so the next login on the same card
 shows the count without asking the card again.
 
+The maximum after a ``9000`` is the card's own, never a number the driver assumes: cards of
+one country can be personalised with another limit (another issuer profile, a test card).
+:meth:`PinCounters.learn_maximum` keeps it per PIN for the card presence, from the card's
+answers only: where the card reports it in the PIN state the driver reads anyway (the
+Estonian IDEMIA card's ``9A``), or else from the count the card gives in the same
+transaction right after its ``9000`` (a right PIN puts the counter back at its maximum: ISO
+7816-4), read once per PIN and card presence by the driver
+(:meth:`~cardbridge.pcsc.filesystem.FileSystemToken.learn_maximum`). Until the card has told
+it, a ``9000`` forgets the count (the next dialog asks the card).
+
 It lives in one :class:`~cardbridge.pcsc.cardtoken.CardToken`, which is bound to one card
 presence (reader, ATR, pcsc-lite's insertion/removal counter): a card pulled, swapped or
 put back is a new token with nothing known. A count is used only when all of these hold:
@@ -47,6 +57,7 @@ class PinCounters:
         self.ttl = ttl
         self._clock = clock
         self._known: dict[int, tuple[int, float]] = {}
+        self._maximum: dict[int, int] = {}  # the card's own limit by PIN, as it told it
         self._lock = threading.Lock()
 
     def get(self, reference: int) -> int | None:
@@ -69,8 +80,31 @@ class PinCounters:
             else:
                 self._known[reference] = (tries, self._clock())
 
+    def verified(self, reference: int) -> None:
+        """The card answered ``9000`` to a VERIFY: the counter is back at its maximum — kept
+        when the card has told the maximum, else forgotten (the next dialog asks the card)."""
+        with self._lock:
+            maximum = self._maximum.get(reference)
+            if maximum is None:
+                self._known.pop(reference, None)
+            else:
+                self._known[reference] = (maximum, self._clock())
+
+    def learn_maximum(self, reference: int, maximum: int) -> None:
+        """The PIN's retry limit as the card told it. A fact of the card, not of its state: it
+        stays for the card presence (this object's life), past the time to live and
+        :meth:`forget`."""
+        if maximum > 0:
+            with self._lock:
+                self._maximum[reference] = maximum
+
+    def maximum(self, reference: int) -> int | None:
+        """The PIN's retry limit if the card has told it."""
+        with self._lock:
+            return self._maximum.get(reference)
+
     def forget(self, reference: int | None = None) -> None:
-        """Forget one PIN, or every PIN (``None``)."""
+        """Forget one PIN's count, or every PIN's (``None``); the limits the card told stay."""
         with self._lock:
             if reference is None:
                 self._known.clear()
