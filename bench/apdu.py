@@ -8,7 +8,9 @@ token and its certificates are cached (what the service does per login: the PIN 
 the dialog, then log in and sign), and the PIN's tries left are the ones the last VERIFY's
 answer gave (``cardbridge.pcsc.pinstate``); the row "warm login, PIN state read" is the
 same login when that count cannot be used (another program holds the card, or it is older
-than its time to live) and the card is asked before the dialog. For OpenSC, a second
+than its time to live) and the card is asked before the dialog; with OpenSC holding the card
+from another process (the count is not used) and from the bridge's own process (p11-kit's
+OpenSC on Debian: the count is used). For OpenSC, a second
 C_Login + C_Sign + C_Logout in the same session after a first one (the module loaded and
 the card's PKCS#15 read). Starts pcscd (when none runs) and each virtual card itself, and
 stops them again.
@@ -34,6 +36,7 @@ from cardbridge.errors import CardbridgeError
 from cardbridge.model import Purpose
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.scard import E_TIMEOUT, STATE_UNAWARE, PcscContext
+from cardbridge.pkcs11.backend import ModuleBackend
 
 READER = "Virtual PCD 00 00"
 OPENSC = next(
@@ -232,6 +235,22 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
                     holder.stdin.flush()
                     holder.wait(timeout=60)
                 driver_login(backend, pins["pin"])  # OpenSC gone again: what the next login sees
+                # OpenSC's module loaded into this process, as p11-kit loads it into the bridge
+                # on a Debian system with opensc installed (it keeps every card it knows
+                # connected): not another program.
+                module = ModuleBackend(OPENSC)
+                try:
+                    module.executor.submit(module.tokens).result(timeout=60)
+                    driver_login(backend, pins["pin"])  # the first login after OpenSC's start
+                    card.reset_count()
+                    started = time.perf_counter()
+                    # The service lists every backend, not asking a module about a card a driver serves.
+                    module.executor.submit(module.tokens, frozenset({READER})).result(timeout=60)
+                    driver_login(backend, pins["pin"])
+                    label = "cardbridge driver, warm login, OpenSC's module in the bridge"
+                    rows.append(Row(label, list(card.records), time.perf_counter() - started))
+                finally:
+                    module.close()
             # The signature alone: what is left once the dialog has the PIN.
             token = backend.executor.submit(backend.token, READER).result(timeout=30)
             cert = next(c for c in token.certificates() if c.purpose is Purpose.AUTHENTICATION)

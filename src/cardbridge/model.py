@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -324,10 +324,25 @@ class Backend(Protocol):
         reader's)."""
         ...
 
-    def tokens(self) -> Sequence[Token]:
-        """The tokens present now. Blocks: run on ``executor``."""
+    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Token]:
+        """The tokens present now, but none in ``skip_readers``: readers whose card a
+        built-in driver of this process serves (the direct driver wins), left out before
+        the token is asked anything, since a module may read the card to answer (OpenSC's
+        C_GetTokenInfo reads the PIN counters). Blocks: run on ``executor``."""
         ...
 
     def close(self) -> None:
         """Release the backend (finalize the module, release the PC/SC context)."""
         ...
+
+
+SLOT_DESCRIPTION_LENGTH = 64  # CK_SLOT_INFO.slotDescription: a longer reader name comes cut
+
+
+def names_reader(slot_description: str | None, readers: Collection[str]) -> bool:
+    """Whether a PKCS#11 slot's description names one of ``readers`` (a module such as
+    OpenSC names a slot by its PC/SC reader, cut to the description's 64 characters)."""
+    if not slot_description:
+        return False
+    cut = len(slot_description) == SLOT_DESCRIPTION_LENGTH
+    return any(reader == slot_description or (cut and reader.startswith(slot_description)) for reader in readers)

@@ -39,6 +39,7 @@ from cardbridge.model import (
     SignatureAlgorithm,
     Token,
     TokenInfo,
+    names_reader,
 )
 from cardbridge.pinentry import ChoiceOption, ChoiceRequest, DialogSource, WaitReason, WaitRequest
 from cardbridge.workers import Deadline, Workers, end_task
@@ -113,9 +114,10 @@ class CertificateFinder:
         seen_token = False
         errors: list[CardbridgeError] = []
         found: dict[str, Candidate] = {}
+        direct: set[str] = set()  # readers whose card a built-in driver read: not asked of modules
         for backend in self._backends:
             try:
-                surveyed = await self._workers.run(backend, _survey, backend, purpose, selection)
+                surveyed = await self._workers.run(backend, _survey, backend, purpose, selection, frozenset(direct))
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
@@ -131,6 +133,8 @@ class CertificateFinder:
                 if isinstance(surveyed_candidates, CardbridgeError):
                     errors.append(surveyed_candidates)
                     continue
+                if token.info.backend == BackendKind.PCSC and token.info.reader:
+                    direct.add(token.info.reader)
                 for candidate in surveyed_candidates:
                     found.setdefault(candidate.certificate.sha256, candidate)
         if found:
@@ -236,13 +240,7 @@ def once_per_card(infos: Sequence[TokenInfo]) -> list[TokenInfo]:
     module names a slot's reader in its description (at most 64 characters: a longer
     reader name comes cut)."""
     direct = [info.reader for info in infos if info.backend == BackendKind.PCSC and info.reader]
-
-    def seen_directly(slot: str | None) -> bool:
-        if not slot:
-            return False
-        return any(reader == slot or (len(slot) == 64 and reader.startswith(slot)) for reader in direct)
-
-    return [info for info in infos if info.backend == BackendKind.PCSC or not seen_directly(info.reader)]
+    return [info for info in infos if info.backend == BackendKind.PCSC or not names_reader(info.reader, direct)]
 
 
 def _most_telling(errors: Sequence[CardbridgeError]) -> CardbridgeError:
@@ -289,14 +287,15 @@ def _matching(certificates: Sequence[CertificateInfo], purpose: Purpose, selecti
 
 
 def _survey(
-    backend: Backend, purpose: Purpose, selection: Selection
+    backend: Backend, purpose: Purpose, selection: Selection, direct: frozenset[str]
 ) -> list[tuple[Token, list[Candidate] | CardbridgeError | None]]:
-    """On ``backend``'s worker: its tokens that ``selection`` allows, with their candidate
-    certificates for ``purpose`` (a token's only one with its algorithms and PIN state, read
-    in the same call), or the error reading them; None for each token when the backend's
-    tokens have worker threads of their own (``Backend.tokens_share_worker``)."""
+    """On ``backend``'s worker: its tokens that ``selection`` allows, outside the readers
+    ``direct`` (a built-in driver read their card), with their candidate certificates for
+    ``purpose`` (a token's only one with its algorithms and PIN state, read in the same
+    call), or the error reading them; None for each token when the backend's tokens have
+    worker threads of their own (``Backend.tokens_share_worker``)."""
     surveyed: list[tuple[Token, list[Candidate] | CardbridgeError | None]] = []
-    for token in backend.tokens():
+    for token in backend.tokens(direct):
         info = token.info
         if selection.reader is not None and selection.reader not in (info.reader, info.source):
             continue

@@ -41,6 +41,7 @@ from cardbridge.events import EventHub
 from cardbridge.model import (
     HASH_LENGTHS,
     Backend,
+    BackendKind,
     CertificateInfo,
     CryptoAlgorithm,
     HashFunction,
@@ -164,18 +165,26 @@ class CardService:
     async def token_infos(self) -> tuple[list[TokenInfo], list[CardbridgeError]]:
         """The tokens present now (no certificates, no login, no operation lock), and the
         errors of backends that could not list theirs."""
-        tokens, errors = await self._tokens()
+        tokens, errors = await self._tokens(direct_wins=True)
         return once_per_card([token.info for token in tokens]), errors
 
-    async def _tokens(self) -> tuple[list[Token], list[CardbridgeError]]:
+    async def _tokens(self, *, direct_wins: bool = False) -> tuple[list[Token], list[CardbridgeError]]:
+        """Every backend's tokens; with ``direct_wins``, a module is not asked about a
+        reader where a built-in driver has a card (it would be left out as the same card,
+        and some modules read the card to describe it)."""
         tokens: list[Token] = []
         errors: list[CardbridgeError] = []
+        direct: set[str] = set()
         for backend in self._backends:
             try:
-                tokens.extend(await self._workers.run(backend, backend.tokens))
+                found = await self._workers.run(backend, backend.tokens, frozenset(direct))
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
+                continue
+            tokens.extend(found)
+            if direct_wins:
+                direct.update(t.info.reader for t in found if t.info.backend == BackendKind.PCSC and t.info.reader)
         return tokens, errors
 
     async def list_tokens(self) -> list[TokenListing]:

@@ -21,6 +21,7 @@ from cardbridge.pcsc import PcscBackend
 
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
+OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")  # Debian's opensc-pkcs11
 READER_0 = "Virtual PCD 00 00"
 READER_1 = "Virtual PCD 00 01"
 

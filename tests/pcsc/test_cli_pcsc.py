@@ -14,6 +14,7 @@ import pytest
 from cardbridge.emulator.virtual_card import VirtualPivCard
 from cardbridge.origins import OriginStore
 from tests.conftest import ScriptedPinentry
+from tests.pcsc.other_program import OtherProgram
 from tests.verify import verify_token
 
 pytestmark = pytest.mark.pcsc
@@ -103,17 +104,7 @@ def test_wrong_pins_count_down_then_block_and_no_dialog_after(
 def test_card_held_by_another_program_is_busy_and_no_dialog_opens(
     virtual_card: VirtualPivCard, pinentry: ScriptedPinentry
 ) -> None:
-    from pathlib import Path
-
-    holder = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hold_exclusive.py")), READER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+    with OtherProgram(READER, exclusive=True):
         pinentry.respond("123456")
         result = run(
             "authenticate", "--origin", ORIGIN, "--nonce", nonce(), "--reader", READER, "--json", env=pinentry.env()
@@ -121,10 +112,6 @@ def test_card_held_by_another_program_is_busy_and_no_dialog_opens(
         assert result.returncode == 7, result.stderr
         assert json.loads(result.stdout)["error"]["code"] == "CARD_BUSY"
         assert pinentry.dialogs() == []
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
     # Once the other program lets go, the same command works.
     challenge = nonce()
     result = run("authenticate", "--origin", ORIGIN, "--nonce", challenge, "--reader", READER, env=pinentry.env())

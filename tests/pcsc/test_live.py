@@ -36,6 +36,7 @@ from cardbridge.iso7816 import INS_GENERAL_AUTHENTICATE
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
 from cardbridge.pcsc import CardMonitor, EventKind, PcscBackend, PivToken, list_readers
 from tests.pcsc.conftest import READER_0, READER_1, Pcscd, start_card, stop_card, wait_for_card
+from tests.pcsc.other_program import OtherProgram
 
 pytestmark = pytest.mark.pcsc
 T = TypeVar("T")
@@ -234,24 +235,13 @@ def test_card_removed_mid_operation_then_works_after_reinsertion(
 def test_card_held_exclusively_is_busy(virtual_card: VirtualPivCard, backend: PcscBackend) -> None:
     token = piv_token(backend)
     cert = auth_cert(token)
-    holder = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hold_exclusive.py")), READER_0],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with OtherProgram(READER_0, exclusive=True):
         before = virtual_card.apdu_count
         with pytest.raises(CardBusyError):
             on(token, token.pin_status, cert)
         with pytest.raises(CardBusyError):
             on(token, token.sign_digest, cert, bytearray(PIN), hashlib.sha256(b"x").digest(), ES256)
         assert virtual_card.apdu_count == before  # nothing reached the card
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
     assert on(token, token.pin_status, cert).retries_left == 3
 
 

@@ -7,9 +7,11 @@ next VERIFY — and no selection relied on that another program or a reset could
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -22,8 +24,12 @@ from cardbridge.model import CertificateInfo, Purpose, Token
 from cardbridge.pcsc import PcscBackend
 from cardbridge.pcsc.belpic import BelpicToken
 from cardbridge.pcsc.filesystem import FileSystemToken
-from cardbridge.pcsc.scard import RESET_CARD, PcscContext
-from tests.pcsc.conftest import READER_0, Pcscd, start_kind, stop_card, wait_for_card
+from cardbridge.pcsc.scard import PcscContext
+from cardbridge.pkcs11.backend import ModuleBackend
+from tests.conftest import ScriptedPinentry
+from tests.pcsc.conftest import OPENSC, READER_0, Pcscd, start_kind, stop_card, wait_for_card
+from tests.pcsc.national import ORIGIN, bridge_env, http_login, nonce
+from tests.pcsc.other_program import OtherProgram
 
 pytestmark = pytest.mark.pcsc
 T = TypeVar("T")
@@ -105,26 +111,6 @@ def card_tries(card: VirtualCard) -> int:
     return int(applet.pin1.tries_left)  # type: ignore[attr-defined]
 
 
-class OtherProgram:
-    """Another PC/SC client on the same reader (its own context and connection, as a second
-    program has), sending a wrong PIN1 as that program would."""
-
-    def __init__(self) -> None:
-        self.context = PcscContext()
-        self.connection = self.context.connect(READER_0)
-
-    def wrong_pin(self, kind: str) -> int:
-        with self.connection.transaction():
-            _data, sw = self.connection.transmit(WRONG_VERIFY[kind])
-        return sw
-
-    def close(self, *, reset: bool = False) -> None:
-        if reset:
-            self.connection.disposition = RESET_CARD
-        self.connection.close()
-        self.context.release()
-
-
 def test_warm_login_asks_the_card_nothing_before_the_dialog(card: VirtualCard, backend: PcscBackend, kind: str) -> None:
     token = token_of(backend)
     assert login(token, pin_of(kind)) == MAX_TRIES[kind]
@@ -154,9 +140,9 @@ def test_a_program_holding_the_card_makes_the_dialog_ask_the_card(
 ) -> None:
     token = token_of(backend)
     login(token, pin_of(kind))
-    other = OtherProgram()
+    other = OtherProgram(READER_0)
     try:
-        assert other.wrong_pin(kind) == 0x63C0 | (MAX_TRIES[kind] - 1)
+        assert other.transmit(WRONG_VERIFY[kind]) == 0x63C0 | (MAX_TRIES[kind] - 1)
         card.reset_count()
         status = on(token, token.pin_status, auth_cert(token))  # while the other program is connected
         assert status.retries_left == MAX_TRIES[kind] - 1 == card_tries(card)
@@ -180,8 +166,8 @@ def test_a_program_that_came_and_went_is_corrected_by_the_cards_answer(
     card enforces its own counter, and its answer to the next VERIFY gives the true count."""
     token = token_of(backend)
     login(token, pin_of(kind))
-    other = OtherProgram()
-    other.wrong_pin(kind)
+    other = OtherProgram(READER_0)
+    other.transmit(WRONG_VERIFY[kind])
     other.close()
     assert on(token, token.pin_status, auth_cert(token)).retries_left == MAX_TRIES[kind]  # not seen
     error = wrong_login(token)
@@ -194,7 +180,7 @@ def test_a_reset_by_another_program_between_logins_leaves_nothing_stale(
 ) -> None:
     token = token_of(backend)
     login(token, pin_of(kind))
-    other = OtherProgram()
+    other = OtherProgram(READER_0)
     other.close(reset=True)  # SCARD_RESET_CARD: pcscd resets the card (vpcd control 2)
     card.reset_count()
     assert login(token_of(backend), pin_of(kind)) == MAX_TRIES[kind]
@@ -267,7 +253,7 @@ def test_belpic_card_taking_mse_anywhere_fails_one_login_then_is_selected_first(
         token = token_of(backend)
         assert isinstance(token, BelpicToken)
         login(token, bytearray(b"1234"))
-        OtherProgram().close(reset=True)  # the MF is current after the reset
+        OtherProgram(READER_0).close(reset=True)  # the MF is current after the reset
         with pytest.raises(CardError):
             login(token, bytearray(b"1234"))
         applet = card.applet
@@ -326,3 +312,111 @@ def test_after_a_right_pin_the_dialog_shows_the_cards_own_maximum(
             assert [r.ins for r in card.records] == WARM[kind]
     finally:
         stop_card(card)
+
+
+@pytest.fixture
+def opensc_in_process(card: VirtualCard) -> Iterator[ModuleBackend]:
+    """OpenSC's module loaded into this process beside the direct driver, as Debian's
+    p11-kit registration loads it into the bridge: listing its tokens leaves the card
+    connected (SCARD_STATE_INUSE for every other client)."""
+    if not OPENSC.exists():
+        pytest.skip("opensc-pkcs11 is not installed")
+    module = ModuleBackend(str(OPENSC))
+    try:
+        module.executor.submit(module.tokens).result(timeout=60)
+        yield module
+    finally:
+        module.close()
+
+
+def reader_in_use() -> bool:
+    context = PcscContext()
+    try:
+        return context.reader_status(READER_0).in_use
+    finally:
+        context.release()
+
+
+# The cards Debian's OpenSC (0.23) binds a driver to, and so keeps connected.
+OPENSC_HOLDS = ("esteid", "belpic")
+
+
+@pytest.mark.parametrize("kind", OPENSC_HOLDS)
+def test_opensc_in_this_process_holding_the_card_asks_the_card_nothing_before_the_dialog(
+    card: VirtualCard, backend: PcscBackend, kind: str, opensc_in_process: ModuleBackend
+) -> None:
+    token = token_of(backend)
+    assert login(token, pin_of(kind)) == MAX_TRIES[kind]
+    assert reader_in_use(), "OpenSC holds the card: another connection than the driver's"
+    card.reset_count()
+    module = opensc_in_process
+    # The service lists every backend per login, not asking a module about a card the driver serves.
+    module.executor.submit(module.tokens, frozenset({READER_0})).result(timeout=60)
+    assert login(token_of(backend), pin_of(kind)) == MAX_TRIES[kind]
+    assert [r.ins for r in card.records] == WARM[kind]
+    # Another program connected as well: the dialog asks the card again.
+    with OtherProgram(READER_0) as other:
+        assert other.transmit(WRONG_VERIFY[kind]) == 0x63C0 | (MAX_TRIES[kind] - 1)
+        card.reset_count()
+        status = on(token, token.pin_status, auth_cert(token))
+        assert status.retries_left == MAX_TRIES[kind] - 1 == card_tries(card)
+        assert card.records, "read from the card"
+
+
+@pytest.mark.parametrize("kind", OPENSC_HOLDS)
+def test_a_login_through_a_module_in_this_process_makes_the_dialog_ask_the_card(
+    card: VirtualCard, backend: PcscBackend, kind: str, opensc_in_process: ModuleBackend
+) -> None:
+    """OpenSC in this process is not another program, but a C_Login the bridge asks of it
+    sends the card a VERIFY that the driver's count does not see."""
+    token = token_of(backend)
+    login(token, pin_of(kind))
+    module = opensc_in_process
+    listed = [t for t in module.executor.submit(module.tokens).result(timeout=60) if t.info.reader == READER_0]
+    slot, cert = next((t, c) for t in listed for c in on(t, t.certificates) if c.purpose is Purpose.AUTHENTICATION)
+    algorithm = on(token, token.supported_algorithms, auth_cert(token))[0]
+    digest = hashlib.new(algorithm.hash_function.replace("-", "").lower(), b"login").digest()
+    with pytest.raises(PinIncorrectError):
+        on(slot, slot.sign_digest, cert, bytearray(b"0000"), digest, algorithm)
+    card.reset_count()
+    status = on(token, token.pin_status, auth_cert(token))
+    assert status.retries_left == MAX_TRIES[kind] - 1 == card_tries(card)
+    assert card.records, "read from the card"
+
+
+def status_of(port: int) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/v1/status", headers={"Origin": ORIGIN})
+        response = conn.getresponse()
+        return dict(json.loads(response.read()))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("kind", OPENSC_HOLDS)
+def test_serve_with_p11kits_opensc_sends_the_card_the_drivers_warm_login_alone(
+    card: VirtualCard, kind: str, tmp_path: Path, pinentry: ScriptedPinentry
+) -> None:
+    """Debian's set-up: OpenSC's module registered with p11-kit, so ``serve`` loads it beside
+    the direct drivers. After the first login, a status poll sends the card nothing, and a
+    login sends only the direct driver's warm login: the module is not asked about a card
+    the driver serves (its C_GetTokenInfo reads the PIN counters), and its connection from
+    inside the bridge does not make the driver read the PIN state."""
+    from tests.server.conftest import start_serve
+
+    if not OPENSC.exists() or not Path("/usr/share/p11-kit/modules/opensc-pkcs11.module").exists():
+        pytest.skip("opensc-pkcs11 is not installed (with its p11-kit registration)")
+    served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry.env()))
+    try:
+        pinentry.respond(pin_of(kind).decode())
+        assert http_login(served.port, nonce())[0] == 200
+        assert reader_in_use(), "OpenSC's module in the bridge holds the card"
+        card.reset_count()
+        assert status_of(served.port)["tokens"], "the card is listed"
+        assert card.records == [], "a status poll asks the card nothing"
+        pinentry.respond(pin_of(kind).decode())
+        assert http_login(served.port, nonce())[0] == 200
+        assert [r.ins for r in card.records] == WARM[kind]
+    finally:
+        served.stop()

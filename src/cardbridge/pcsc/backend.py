@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from cardbridge.errors import CardbridgeError, NoCardError, NoReadersError, UnsupportedCardError
@@ -72,13 +72,15 @@ class PcscBackend:
         """Every reader, with the card in it (blocks; run on ``executor``)."""
         return list_readers(self._context)
 
-    def tokens(self) -> Sequence[Token]:
-        """The cards a built-in driver serves now (blocks; run on ``executor``). With
-        ``reader`` set, the card there or NoReadersError, NoCardError, CardBusyError,
-        UnsupportedCardError."""
+    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Token]:
+        """The cards a built-in driver serves now, outside ``skip_readers`` (blocks; run on
+        ``executor``). With ``reader`` set, the card there or NoReadersError, NoCardError,
+        CardBusyError, UnsupportedCardError."""
         found: list[Token] = []
         strict = self.reader is not None  # --reader NAME: say why there is no token there
         for status, identity in self._present():
+            if status.name in skip_readers:
+                continue
             token = self._token(status, identity, strict=strict)
             if token is not None:
                 found.append(token)

@@ -40,6 +40,7 @@ from cardbridge.errors import (
 from cardbridge.model import HASH_LENGTHS, CertificateInfo, PinStatus, Purpose, SignatureAlgorithm, TokenInfo
 from cardbridge.pcsc.apdu import ApduTransport
 from cardbridge.pcsc.atr import CardIdentity, supports_extended_length
+from cardbridge.pcsc.clients import others_connected
 from cardbridge.pcsc.readers import BACKEND_NAME, ReaderWorker
 from cardbridge.pcsc.scard import LEAVE_CARD, RESET_CARD, STATE_CHANGED, PcscContext, ReaderStatus
 
@@ -263,15 +264,18 @@ class CardToken:
             conn.close()
 
     def other_client(self) -> bool:
-        """Whether a PC/SC client other than cardbridge holds a connection to the card now
-        (SCARD_STATE_INUSE or EXCLUSIVE while this token's own is closed; no APDU).
+        """Whether a program other than this process may hold a connection to the card now
+        (no APDU): SCARD_STATE_EXCLUSIVE while this token's own connection is closed, or
+        SCARD_STATE_INUSE while some other process is connected to pcscd. A card held only
+        from inside this process (a PKCS#11 module loaded beside the direct drivers, such
+        as OpenSC's through p11-kit) is not another program (:mod:`cardbridge.pcsc.clients`).
         CardRemovedError when the card is gone."""
 
         def check() -> bool:
             status = self._worker.context.reader_status(self.reader)
             if self._gone(status):
                 raise CardRemovedError("The card was removed.", reader=self.reader)
-            return status.in_use or status.exclusive
+            return status.exclusive or (status.in_use and others_connected())
 
         return self._worker.run(check)
 

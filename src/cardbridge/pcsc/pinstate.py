@@ -27,7 +27,11 @@ put back is a new token with nothing known. A count is used only when all of the
   without an APDU): a program that keeps the card open (a browser or signing program with a
   PKCS#11 module such as OpenSC's) may be sending VERIFYs of its own;
 - every card operation since ended without an error other than the card refusing a PIN (a
-  removal, a reset, a card error forget everything).
+  removal, a reset, a card error forget everything);
+- this process has asked no PKCS#11 module for a login since (:mod:`cardbridge.modulelogins`):
+  a module loaded beside the direct drivers (OpenSC's) holds the card from inside this
+  process, which :mod:`cardbridge.pcsc.clients` does not count as another program, and
+  sends a VERIFY only in a C_Login.
 
 Another program that uses the card between two logins and leaves again (connect, VERIFY,
 disconnect — e.g. one ``pkcs11-tool --login`` run, or a PIN typed wrongly in another app)
@@ -47,22 +51,39 @@ import threading
 import time
 from collections.abc import Callable
 
+from cardbridge import modulelogins
+
 PIN_STATE_TTL = 120.0  # seconds a count from the card is used without asking it again
 
 
 class PinCounters:
     """Tries left by PIN reference, each with when the card said it (thread-safe)."""
 
-    def __init__(self, ttl: float = PIN_STATE_TTL, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float = PIN_STATE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+        module_logins: Callable[[], int] = modulelogins.count,
+    ) -> None:
         self.ttl = ttl
         self._clock = clock
         self._known: dict[int, tuple[int, float]] = {}
         self._maximum: dict[int, int] = {}  # the card's own limit by PIN, as it told it
         self._lock = threading.Lock()
+        self._module_logins = module_logins
+        self._logins_seen = module_logins()
+
+    def _after_module_logins(self) -> None:
+        """Forget everything once a PKCS#11 module was asked for a login (under the lock)."""
+        logins = self._module_logins()
+        if logins != self._logins_seen:
+            self._known.clear()
+            self._logins_seen = logins
 
     def get(self, reference: int) -> int | None:
         """The tries left of the PIN ``reference`` if the card said them within the TTL."""
         with self._lock:
+            self._after_module_logins()
             known = self._known.get(reference)
             if known is None:
                 return None
@@ -75,6 +96,7 @@ class PinCounters:
     def put(self, reference: int, tries: int | None) -> None:
         """What the card just said (``None``: it did not give a number — forget the PIN)."""
         with self._lock:
+            self._after_module_logins()
             if tries is None or tries < 0:
                 self._known.pop(reference, None)
             else:

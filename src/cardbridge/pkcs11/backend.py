@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 from pkcs11.mechanisms import MGF
 
 import pkcs11
+from cardbridge import modulelogins
 from cardbridge.certs import parse_certificate
 from cardbridge.errors import (
     CardbridgeError,
@@ -52,6 +53,7 @@ from cardbridge.model import (
     PinStatus,
     SignatureAlgorithm,
     TokenInfo,
+    names_reader,
 )
 from cardbridge.pkcs11 import _cryptoki as ck
 from cardbridge.pkcs11.errors import convert
@@ -176,13 +178,17 @@ class ModuleBackend:
             "libraryVersion": "{}.{}".format(*lib.library_version),
         }
 
-    def tokens(self) -> Sequence[Pkcs11Token]:
-        """Tokens present now. Blocks: run on ``executor``."""
+    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Pkcs11Token]:
+        """Tokens present now, but none in a slot named after one of ``skip_readers`` (its
+        token is not asked anything: OpenSC reads the card for C_GetTokenInfo). Blocks: run
+        on ``executor``."""
         lib, raw = self._load()
         try:
             slots = lib.get_slots(token_present=True)
             found = []
             for slot in slots:
+                if skip_readers and names_reader(slot.slot_description.strip(), skip_readers):
+                    continue
                 token = slot.get_token()
                 if not token.flags & TokenFlag.TOKEN_INITIALIZED:
                     continue
@@ -416,6 +422,7 @@ class Pkcs11Token:
             )
         with self._session() as session:
             try:
+                modulelogins.note()  # the card may see a VERIFY (cardbridge.pcsc.pinstate)
                 self._raw.login(int(session.handle), pin)
             except ck.CryptokiError as exc:
                 error = convert(exc, "checking the PIN")

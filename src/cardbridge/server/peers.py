@@ -21,6 +21,8 @@ import struct
 import sys
 from typing import Any
 
+from cardbridge.sockdiag import tcp_socket_uid
+
 __all__ = ["PEER_CHECK", "peer_uid", "same_user"]
 
 # Whether this platform can tell a connection's user.
@@ -47,61 +49,18 @@ def _from_proc(field: str) -> _Address:
     return ip, int(hex_port, 16)
 
 
-# linux/sock_diag.h, linux/inet_diag.h, linux/netlink.h
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLM_F_REQUEST = 1
-_NLMSG_ERROR = 2
-_NLMSG_HEADER = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
-# inet_diag_req_v2: family, protocol, extensions, pad, states; then inet_diag_sockid:
-# source port, destination port (network order), source, destination (16 bytes each),
-# interface, cookie (two words; all ones = no cookie).
-_DIAG_HEAD = struct.Struct("=BBBxI")
-_DIAG_PORTS = struct.Struct(">HH")
-_DIAG_TAIL = struct.Struct("=III")
-_DIAG_MESSAGE_UID = 4 + 48 + 12  # inet_diag_msg: 4 bytes, the sockid, expires/rqueue/wqueue
-
-
-def _diag_uid(family: int, source: bytes, sport: int, destination: bytes, dport: int) -> int | None:
-    """The uid of the TCP socket source:sport → destination:dport of ``family``, asked of
-    the kernel by sock_diag; None when it has no such socket. OSError when netlink cannot
-    be used."""
-    request = b"".join((
-        _DIAG_HEAD.pack(family, socket.IPPROTO_TCP, 0, 0xFFFFFFFF),
-        _DIAG_PORTS.pack(sport, dport),
-        source.ljust(16, b"\0"),
-        destination.ljust(16, b"\0"),
-        _DIAG_TAIL.pack(0, 0xFFFFFFFF, 0xFFFFFFFF),
-    ))  # fmt: skip
-    header = _NLMSG_HEADER.pack(_NLMSG_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as link:
-        link.settimeout(1.0)
-        link.send(header + request)
-        answer = link.recv(65536)
-    length, kind, _flags, _sequence, _port = _NLMSG_HEADER.unpack_from(answer)
-    if kind == _NLMSG_ERROR:
-        (error,) = struct.unpack_from("=i", answer, _NLMSG_HEADER.size)
-        if -error == 2:  # ENOENT: no such socket (the peer has closed already)
-            return None
-        raise OSError(-error, os.strerror(-error))
-    if kind != _SOCK_DIAG_BY_FAMILY or length < _NLMSG_HEADER.size + _DIAG_MESSAGE_UID + 4:
-        raise OSError("sock_diag gave an answer of another kind")
-    (uid,) = struct.unpack_from("=I", answer, _NLMSG_HEADER.size + _DIAG_MESSAGE_UID)
-    return int(uid)
-
-
 def _kernel_uid(theirs: _Address, ours: _Address) -> int | None:
     """sock_diag for the peer's socket, as IPv4 and (for an IPv4 address) as an IPv6
     socket with IPv4-mapped addresses, which is how a dual-stack client's row looks."""
     (their_ip, their_port), (our_ip, our_port) = theirs, ours
     if isinstance(their_ip, ipaddress.IPv4Address) and isinstance(our_ip, ipaddress.IPv4Address):
-        found = _diag_uid(socket.AF_INET, their_ip.packed, their_port, our_ip.packed, our_port)
+        found = tcp_socket_uid(socket.AF_INET, their_ip.packed, their_port, our_ip.packed, our_port)
         if found is not None:
             return found
         mapped = b"\0" * 10 + b"\xff\xff"
-        return _diag_uid(socket.AF_INET6, mapped + their_ip.packed, their_port, mapped + our_ip.packed, our_port)
+        return tcp_socket_uid(socket.AF_INET6, mapped + their_ip.packed, their_port, mapped + our_ip.packed, our_port)
     if isinstance(their_ip, ipaddress.IPv6Address) and isinstance(our_ip, ipaddress.IPv6Address):
-        return _diag_uid(socket.AF_INET6, their_ip.packed, their_port, our_ip.packed, our_port)
+        return tcp_socket_uid(socket.AF_INET6, their_ip.packed, their_port, our_ip.packed, our_port)
     return None
 
 
