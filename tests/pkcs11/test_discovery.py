@@ -26,6 +26,21 @@ def test_p11kit_registrations(tmp_path: Path) -> None:
     assert p11kit_modules([share, etc]) == [f"{lib}/mine.so"]
 
 
+def test_a_later_folders_file_adds_to_the_packages_registration(tmp_path: Path) -> None:
+    """p11-kit's merging: /etc/pkcs11/modules/NAME.module with only ``disable-in`` keeps
+    the package's module out (the README's advice for OpenSC 0.23 and the Finnish cards)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "opensc-pkcs11.so").write_bytes(b"")
+    share, etc = tmp_path / "share", tmp_path / "etc"
+    _module_file(share, "opensc-pkcs11", f"module: {lib}/opensc-pkcs11.so\n")
+    assert p11kit_modules([share, etc]) == [f"{lib}/opensc-pkcs11.so"]
+    _module_file(etc, "opensc-pkcs11", "disable-in: firefox cardbridge\n")
+    assert p11kit_modules([share, etc]) == []
+    _module_file(etc, "opensc-pkcs11", "enable-in: cardbridge\n")
+    assert p11kit_modules([share, etc]) == [f"{lib}/opensc-pkcs11.so"]
+
+
 def test_flags_win_over_environment_and_config(tmp_path: Path) -> None:
     a, b = tmp_path / "a.so", tmp_path / "b.so"
     a.write_bytes(b"")

@@ -43,29 +43,36 @@ def _parse_module_file(path: Path) -> dict[str, str]:
 
 def p11kit_modules(dirs: Iterable[Path] = P11KIT_DIRS) -> list[str]:
     """The modules registered with p11-kit, without trust-policy modules (they hold only
-    CA certificates) and without those disabled for us."""
-    found: dict[str, str] = {}
+    CA certificates) and without those disabled for us.
+
+    As in p11-kit, a module's file in a later folder (``/etc/pkcs11/modules``) adds to and
+    overrides the settings of the same-named file in an earlier one (the package's
+    ``/usr/share/p11-kit/modules``): a file with only ``disable-in: cardbridge`` keeps the
+    package's module out of cardbridge."""
+    merged: dict[str, dict[str, str]] = {}
     for folder in dirs:
         if not folder.is_dir():
             continue
         for file in sorted(folder.glob("*.module")):
-            entries = _parse_module_file(file)
-            module = entries.get("module")
-            if not module or entries.get("trust-policy", "no").lower() == "yes":
+            merged.setdefault(file.stem, {}).update(_parse_module_file(file))
+    found: list[str] = []
+    for entries in merged.values():
+        module = entries.get("module")
+        if not module or entries.get("trust-policy", "no").lower() == "yes":
+            continue
+        disabled = {n.strip() for n in entries.get("disable-in", "").split()}
+        enabled = {n.strip() for n in entries.get("enable-in", "").split()}
+        if APP_NAME in disabled or (enabled and APP_NAME not in enabled):
+            continue
+        if not os.path.isabs(module):
+            for base in _p11kit_module_dir():
+                if (base / module).exists():
+                    module = str(base / module)
+                    break
+            else:
                 continue
-            disabled = {n.strip() for n in entries.get("disable-in", "").split()}
-            enabled = {n.strip() for n in entries.get("enable-in", "").split()}
-            if APP_NAME in disabled or (enabled and APP_NAME not in enabled):
-                continue
-            if not os.path.isabs(module):
-                for base in _p11kit_module_dir():
-                    if (base / module).exists():
-                        module = str(base / module)
-                        break
-                else:
-                    continue
-            found[file.stem] = module  # a later folder overrides an earlier one
-    return list(dict.fromkeys(found.values()))
+        found.append(module)
+    return list(dict.fromkeys(found))
 
 
 def check_module_path(path: str) -> str:
