@@ -236,6 +236,47 @@ async def test_the_login_page_names_the_tries_left_by_the_languages_plural_rule(
     assert await page.locator("#error").inner_text() == f"{line} (PIN_INCORRECT)"
 
 
+@pytest.mark.parametrize(
+    ("lang", "line"),
+    [
+        (
+            "nb",
+            "PIN-koden på ID-kortet ditt er ikke aktivert ennå. "
+            "Aktiver den først slik utstederen av kortet sier, og prøv igjen.",
+        ),
+        (
+            "nn",
+            "PIN-koden på ID-kortet ditt er ikkje aktivert enno. "
+            "Aktiver han først slik utferdaren av kortet seier, og prøv igjen.",
+        ),
+        (
+            "en",
+            "The PIN of your ID card is not activated yet. "
+            "Activate it first as your card's issuer tells you, then try again.",
+        ),
+    ],
+)
+async def test_the_login_page_says_a_pin_not_activated_yet_in_its_own_line(
+    page: Any, portal: Portal, bridge_port: int, lang: str, line: str
+) -> None:
+    # The bridge's answer for a card whose PIN its holder has not activated yet (the Thales
+    # application's DF2F 00: the Finnish v4 and the Estonian 2025 card; the emulated ones
+    # give it through pcscd, tests/pcsc/test_pin_not_active.py), played by the browser
+    # itself: the page has its own line for it, not "The login failed."
+    async def not_active(route: Any) -> None:
+        headers = {"Access-Control-Allow-Origin": portal.origin, "Access-Control-Allow-Headers": "Content-Type"}
+        if route.request.method == "OPTIONS":
+            await route.fulfill(status=204, headers={**headers, "Access-Control-Allow-Methods": "GET, POST"})
+            return
+        problem = {"code": "PIN_NOT_ACTIVE", "status": 403, "detail": "The card's PIN1 is not active yet."}
+        await route.fulfill(status=403, headers=headers, content_type="application/problem+json", json=problem)
+
+    await page.route(f"http://127.0.0.1:{bridge_port}/**", not_active)
+    await press_login(page, f"{portal.origin}/?lang={lang}")
+    assert await shown_error(page) == "PIN_NOT_ACTIVE"
+    assert await page.locator("#error").inner_text() == f"{line} (PIN_NOT_ACTIVE)"
+
+
 async def test_a_page_on_an_origin_that_is_not_allowed_gets_origin_not_allowed_and_no_dialog(
     page: Any, softhsm: SoftHsm, bridge: Any, bridge_port: int, pinentry: ScriptedPinentry
 ) -> None:

@@ -67,6 +67,10 @@ ERROR_LINES = {
     "TIMEOUT": N_("cardbridge did not answer in time. Try again."),
     "PIN_INCORRECT": N_("Wrong PIN."),
     "PIN_BLOCKED": N_("The PIN is blocked. Unblock it with your PUK code."),
+    "PIN_NOT_ACTIVE": N_(
+        "The PIN of your ID card is not activated yet. Activate it first as your card's issuer tells you, "
+        "then try again."
+    ),
     "NO_TOKEN": N_("No ID card was found. Put your card in the reader."),
     "NO_CERTIFICATE": N_("The ID card has no login certificate."),
     "BUSY": N_("The ID card is busy. Try again in a moment."),
