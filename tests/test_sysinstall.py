@@ -98,6 +98,7 @@ def test_the_manual_page_names_every_command_and_option() -> None:
         assert f".SS cardbridge {command.replace('-', chr(92) + '-')}\n" in page, command
     assert "\\fB\\-\\-origin ORIGIN\\fR" in page
     assert "\\fB\\-\\-lang {nb,nn,en}\\fR" in page
+    assert "\\fB\\-\\-pin\\-tries N\\fR" in page  # dev card
 
 
 @pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")

@@ -68,6 +68,18 @@ def test_dev_card_refuses_a_pin_not_active_on_a_card_without_it(kind: str, flag:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(("tries", "exit_code"), [("0", 3), ("16", 3), ("-1", 3), ("three", 2)])
+def test_dev_card_refuses_a_pin_retry_limit_out_of_range(tries: str, exit_code: int, tmp_path: Path) -> None:
+    """``--pin-tries`` is 1 to 15 (the count a card gives in 63Cx is one hex digit): another
+    number is INVALID_ARGUMENT before any key is made or a reader touched."""
+    env = {**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path)}
+    result = run("dev", "card", "--kind", "fineid", "--pin-tries", tries, env=env)
+    assert result.returncode == exit_code, result.stderr
+    assert "error: INVALID_ARGUMENT: " in result.stderr, result.stderr
+    assert ("1 to 15" if exit_code == 3 else "--pin-tries") in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_pin_not_active_is_a_pin_exit_code() -> None:
     from cardbridge.cli.common import EXIT_CODES
     from cardbridge.errors import Code

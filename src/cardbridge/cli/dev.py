@@ -63,6 +63,13 @@ def _register_card(dev: Any) -> None:
     )
     p_card.add_argument("--pin2", default=None, help="the signing PIN (PIN2) of a national ID card")
     p_card.add_argument("--puk", default=None, help="the PUK of a national ID card")
+    p_card.add_argument(
+        "--pin-tries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the retry limit (1 to 15) the holder's PINs are issued with (default: the kind's own)",
+    )
     add_switch(
         p_card,
         "--pin-not-active",
@@ -165,6 +172,7 @@ def run_card(args: argparse.Namespace) -> int:
         reader=args.reader,
         pins=given,
         not_active=not_active,
+        pin_tries=args.pin_tries,
         on_ready=ready,
         on_change=changed,
     )

@@ -69,6 +69,24 @@ class CardKind(Protocol):
 
 
 @runtime_checkable
+class SetsPinTries(Protocol):
+    """An applet whose holder's PINs can be personalised with another retry limit."""
+
+    def set_pin_tries(self, tries: int) -> None:
+        """Each of the holder's PINs with ``tries`` tries (its counter full)."""
+        ...
+
+
+PIN_TRIES_RANGE = range(1, 16)  # a retry counter the card can report in 63Cx (one hex digit)
+
+
+def check_pin_tries(tries: int | None) -> None:
+    """InvalidInputError unless ``tries`` is None (the kind's own limit) or 1 to 15."""
+    if tries is not None and tries not in PIN_TRIES_RANGE:
+        raise InvalidInputError(f"A PIN retry limit is 1 to 15 tries, not {tries} (63Cx has one hex digit).")
+
+
+@runtime_checkable
 class IssuesPinsNotActive(Protocol):
     """An applet that can be issued with a PIN its holder has not activated yet."""
 

@@ -110,8 +110,16 @@ class PivApplet(Applet):
         super().__init__()
         self._data = data
         self._pin = pin.encode().ljust(8, b"\xff")
+        self.pin_max_tries = PIN_TRIES  # the applet's limit; set_pin_tries for another
         self.pin_tries_left = PIN_TRIES
         self.power_off()
+
+    def set_pin_tries(self, tries: int) -> None:
+        """The PIN's retry limit as another card would be personalised (the counter full). A
+        PIV card reports the tries left only (VERIFY without data: ``63Cx``), not the limit."""
+        if not 1 <= tries <= 15:
+            raise ValueError("a retry counter of 1 to 15 tries (63Cx has one hex digit)")
+        self.pin_max_tries = self.pin_tries_left = tries
 
     # -- card state ---------------------------------------------------------------
     def power_off(self) -> None:
@@ -253,7 +261,7 @@ class PivApplet(Applet):
         if len(apdu.data) != 8:
             return _sw(SW_WRONG_DATA)
         if apdu.data == self._pin:
-            self.pin_tries_left = PIN_TRIES
+            self.pin_tries_left = self.pin_max_tries
             self._pin_verified = self._pin_always_ok = True
             return _sw(SW_OK)
         self.pin_tries_left -= 1

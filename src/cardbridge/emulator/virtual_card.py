@@ -47,7 +47,14 @@ from types import FrameType
 from cardbridge.emulator.cardfiles import CardFolder
 from cardbridge.emulator.devpki import KEY_CHOICES, Citizen, DevCA, generate_key
 from cardbridge.emulator.iso7816 import Applet
-from cardbridge.emulator.kinds import PinDefault, card_kind, check_not_active, pins_with_defaults
+from cardbridge.emulator.kinds import (
+    PinDefault,
+    SetsPinTries,
+    card_kind,
+    check_not_active,
+    check_pin_tries,
+    pins_with_defaults,
+)
 from cardbridge.emulator.piv_card import ATR, PivApplet, PivCardData
 from cardbridge.errors import ConfigError, InvalidInputError
 from cardbridge.iso7816 import SECRET_INS
@@ -369,6 +376,7 @@ def run_virtual_card(
     reader: int = 0,
     pins: Mapping[str, str | None] | None = None,
     not_active: Collection[str] = (),
+    pin_tries: int | None = None,
     on_ready: Callable[[VirtualCard], None] | None = None,
     on_change: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
@@ -376,16 +384,23 @@ def run_virtual_card(
     """``cardbridge dev card``: run a card of ``kind`` in the foreground until SIGINT/SIGTERM
     (or ``stop``). ``pins``: by option name (``pin``, ``pin2``, ``puk``); defaults else.
     ``not_active``: the PINs (by option name) the card is issued with not yet activated.
+    ``pin_tries``: the holder's PINs personalised with that retry limit (1 to 15) instead of
+    the kind's own (the card reports it only where its own commands do).
 
     SIGUSR1 removes the card, SIGUSR2 inserts it. Call from the main thread (signals).
     ``on_ready`` gets the card once it runs (the CLI prints the reader, PINs and PID file).
     """
+    check_pin_tries(pin_tries)
     chosen = card_kind(kind)
     if key is not None and key not in chosen.keys:
         raise InvalidInputError(f"A {kind} card has no {key} key; choose one of {', '.join(chosen.keys)}.")
     card = chosen.create(
         folder, reader=reader, key=key, pins=pins_with_defaults(chosen, pins or {}), not_active=not_active
     )
+    if pin_tries is not None:
+        if not isinstance(card.applet, SetsPinTries):  # pragma: no cover - every kind has it
+            raise InvalidInputError(f"The {chosen.title} cannot be made with another PIN retry limit.")
+        card.applet.set_pin_tries(pin_tries)
     card.on_change = on_change
     done = stop or threading.Event()
     pidf = pid_file(folder, reader)
