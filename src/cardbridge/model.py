@@ -207,6 +207,9 @@ class PinStatus:
     final_try: bool = False  # CKF_USER_PIN_FINAL_TRY: one more wrong try blocks it
     blocked: bool = False
     not_active: bool = False  # the holder must change (activate) the PIN before it is used
+    # When another PIN than the one asked for is the one not active: the Estonian Thales card
+    # signs nothing while PIN1 is not active (the card itself is not activated yet).
+    not_active_pin: PinKind | None = None
     min_length: int = 4
     max_length: int = 64
     protected_path: bool = False  # PIN pad reader: the PIN is typed on the reader

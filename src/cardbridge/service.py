@@ -422,7 +422,8 @@ class CardService:
             if status.blocked:
                 raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
             if status.not_active:  # never asked for, never sent: the card would refuse it
-                where: dict[str, Any] = {"pin": str(kind)}  # which advice the text gives (i18n.errors)
+                # Which advice the text gives (i18n.errors): the PIN that is not active.
+                where: dict[str, Any] = {"pin": str(status.not_active_pin or kind)}
                 if certificate.country:
                     where["country"] = certificate.country.upper()
                 raise PinNotActiveError(

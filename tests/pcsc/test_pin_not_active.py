@@ -162,3 +162,43 @@ def test_pin1_not_active_login_ends_before_any_dialog_or_verify(
     listed = cli("list", "--json", env=bridge_env(tmp_path, pinentry.env()))
     (token,) = [t for t in json.loads(listed.stdout)["tokens"] if t["token"]["backend"] == "pcsc"]
     assert token["pin"]["notActive"] is True and token["pin"]["retriesLeft"] == profile.tries, token["pin"]
+
+
+def test_pin1_not_active_the_estonian_card_signs_nothing_the_finnish_one_signs_with_pin2(
+    profile: NationalCard, pin1_not_active: VirtualCard, tmp_path: Path, pinentry: ScriptedPinentry
+) -> None:
+    """An Estonian Thales card whose PIN1 is not active is a card not activated at all: the Web
+    eID app refuses signing too ("Authentication and signing with the ID-card isn't possible
+    yet. ID-card must be activated in the Police and Border Guard Board's self-service
+    portal"), though PIN2 is active — PIN_NOT_ACTIVE with PIN1's advice, before any dialog
+    or VERIFY. The Finnish card's PIN2 signs whatever PIN1's state (libelectronic-id checks
+    PIN1 only for the Estonian card)."""
+    from tests.server.conftest import start_serve
+
+    card, tries = applet(pin1_not_active), profile.tries
+    served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry.env()))
+    try:
+        pinentry.respond("OK")  # the person shares the signing certificate
+        status, answer = post(served.port, "/v1/signing-certificate", {"lang": "en"})
+        assert status == 200, answer
+        digest = hashlib.sha256(b"the document").digest()
+        request = {"certificate": answer["certificate"], "hash": base64.b64encode(digest).decode()}
+        request |= {"hashFunction": "SHA-256", "lang": "en"}
+
+        pin1_not_active.reset_count()
+        pinentry.respond(profile.pins[1])  # were a dialog shown, it would get the right PIN2
+        status, body = post(served.port, "/v1/sign", request)
+        verifies = [r.command[3] for r in pin1_not_active.records if r.ins == INS_VERIFY]
+        if profile.kind == "esteid-thales":
+            assert (status, body.get("code")) == (403, "PIN_NOT_ACTIVE"), body
+            assert ADVICE[profile.kind, "pin"] in body["text"], body["text"]  # activate the card, not PIN2
+            assert pinentry.dialogs() == [], "no PIN is asked for on a card not activated"
+            assert verifies == []
+        else:
+            assert status == 200, body
+            verify_signature(base64.b64decode(answer["certificate"]), digest, base64.b64decode(body["signature"]))
+            assert verifies == [profile.references[1]]
+        assert card.pin1.tries_left == card.pin2.tries_left == tries
+        assert card.not_active == {profile.references[0]}
+    finally:
+        served.stop()

@@ -22,6 +22,7 @@ The Thales profile (cards issued since December 2025) is :class:`EsteidThalesTok
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from cardbridge.errors import CardError
 from cardbridge.iso7816 import CRT_AT, CRT_DST, INS_GET_DATA
@@ -32,10 +33,13 @@ from cardbridge.model import (
     HashFunction,
     KeyType,
     Padding,
+    PinKind,
+    PinStatus,
     Purpose,
     SignatureAlgorithm,
 )
 from cardbridge.pcsc.apdu import ApduTransport
+from cardbridge.pcsc.cardtoken import CardSlot
 from cardbridge.pcsc.filesystem import (
     FileSystemSession,
     FileSystemToken,
@@ -175,11 +179,68 @@ class EsteidThalesToken(FineidToken):
     card does not report the limit: see :class:`FineidToken`), padded with 00;
     the authentication key 01 (``ADF1/3411``), the signing key 05 (``ADF2/3421``); the
     document number in ``DFDD/5007`` (the cache key). As OpenSC master's
-    ``card-esteid2025.c`` and libelectronic-id's ``EstEIDThales``."""
+    ``card-esteid2025.c`` and libelectronic-id's ``EstEIDThales``.
+
+    A card whose PIN1 is not active yet is not activated at all: the Web eID app neither
+    logs in nor signs with it ("Authentication and signing with the ID-card isn't possible
+    yet. ID-card must be activated in the Police and Border Guard Board's self-service
+    portal"; libelectronic-id checks PIN1's ``pinActive`` for the Estonian Thales card only).
+    So the signing PIN's status says PIN_NOT_ACTIVE with PIN1's advice then
+    (:attr:`~cardbridge.model.PinStatus.not_active_pin`), and PIN2 is never asked for nor
+    sent. What PIN1's state costs before a signature (:meth:`pin_status`): nothing when the
+    card told PIN1's tries within the counters' life (:mod:`cardbridge.pcsc.pinstate`: a
+    count is kept only for an active PIN, e.g. after a login on this card presence); else
+    one more GET DATA of PIN1 (and its GET RESPONSE on T=0) in the transaction that reads
+    PIN2's state, the application selected for it; when PIN2's count is kept and PIN1's is
+    not, a transaction of its own (SELECT of the application, GET DATA). The Finnish card
+    is unchanged: its PIN2 signs whatever PIN1's state."""
 
     driver = "esteid-thales"
     aid = THALES_AID
     keys = (THALES_AUTHENTICATION, THALES_SIGNING)
+
+    def __init__(self, slot: CardSlot) -> None:
+        super().__init__(slot)
+        self._ask_pin1 = False  # pin_state reads PIN1 too (while pin_status reads PIN2)
+        self._pin1: PinState | None = None  # what it read
+
+    def pin_status(self, certificate: CertificateInfo) -> PinStatus:
+        """The PIN's status; for the signing PIN also whether PIN1 is active (see the class)."""
+        if self.key_for(certificate).pin.reference != THALES_PIN2.reference:
+            return super().pin_status(certificate)
+        self._ask_pin1, self._pin1 = True, None
+        try:
+            status = super().pin_status(certificate)
+        finally:
+            self._ask_pin1 = False
+        pin1, self._pin1 = self._pin1, None
+        if status.not_active:
+            return status  # PIN2's own advice
+        if pin1 is None:
+            if self.pin_counters.get(THALES_PIN1.reference) is not None:
+                return status  # PIN1 told its tries lately: it is active
+            pin1 = self.transact(lambda transport: self._read_pin1(self.session(transport), select=True))
+        if pin1.active:
+            return status
+        return replace(status, not_active=True, not_active_pin=PinKind.AUTHENTICATION, name=THALES_PIN1.name)
+
+    def pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
+        state = super().pin_state(fs, pin)
+        if (
+            self._ask_pin1
+            and pin.reference == THALES_PIN2.reference
+            and self.pin_counters.get(THALES_PIN1.reference) is None
+        ):
+            self._pin1 = self._read_pin1(fs, select=False)  # the application is selected: GET DATA only
+        return state
+
+    def _read_pin1(self, fs: FileSystemSession, *, select: bool) -> PinState:
+        """PIN1's state; its tries are kept when it is active (as a login's read keeps them)."""
+        if select:
+            self.enter(fs, THALES_PIN1.location)
+        state = self.read_pin_state(fs, THALES_PIN1)
+        self.pin_counters.put(THALES_PIN1.reference, state.retries_left if state.active else None)
+        return state
 
     def read_serial(self, transport: ApduTransport) -> str:
         """SELECT the application, then the document number (9 characters)."""

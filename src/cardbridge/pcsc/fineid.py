@@ -149,14 +149,18 @@ class FineidToken(FileSystemToken):
         driver asks it; only when it does not answer there is the application selected
         first. A local PIN (PIN2, 82) is asked in the application. (T=0: GET DATA is a
         case-4 command, so its answer always comes with a GET RESPONSE.)"""
-        query = bytes([0xA0, 0x03, 0x83, 0x01, pin.reference])
         if not pin.reference & LOCAL_PIN:
-            response = fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0)
+            response = fs.send(INS_GET_DATA, 0x00, 0xFF, _pin_query(pin), 0)
             state = _pin_attributes(response.data) if response.ok else None
             if state is not None:
                 return state
         self.enter(fs, pin.location)
-        state = _pin_attributes(fs.send(INS_GET_DATA, 0x00, 0xFF, query, 0).check())
+        return self.read_pin_state(fs, pin)
+
+    def read_pin_state(self, fs: FileSystemSession, pin: PinSpec) -> PinState:
+        """GET DATA of the PIN's attributes where the card stands (no SELECT: the caller
+        made sure it is the PIN's application, in this transaction)."""
+        state = _pin_attributes(fs.send(INS_GET_DATA, 0x00, 0xFF, _pin_query(pin), 0).check())
         if state is None:
             raise CardError("The card did not tell the PIN's tries left.")
         return state
@@ -188,6 +192,11 @@ class FineidToken(FileSystemToken):
                 raise CardError("The card's signature has the wrong length.")
             return signature
         return signature_to_raw(signature, (request.certificate.key_size + 7) // 8)
+
+
+def _pin_query(pin: PinSpec) -> bytes:
+    """GET DATA's data for the PIN's attributes: ``A0 03 83 01 <ref>``."""
+    return bytes([0xA0, 0x03, 0x83, 0x01, pin.reference])
 
 
 def _pin_attributes(data: bytes) -> PinState | None:
