@@ -242,10 +242,13 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
                 try:
                     module.executor.submit(module.tokens).result(timeout=60)
                     driver_login(backend, pins["pin"])  # the first login after OpenSC's start
+                    readers = backend.executor.submit(backend.readers_state).result(timeout=30)
+                    module.executor.submit(module.tokens, frozenset({READER}), readers).result(timeout=60)
                     card.reset_count()
                     started = time.perf_counter()
                     # The service lists every backend, not asking a module about a card a driver serves.
-                    module.executor.submit(module.tokens, frozenset({READER})).result(timeout=60)
+                    readers = backend.executor.submit(backend.readers_state).result(timeout=30)
+                    module.executor.submit(module.tokens, frozenset({READER}), readers).result(timeout=60)
                     driver_login(backend, pins["pin"])
                     label = "cardbridge driver, warm login, OpenSC's module in the bridge"
                     rows.append(Row(label, list(card.records), time.perf_counter() - started))

@@ -154,7 +154,7 @@ async def test_bad_input_never_reaches_a_backend(pinentry: ScriptedPinentry) -> 
         def executor(self):  # type: ignore[no-untyped-def]
             raise AssertionError("touched")
 
-        def tokens(self, skip_readers=()):  # type: ignore[no-untyped-def]
+        def tokens(self, skip_readers=(), readers=None):  # type: ignore[no-untyped-def]
             raise AssertionError("touched")
 
         def close(self) -> None:
@@ -254,7 +254,7 @@ class HungModule:
     def executor(self):  # type: ignore[no-untyped-def]
         return self._executor
 
-    def tokens(self, skip_readers: object = ()) -> list[object]:
+    def tokens(self, skip_readers: object = (), readers: object = None) -> list[object]:
         self.calls += 1
         self.release.wait(30)
         return []
@@ -610,9 +610,9 @@ async def test_a_status_poll_that_gave_up_does_not_stay_queued_behind_a_long_log
     listings: list[int] = []
     tokens = ModuleBackend.tokens
 
-    def counted(self: ModuleBackend, skip_readers: frozenset[str] = frozenset()) -> object:
+    def counted(self: ModuleBackend, skip_readers: frozenset[str] = frozenset(), readers: object = None) -> object:
         listings.append(1)
-        return tokens(self, skip_readers)
+        return tokens(self, skip_readers, readers)  # type: ignore[arg-type]
 
     service = CardService(open_backends([softhsm.module]), user_timeout=10)
     try:

@@ -309,6 +309,10 @@ class TokenListing:
         return out
 
 
+# Every PC/SC reader with pcsc-lite's count of card insertions and removals in it, sorted.
+ReadersState = tuple[tuple[str, int], ...]
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A source of tokens: one PKCS#11 module, or the PC/SC readers with built-in drivers."""
@@ -327,11 +331,21 @@ class Backend(Protocol):
         reader's)."""
         ...
 
-    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Token]:
+    def tokens(self, skip_readers: Collection[str] = (), readers: ReadersState | None = None) -> Sequence[Token]:
         """The tokens present now, but none in ``skip_readers``: readers whose card a
         built-in driver of this process serves (the direct driver wins), left out before
         the token is asked anything, since a module may read the card to answer (OpenSC's
-        C_GetTokenInfo reads the PIN counters). Blocks: run on ``executor``."""
+        C_GetTokenInfo reads the PIN counters). ``readers``: the PC/SC readers as the
+        built-in drivers saw them just before (:meth:`readers_state`); a module whose slots
+        are those readers and that saw nothing but the drivers' cards is not asked again
+        while they stay as they were (OpenSC 0.23 tries every driver it has on a card it
+        does not know at each listing). Blocks: run on ``executor``."""
+        ...
+
+    def readers_state(self) -> ReadersState | None:
+        """The PC/SC readers and pcsc-lite's count of card insertions and removals in each,
+        read now without an APDU; None for a backend that is not the PC/SC readers. Blocks:
+        run on ``executor``."""
         ...
 
     def close(self) -> None:

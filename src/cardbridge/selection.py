@@ -36,6 +36,7 @@ from cardbridge.model import (
     CertificateInfo,
     PinStatus,
     Purpose,
+    ReadersState,
     SignatureAlgorithm,
     Token,
     TokenInfo,
@@ -115,9 +116,18 @@ class CertificateFinder:
         errors: list[CardbridgeError] = []
         found: dict[str, Candidate] = {}
         direct: set[str] = set()  # readers whose card a built-in driver read: not asked of modules
+        readers: ReadersState | None = None  # the PC/SC readers as the built-in drivers saw them
+        drivers: Backend | None = None  # the backend whose built-in drivers served a card
         for backend in self._backends:
+            if drivers is not None and readers is None:
+                try:
+                    readers = await self._workers.run(drivers, drivers.readers_state)
+                except CardbridgeError as exc:
+                    log.info("backend %s: %s", drivers.name, exc)
             try:
-                surveyed = await self._workers.run(backend, _survey, backend, purpose, selection, frozenset(direct))
+                surveyed = await self._workers.run(
+                    backend, _survey, backend, purpose, selection, frozenset(direct), readers
+                )
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
@@ -135,6 +145,7 @@ class CertificateFinder:
                     continue
                 if token.info.backend == BackendKind.PCSC and token.info.reader:
                     direct.add(token.info.reader)
+                    drivers = backend
                 for candidate in surveyed_candidates:
                     found.setdefault(candidate.certificate.sha256, candidate)
         if found:
@@ -287,15 +298,16 @@ def _matching(certificates: Sequence[CertificateInfo], purpose: Purpose, selecti
 
 
 def _survey(
-    backend: Backend, purpose: Purpose, selection: Selection, direct: frozenset[str]
+    backend: Backend, purpose: Purpose, selection: Selection, direct: frozenset[str], readers: ReadersState | None
 ) -> list[tuple[Token, list[Candidate] | CardbridgeError | None]]:
     """On ``backend``'s worker: its tokens that ``selection`` allows, outside the readers
-    ``direct`` (a built-in driver read their card), with their candidate certificates for
+    ``direct`` (a built-in driver read their card; ``readers``: the PC/SC readers as it saw
+    them, see ``Backend.tokens``), with their candidate certificates for
     ``purpose`` (a token's only one with its algorithms and PIN state, read in the same
     call), or the error reading them; None for each token when the backend's tokens have
     worker threads of their own (``Backend.tokens_share_worker``)."""
     surveyed: list[tuple[Token, list[Candidate] | CardbridgeError | None]] = []
-    for token in backend.tokens(direct):
+    for token in backend.tokens(direct, readers):
         info = token.info
         if selection.reader is not None and selection.reader not in (info.reader, info.source):
             continue

@@ -50,6 +50,7 @@ from cardbridge.model import (
     PinKind,
     PinStatus,
     Purpose,
+    ReadersState,
     SignatureAlgorithm,
     Token,
     TokenInfo,
@@ -175,16 +176,19 @@ class CardService:
         tokens: list[Token] = []
         errors: list[CardbridgeError] = []
         direct: set[str] = set()
-        for backend in self._backends:
+        readers: ReadersState | None = None
+        for index, backend in enumerate(self._backends):
             try:
-                found = await self._workers.run(backend, backend.tokens, frozenset(direct))
+                found = await self._workers.run(backend, backend.tokens, frozenset(direct), readers)
+                if direct_wins and (served := {t.info.reader for t in found if t.info.backend == BackendKind.PCSC}):
+                    direct.update(reader for reader in served if reader)
+                    if index + 1 < len(self._backends):
+                        readers = await self._workers.run(backend, backend.readers_state)
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
                 continue
             tokens.extend(found)
-            if direct_wins:
-                direct.update(t.info.reader for t in found if t.info.backend == BackendKind.PCSC and t.info.reader)
         return tokens, errors
 
     async def list_tokens(self) -> list[TokenListing]:

@@ -27,7 +27,7 @@ from cardbridge.pcsc.filesystem import FileSystemToken
 from cardbridge.pcsc.scard import PcscContext
 from cardbridge.pkcs11.backend import ModuleBackend
 from tests.conftest import ScriptedPinentry
-from tests.pcsc.conftest import OPENSC, READER_0, Pcscd, start_kind, stop_card, wait_for_card
+from tests.pcsc.conftest import OPENSC, READER_0, READER_1, Pcscd, start_card, start_kind, stop_card, wait_for_card
 from tests.pcsc.national import ORIGIN, bridge_env, http_login, nonce
 from tests.pcsc.other_program import OtherProgram
 
@@ -394,15 +394,16 @@ def status_of(port: int) -> dict[str, Any]:
         conn.close()
 
 
-@pytest.mark.parametrize("kind", OPENSC_HOLDS)
 def test_serve_with_p11kits_opensc_sends_the_card_the_drivers_warm_login_alone(
     card: VirtualCard, kind: str, tmp_path: Path, pinentry: ScriptedPinentry
 ) -> None:
     """Debian's set-up: OpenSC's module registered with p11-kit, so ``serve`` loads it beside
     the direct drivers. After the first login, a status poll sends the card nothing, and a
     login sends only the direct driver's warm login: the module is not asked about a card
-    the driver serves (its C_GetTokenInfo reads the PIN counters), and its connection from
-    inside the bridge does not make the driver read the PIN state."""
+    the driver serves (its C_GetTokenInfo reads the PIN counters), nor asked at all while the
+    readers stay as they were (OpenSC 0.23 tries all its drivers on a Finnish card at every
+    C_GetSlotList), and its connection from inside the bridge does not make the driver read
+    the PIN state."""
     from tests.server.conftest import start_serve
 
     if not OPENSC.exists() or not Path("/usr/share/p11-kit/modules/opensc-pkcs11.module").exists():
@@ -411,7 +412,7 @@ def test_serve_with_p11kits_opensc_sends_the_card_the_drivers_warm_login_alone(
     try:
         pinentry.respond(pin_of(kind).decode())
         assert http_login(served.port, nonce())[0] == 200
-        assert reader_in_use(), "OpenSC's module in the bridge holds the card"
+        assert reader_in_use() == (kind in OPENSC_HOLDS), "OpenSC's module in the bridge holds the cards it knows"
         card.reset_count()
         assert status_of(served.port)["tokens"], "the card is listed"
         assert card.records == [], "a status poll asks the card nothing"
@@ -420,3 +421,30 @@ def test_serve_with_p11kits_opensc_sends_the_card_the_drivers_warm_login_alone(
         assert [r.ins for r in card.records] == WARM[kind]
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("kind", ["fineid"])
+def test_opensc_in_this_process_is_asked_again_once_a_reader_changes(
+    card: VirtualCard, backend: PcscBackend, kind: str, opensc_in_process: ModuleBackend, card_folder: Path
+) -> None:
+    """A module whose slots are all PC/SC readers and that saw only the drivers' cards is
+    not asked while the readers stay as they were; a card put into another reader makes it
+    list again, and the card it knows there is found."""
+    module = opensc_in_process
+    login(token_of(backend), pin_of(kind))
+
+    def listing() -> list[str | None]:
+        readers = backend.executor.submit(backend.readers_state).result(timeout=30)
+        found = module.executor.submit(module.tokens, frozenset({READER_0}), readers).result(timeout=60)
+        return [t.info.reader for t in found]
+
+    assert listing() == []  # asked: OpenSC tries its drivers on the Finnish card
+    card.reset_count()
+    assert listing() == []
+    assert card.records == [], "not asked again: no reader or card came or went"
+    piv = start_card(card_folder, "ec-p256", reader=1)
+    try:
+        assert listing() == [READER_1], "the PIV card OpenSC knows, in the other reader"
+    finally:
+        stop_card(piv)
+    assert listing() == []

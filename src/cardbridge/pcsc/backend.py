@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from cardbridge.errors import CardbridgeError, NoCardError, NoReadersError, UnsupportedCardError
-from cardbridge.model import Token, TokenInfo, TokenListing
+from cardbridge.model import ReadersState, Token, TokenInfo, TokenListing
 from cardbridge.pcsc.atr import CardIdentity, identify
 from cardbridge.pcsc.cardtoken import ApduCounter, CardCache, CardSlot, CardToken
 from cardbridge.pcsc.drivers import DEFAULT_DRIVER, driver_class
@@ -72,7 +72,15 @@ class PcscBackend:
         """Every reader, with the card in it (blocks; run on ``executor``)."""
         return list_readers(self._context)
 
-    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Token]:
+    def readers_state(self) -> ReadersState:
+        """Every reader and its card insertion/removal count, now (no APDU; run on ``executor``)."""
+        names = self._context.readers()
+        if not names:
+            return ()
+        _code, states = self._context.status([(name, STATE_UNAWARE) for name in names], 0)
+        return tuple(sorted((s.name, s.event_count) for s in states))
+
+    def tokens(self, skip_readers: Collection[str] = (), readers: ReadersState | None = None) -> Sequence[Token]:
         """The cards a built-in driver serves now, outside ``skip_readers`` (blocks; run on
         ``executor``). With ``reader`` set, the card there or NoReadersError, NoCardError,
         CardBusyError, UnsupportedCardError."""

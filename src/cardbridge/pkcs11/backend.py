@@ -51,6 +51,7 @@ from cardbridge.model import (
     KeyType,
     Padding,
     PinStatus,
+    ReadersState,
     SignatureAlgorithm,
     TokenInfo,
     names_reader,
@@ -132,6 +133,9 @@ class ModuleBackend:
         self._lib: Any = None
         self._raw: ck.Cryptoki | None = None
         self._slots: set[int] = set()  # slots whose tokens were listed: closed at shutdown
+        # The PC/SC readers and the drivers' readers at a listing that found only their cards,
+        # in a module whose slots are all PC/SC readers: not asked again while they hold.
+        self._quiet: tuple[ReadersState, frozenset[str]] | None = None
         self._closed: Future[None] | None = None
         self._released = False  # done with the module (closing, after its last call)
         # Parsed certificates per card (see Pkcs11Token.certificates); worker thread only.
@@ -178,11 +182,26 @@ class ModuleBackend:
             "libraryVersion": "{}.{}".format(*lib.library_version),
         }
 
-    def tokens(self, skip_readers: Collection[str] = ()) -> Sequence[Pkcs11Token]:
+    def readers_state(self) -> ReadersState | None:
+        return None
+
+    def tokens(self, skip_readers: Collection[str] = (), readers: ReadersState | None = None) -> Sequence[Pkcs11Token]:
         """Tokens present now, but none in a slot named after one of ``skip_readers`` (its
         token is not asked anything: OpenSC reads the card for C_GetTokenInfo). Blocks: run
-        on ``executor``."""
+        on ``executor``.
+
+        Not asked at all (no C_GetSlotList) while the PC/SC ``readers`` are as they were at
+        the last listing, when every slot of the module was one of those readers and it had
+        no token outside ``skip_readers`` then: a module that reaches cards through PC/SC
+        can have no new token without a reader or a card coming or going, and OpenSC 0.23
+        tries every driver it has (about 50 APDUs) on a card it has none for, at every
+        C_GetSlotList. A module with any other slot (a soft token, a token with a reader of
+        its own) is always asked."""
         lib, raw = self._load()
+        quiet = self._quiet
+        if readers is not None and quiet is not None and quiet[0] == readers and quiet[1] <= frozenset(skip_readers):
+            return []
+        self._quiet = None
         try:
             slots = lib.get_slots(token_present=True)
             found = []
@@ -194,6 +213,11 @@ class ModuleBackend:
                     continue
                 self._slots.add(int(slot.slot_id))
                 found.append(Pkcs11Token(self, raw, slot, token))
+            if readers is not None and not found:
+                names = [name for name, _count in readers]
+                every = lib.get_slots(token_present=False)
+                if every and all(names_reader(slot.slot_description.strip(), names) for slot in every):
+                    self._quiet = (readers, frozenset(skip_readers))
         except pkcs11.PKCS11Error as exc:
             raise convert(exc, "listing the tokens") from exc
         log.log(TRACE, "C_GetSlotList(%s): %d tokens", self._path, len(found))
