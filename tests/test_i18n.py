@@ -368,3 +368,12 @@ def test_one_rule_maps_a_tag_to_our_language(tag: str, ours: str | None, monkeyp
         assert request_language(tag) == (ours or "nn")
     monkeypatch.setenv("LC_ALL", tag)
     assert system_language() == ours
+
+
+def test_every_certificate_purpose_has_a_name() -> None:
+    """``list`` and ``doctor`` name each certificate's purpose (a card's CA certificate is
+    "other": a missing name made them fail with INTERNAL)."""
+    from cardbridge.i18n.names import PURPOSES
+    from cardbridge.model import Purpose
+
+    assert set(PURPOSES) == {purpose.value for purpose in Purpose}

@@ -192,9 +192,11 @@ class CardService:
         return tokens, errors
 
     async def list_tokens(self) -> list[TokenListing]:
-        """Every token and its certificates; a token that fails is listed with its error."""
+        """Every token and its certificates, each card once (a PKCS#11 slot in a reader where
+        a built-in driver has the card is not listed: OpenSC's slot of a Belgian card adds
+        the CA certificates to the same card); a token that fails is listed with its error."""
         listings: list[TokenListing] = []
-        tokens, errors = await self._tokens()
+        tokens, errors = await self._tokens(direct_wins=True)
         if not tokens and errors:
             raise errors[0]
         seen: set[str] = set()

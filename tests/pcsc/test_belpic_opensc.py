@@ -14,6 +14,7 @@ What Debian 12's OpenSC 0.23 can do with a Belgian card, and so what these tests
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,5 +154,31 @@ def test_opensc_signs_ecdsa_with_applet_1_8(pcscd: Pcscd, card_folder: Path, tmp
         assert isinstance(auth, ec.EllipticCurvePublicKey)
         der = utils.encode_dss_signature(int.from_bytes(raw[:48], "big"), int.from_bytes(raw[48:], "big"))
         auth.verify(der, hashed.read_bytes(), ec.ECDSA(utils.Prehashed(hashes.SHA384())))
+    finally:
+        stop_card(card)
+
+
+def test_list_and_doctor_show_the_card_once_beside_p11kits_opensc(
+    pcscd: Pcscd, card_folder: Path, tmp_path: Path
+) -> None:
+    """OpenSC's slot of a Belgian card carries the card's CA and root certificates too: with
+    its module registered with p11-kit (Debian's default) the card was listed twice, and the
+    CA certificates' purpose ("other") made ``list`` and ``doctor`` fail with INTERNAL."""
+    from tests.pcsc.national import bridge_env, cli
+
+    if not Path("/usr/share/p11-kit/modules/opensc-pkcs11.module").exists():
+        pytest.skip("OpenSC's module is not registered with p11-kit")
+    card = start_kind(card_folder, "belpic", key="rsa-2048")
+    try:
+        env = bridge_env(tmp_path, {})
+        listed = cli("list", env=env)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert "BELPIC" not in listed.stdout, "OpenSC's slot of the same card"
+        assert listed.stdout.count("[authentication]") == 1, listed.stdout
+        doctor = cli("doctor", "--json", env=env)
+        assert doctor.returncode in (0, 1), doctor.stderr  # 1: some check failed, not INTERNAL
+        checks = json.loads(doctor.stdout)["checks"]
+        tokens = [c for c in checks if c["id"] == "tokens"]
+        assert tokens and all("BELPIC" not in json.dumps(c) for c in tokens), tokens
     finally:
         stop_card(card)

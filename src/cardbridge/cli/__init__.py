@@ -117,7 +117,8 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"error: {Code.USER_CANCELLED}: {error_text(Code.USER_CANCELLED, args.ui_lang)}", file=sys.stderr)
         return EXIT_CODES[Code.USER_CANCELLED]
     except Exception as exc:  # a bug: say so plainly, with a stable code
-        logging.getLogger("cardbridge").debug("unexpected error", exc_info=True)
+        # Into the log file (INFO and up by default), not onto the person's terminal.
+        logging.getLogger("cardbridge").info("unexpected error (a bug)", exc_info=True)
         return report(CardbridgeError(f"Unexpected error: {type(exc).__name__}: {exc}"), as_json, args.ui_lang)
 
 
