@@ -180,15 +180,19 @@ class CardService:
         for index, backend in enumerate(self._backends):
             try:
                 found = await self._workers.run(backend, backend.tokens, frozenset(direct), readers)
-                if direct_wins and (served := {t.info.reader for t in found if t.info.backend == BackendKind.PCSC}):
-                    direct.update(reader for reader in served if reader)
-                    if index + 1 < len(self._backends):
-                        readers = await self._workers.run(backend, backend.readers_state)
             except CardbridgeError as exc:
                 log.info("backend %s: %s", backend.name, exc)
                 errors.append(exc)
                 continue
             tokens.extend(found)
+            served = {t.info.reader for t in found if t.info.backend == BackendKind.PCSC and t.info.reader}
+            if direct_wins and served:
+                direct.update(served)
+                if readers is None and index + 1 < len(self._backends):
+                    try:  # the readers as the drivers saw them, for the modules after them
+                        readers = await self._workers.run(backend, backend.readers_state)
+                    except CardbridgeError as exc:
+                        log.info("backend %s: %s", backend.name, exc)
         return tokens, errors
 
     async def list_tokens(self) -> list[TokenListing]:
