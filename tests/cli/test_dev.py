@@ -68,6 +68,21 @@ def test_dev_card_refuses_a_pin_not_active_on_a_card_without_it(kind: str, flag:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("kind", "flag", "named"),
+    [("belpic", "--pin2", "--pin2"), ("belpic", "--puk", "--puk"), ("piv", "--pin2", "--pin2")],
+)
+def test_dev_card_refuses_a_pin_the_card_does_not_have(kind: str, flag: str, named: str, tmp_path: Path) -> None:
+    """A PIN the kind does not have (the Belgian card and PIV have one PIN and no PUK) is
+    INVALID_ARGUMENT, not silently dropped, before any key is made or a reader touched."""
+    env = {**os.environ, "CARDBRIDGE_DATA_DIR": str(tmp_path)}
+    result = run("dev", "card", "--kind", kind, flag, "4321", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "error: INVALID_ARGUMENT: " in result.stderr, result.stderr
+    assert named in result.stderr and "one PIN" in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("tries", "exit_code"), [("0", 3), ("16", 3), ("-1", 3), ("three", 2)])
 def test_dev_card_refuses_a_pin_retry_limit_out_of_range(tries: str, exit_code: int, tmp_path: Path) -> None:
     """``--pin-tries`` is 1 to 15 (the count a card gives in 63Cx is one hex digit): another

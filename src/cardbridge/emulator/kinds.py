@@ -154,5 +154,15 @@ def card_kind(name: str) -> CardKind:
 
 
 def pins_with_defaults(kind: CardKind, given: Mapping[str, str | None]) -> dict[str, str]:
-    """The kind's PINs: the ones given, else the defaults."""
+    """The kind's PINs: the ones given, else the defaults. InvalidInputError for a PIN
+    given that the kind does not have (``pin2`` for a card with one PIN), rather than
+    dropping it."""
+    options = {p.option for p in kind.pins}
+    extra = [option for option, value in given.items() if value is not None and option not in options]
+    if extra:
+        has = ", ".join(p.name for p in kind.pins)
+        flags = " and ".join(f"--{option}" for option in extra)
+        count = "one PIN" if len(kind.pins) == 1 else f"{len(kind.pins)} PINs"
+        verb = "does" if len(extra) == 1 else "do"
+        raise InvalidInputError(f"The {kind.title} has {count} ({has}): {flags} {verb} not apply to it.")
     return {p.option: given.get(p.option) or p.default for p in kind.pins}
