@@ -164,5 +164,6 @@ def pins_with_defaults(kind: CardKind, given: Mapping[str, str | None]) -> dict[
         flags = " and ".join(f"--{option}" for option in extra)
         count = "one PIN" if len(kind.pins) == 1 else f"{len(kind.pins)} PINs"
         verb = "does" if len(extra) == 1 else "do"
-        raise InvalidInputError(f"The {kind.title} has {count} ({has}): {flags} {verb} not apply to it.")
+        named = "" if has == "PIN" else f" ({has})"
+        raise InvalidInputError(f"The {kind.title} has {count}{named}: {flags} {verb} not apply to it.")
     return {p.option: given.get(p.option) or p.default for p in kind.pins}
