@@ -177,10 +177,6 @@ def test_an_install_without_its_catalogues_still_speaks_english(
     assert i18n.error_text(Code.PIN_INCORRECT, "nn", retries_left=2) == "Wrong PIN. You have 2 tries left."
 
 
-def test_a_language_that_is_not_ours_reads_bokmal() -> None:
-    assert i18n.gettext("sv", "Wrong PIN.") == "Feil PIN-kode."
-
-
 @pytest.mark.parametrize("code", list(Code))
 def test_every_error_code_has_a_plain_message(code: Code) -> None:
     from cardbridge.i18n.errors import ERROR_TEXTS
@@ -265,14 +261,31 @@ def test_plural_forms() -> None:
         ((None, None), {"LANG": "nn_NO.UTF-8"}, "nn"),
         ((None,), {"LANG": "no_NO.UTF-8"}, "nb"),
         ((None,), {"LC_ALL": "en_GB.UTF-8", "LANG": "nb_NO.UTF-8"}, "en"),
-        (("de",), {"LANG": "de_DE.UTF-8"}, "nb"),
+        # A language we lack (named by the caller or the system) is English, not bokmål ...
+        (("de",), {"LANG": "de_DE.UTF-8"}, "en"),
+        (("et",), {}, "en"),
+        ((None,), {"LANG": "fi_FI.UTF-8"}, "en"),
+        ((), {"LC_ALL": "nl_BE.UTF-8", "LANG": "nb_NO.UTF-8"}, "en"),
+        ((), {"LC_MESSAGES": "fr_BE.UTF-8"}, "en"),
+        # ... unless a later choice or the system names one of ours.
+        (("et", "nn"), {}, "nn"),
+        (("fi",), {"LANG": "nb_NO.UTF-8"}, "nb"),
+        (("de",), {"LANG": "no_NO.UTF-8"}, "nb"),
+        # LANGUAGE (GNU gettext's list) comes before the locale, but not with a C locale.
+        ((), {"LANGUAGE": "fi:nn", "LANG": "fi_FI.UTF-8"}, "nn"),
+        ((), {"LANGUAGE": "fi", "LANG": "nb_NO.UTF-8"}, "nb"),
+        ((), {"LANGUAGE": "nn", "LANG": "C.UTF-8"}, "nb"),
+        # Nothing names a language: bokmål.
         ((), {"LANG": "C.UTF-8"}, "nb"),
+        ((), {"LC_ALL": "POSIX"}, "nb"),
+        ((), {"LANG": "C"}, "nb"),
+        ((None, ""), {}, "nb"),
     ],
 )
 def test_resolve_language(
     choices: tuple[str | None, ...], environ: dict[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in environ.items():
         monkeypatch.setenv(variable, value)
@@ -307,8 +320,41 @@ def test_no_lang_is_the_fallback() -> None:
     assert i18n.request_language(None, "en") == "en"
 
 
+@pytest.mark.parametrize(
+    ("value", "fallbacks", "expected"),
+    [("et", (), "en"), ("fi", (None,), "en"), ("et", ("nn",), "nn"), ("nn", ("en",), "nn"), (None, (), "nb")],
+)
+def test_request_language_we_lack_is_english(
+    value: str | None, fallbacks: tuple[str | None, ...], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    assert i18n.request_language(value, *fallbacks) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "tags"),
+    [
+        ("", []),
+        ("fi-FI,fi;q=0.9,en;q=0.8", ["fi-FI", "fi", "en"]),
+        ("de;q=0.2, nb;q=0.8, *;q=0.1", ["nb", "de"]),
+        ("nb;q=0,et", ["et"]),
+        ("nn;q=x,en", ["en"]),
+        ("nb\x00,<b>,en", ["en"]),
+    ],
+)
+def test_accept_language(header: str, tags: list[str]) -> None:
+    assert i18n.accept_language(header) == tags
+
+
+def test_a_catalogue_for_a_language_we_lack_is_english() -> None:
+    assert i18n.gettext("fi", "Wrong PIN.") == "Wrong PIN."
+    assert i18n.gettext("no", "Wrong PIN.") == i18n.gettext("nb", "Wrong PIN.") != "Wrong PIN."
+
+
 def _cli(*args: str, lang_env: str = "C.UTF-8") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     env["LANG"] = lang_env
     env["CARDBRIDGE_CONFIG"] = "/nonexistent/cardbridge-test/config.toml"
     return subprocess.run(
@@ -323,6 +369,12 @@ def _cli(*args: str, lang_env: str = "C.UTF-8") -> subprocess.CompletedProcess[s
         (("--lang", "nn"), "C.UTF-8", "Fann ikkje programvara for ID-kortet"),
         (("--lang", "en"), "nb_NO.UTF-8", "The ID card software (PKCS#11 module) was not found."),
         ((), "en_US.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+        # A system language we lack (Finnish, Estonian, Belgian) is English, not bokmål.
+        ((), "fi_FI.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+        ((), "et_EE.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+        ((), "nl_BE.UTF-8", "The ID card software (PKCS#11 module) was not found."),
+        ((), "no_NO.UTF-8", "Fant ikke programvaren for ID-kortet (PKCS#11-modulen)"),
+        (("--lang", "nn"), "fi_FI.UTF-8", "Fann ikkje programvara for ID-kortet"),
     ],
 )
 def test_cli_errors_in_the_persons_language(flags: tuple[str, ...], lang_env: str, expected: str) -> None:
@@ -362,6 +414,7 @@ def test_one_rule_maps_a_tag_to_our_language(tag: str, ours: str | None, monkeyp
 
     assert our_language(tag) == ours
     # A request's lang, the system locale and resolve_language agree with it.
+    monkeypatch.delenv("LANGUAGE", raising=False)
     monkeypatch.setenv("LC_ALL", "nn_NO.UTF-8")
     assert resolve_language(tag) == (ours or "nn")
     if is_language_tag(tag):

@@ -88,8 +88,10 @@ async def test_login_page_is_bokmal_by_default_with_nynorsk_and_english(client: 
     assert english_config["messages"]["retries"]["1"] == "You have 1 try left."
     assert english_config["messages"]["retries"]["2"] == "You have 2 tries left."
     assert '<a href="/?lang=nn" lang="nn">Nynorsk</a>' in english
-    unknown = await (await client.get("/?lang=sv")).text()
-    assert '<html lang="nb">' in unknown
+    # The bridge's rule: a language we lack reads English, "no" is bokmål, junk names none.
+    for query, expected in [("sv", "en"), ("fi-FI", "en"), ("no", "nb"), ("", "nb"), ("<b>", "nb")]:
+        page = await (await client.get("/", params={"lang": query})).text()
+        assert f'<html lang="{expected}">' in page, query
 
 
 async def test_the_js_client_is_served(client: Client) -> None:

@@ -389,6 +389,26 @@ def test_authenticate(start_host: Any, card_env: dict[str, str], card: Card, pin
 
 
 @pytest.mark.softhsm
+@pytest.mark.parametrize(("lang", "expected"), [("et", "en"), ("fi", "en"), ("nn", "nn"), (None, "nb")])
+def test_the_dialog_speaks_english_for_a_language_we_lack(
+    start_host: Any, card_env: dict[str, str], pinentry: ScriptedPinentry, lang: str | None, expected: str
+) -> None:
+    # The server's rule (i18n.request_language): ours as named, English for a language we
+    # lack, bokmål when nothing names one (no lang, a C locale).
+    from cardbridge.i18n import gettext
+
+    pinentry.respond("CANCEL")
+    env = {k: v for k, v in card_env.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES")}
+    host = start_host(env={**env, "LANG": "C.UTF-8"})
+    host.read()
+    arguments = {"challengeNonce": nonce(), "origin": ORIGIN} | ({"lang": lang} if lang else {})
+    host.send({"command": "authenticate", "arguments": arguments})
+    assert host.read()["error"]["code"] == "ERR_WEBEID_USER_CANCELLED"
+    host.finish()
+    assert pinentry.texts("SETTITLE") == [gettext(expected, "Log in with your ID card")]
+
+
+@pytest.mark.softhsm
 def test_cancel_in_the_dialog(start_host: Any, card_env: dict[str, str], pinentry: ScriptedPinentry) -> None:
     pinentry.respond("CANCEL")
     host = start_host(env=card_env)

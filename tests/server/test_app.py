@@ -797,3 +797,58 @@ async def test_problem_text_speaks_the_requests_language(
     )
     body = await problem_of(response, "/v1/authenticate", 415, "UNSUPPORTED_MEDIA_TYPE")
     assert body["text"] == error_text("UNSUPPORTED_MEDIA_TYPE", "en")
+
+
+@pytest.mark.parametrize(
+    ("lang", "expected"),
+    [("et", "en"), ("fi-FI", "en"), ("nl", "en"), ("nn", "nn"), ("nb", "nb"), ("en", "en"), (None, "nb")],
+)
+async def test_dialog_and_problem_speak_english_for_a_language_we_lack(
+    client: TestClient[Any, Any],
+    pinentry: ScriptedPinentry,
+    monkeypatch: pytest.MonkeyPatch,
+    lang: str | None,
+    expected: str,
+) -> None:
+    # An Estonian, Finnish or Dutch page reads English (the one catalogue those citizens can
+    # read), never bokmål; ours as named; nothing named (no lang, no locale) stays bokmål.
+    from cardbridge.i18n import error_text, gettext
+
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(variable, raising=False)
+    pinentry.respond("CANCEL")
+    body_json: dict[str, str] = {"challengeNonce": nonce()}
+    if lang is not None:
+        body_json["lang"] = lang
+    response = await client.post("/v1/authenticate", json=body_json, headers=origin_headers())
+    body = await problem_of(response, "/v1/authenticate", 403, "USER_CANCELLED")
+    assert body["text"] == error_text("USER_CANCELLED", expected)
+    (title,) = pinentry.texts("SETTITLE")
+    assert title == gettext(expected, "Log in with your ID card")
+    (desc,) = pinentry.texts("SETDESC")
+    assert gettext(expected, "Enter your login PIN (PIN1) if you agree.") in desc.splitlines()
+
+
+async def test_accept_language_by_the_same_rule(
+    client: TestClient[Any, Any], pinentry: ScriptedPinentry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Accept-Language goes through the rule a body's lang does: the most wanted of ours
+    # (q counts, q=0 is "not this one"), else English for a language we lack.
+    from cardbridge.i18n import error_text
+
+    for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(variable, raising=False)
+    for header, expected in [
+        ("fi-FI,fi;q=0.9", "en"),
+        ("et;q=0.9,nn;q=0.5", "nn"),
+        ("nb;q=0,de", "en"),
+        ("de;q=0.2,nb;q=0.8", "nb"),
+    ]:
+        response = await client.post(
+            "/v1/authenticate",
+            data=b"x",
+            headers={**origin_headers(), "Content-Type": "text/plain", "Accept-Language": header},
+        )
+        body = await problem_of(response, "/v1/authenticate", 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert body["text"] == error_text("UNSUPPORTED_MEDIA_TYPE", expected), header
+    assert pinentry.dialogs() == []

@@ -3,8 +3,8 @@
 It shows a portal developer the whole flow with the pieces in :mod:`cardbridge.portal`:
 
 ``GET /``
-    the login page (``?lang=nb|nn|en``, bokmål by default). Its button fetches a challenge,
-    asks cardbridge (``/static/cardbridge.js``) for a token, and posts the token back.
+    the login page (``?lang=nb|nn|en``; bokmål by default, English for another language). Its
+    button fetches a challenge, asks cardbridge (``/static/cardbridge.js``) for a token, and posts the token back.
 ``POST /api/challenge``
     issues a nonce from the nonce store and ties it to the browser's session cookie.
 ``POST /api/login``
@@ -41,7 +41,7 @@ from cardbridge import DEFAULT_PORT, i18n
 from cardbridge.authtoken import check_origin
 from cardbridge.certs import parse_certificate
 from cardbridge.errors import CardbridgeError, InvalidInputError
-from cardbridge.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_
+from cardbridge.i18n import LANGUAGES, N_
 from cardbridge.portal import JS_CLIENT
 from cardbridge.portal.nonces import InMemoryNonceStore, NonceStore
 from cardbridge.portal.validator import AuthTokenValidator, Identity
@@ -203,8 +203,9 @@ DEMO_STATE = web.AppKey("cardbridge_demo_state", DemoState)
 
 
 def _lang(request: web.Request) -> str:
-    lang = request.query.get("lang", DEFAULT_LANGUAGE)
-    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+    """``?lang`` by the bridge's rule (i18n.resolve_language, without the server's locale):
+    ours as named (``no`` is bokmål), English for a language we lack, bokmål when absent."""
+    return i18n.resolve_language(request.query.get("lang"), system=False)
 
 
 def _render(name: str, values: Mapping[str, str], raw: Sequence[str] = ()) -> str:

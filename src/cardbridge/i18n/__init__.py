@@ -1,7 +1,10 @@
 """Texts a person reads, in Norwegian bokmål (``nb``), nynorsk (``nn``) and English (``en``).
 
-Language: the request's ``lang``, else ``--lang``, else the config file's ``lang``, else the
-system locale, else bokmål (:func:`resolve_language`).
+Language (:func:`resolve_language`): the first of ours among the request's ``lang`` (or
+``Accept-Language``), ``--lang``, the config file's ``lang`` and the system locale
+(``LANGUAGE``, ``LC_ALL``, ``LC_MESSAGES``, ``LANG``); else English when one of them named a
+language we lack (a Finnish or Estonian citizen reads English sooner than Norwegian); else,
+when nothing names a language (no ``lang``, a C or POSIX locale), bokmål.
 
 The texts are gettext messages. The code holds them in English, marked where they are used::
 
@@ -45,6 +48,7 @@ __all__ = [
     "LOCALE_DIR",
     "N_",
     "SOURCE_LANGUAGE",
+    "accept_language",
     "check_language_tag",
     "error_message",
     "error_text",
@@ -58,6 +62,7 @@ __all__ = [
     "request_language",
     "resolve_language",
     "system_language",
+    "system_languages",
     "translation",
 ]
 
@@ -82,9 +87,9 @@ def N_(message: str) -> str:
 
 
 def translation(lang: str) -> _gettext.NullTranslations:
-    """The catalogue of ``lang`` (bokmål's for a language that is not ours), read on first use."""
+    """The catalogue of ``lang`` (English for a language that is not ours), read on first use."""
     if lang not in LANGUAGES:
-        lang = DEFAULT_LANGUAGE
+        lang = our_language(lang) or SOURCE_LANGUAGE
     found = _catalogues.get(lang)
     if found is None:
         import gettext as _gettext
@@ -121,8 +126,20 @@ def npgettext(lang: str, context: str, singular: str, plural: str, n: int, /, **
     return translation(lang).npgettext(context, singular, plural, n).format(**values)
 
 
-def system_language() -> str | None:
-    """The system locale's language when it is one of ours (``no`` means bokmål)."""
+def _names_a_language(tag: str | None) -> bool:
+    """True when ``tag`` (a language tag or locale name) names a language: its base subtag is
+    2-3 letters (not ``C``, ``POSIX``, ``*`` or ``x-private``)."""
+    if not tag:
+        return False
+    base = re.split(r"[-_.@]", tag.strip(), maxsplit=1)[0]
+    return re.fullmatch(r"[A-Za-z]{2,3}", base) is not None
+
+
+def system_languages() -> list[str]:
+    """The languages the system locale names, first choice first: ``LANGUAGE``'s list (as
+    GNU gettext reads it: only when the locale is not C or POSIX), then the first of
+    ``LC_ALL``, ``LC_MESSAGES`` and ``LANG`` that is set (else Python's locale). Empty when
+    the locale names none (C, POSIX, nothing set)."""
     for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = os.environ.get(variable)
         if value:
@@ -132,7 +149,20 @@ def system_language() -> str | None:
             value = locale.getlocale(locale.LC_MESSAGES)[0]
         except (AttributeError, ValueError):
             value = None
-    return our_language(value) if value else None
+    if not _names_a_language(value):
+        return []
+    assert value is not None
+    listed = [tag for tag in os.environ.get("LANGUAGE", "").split(":") if _names_a_language(tag)]
+    return [*listed, value]
+
+
+def system_language() -> str | None:
+    """The system locale's language when it is one of ours (``no`` means bokmål)."""
+    for tag in system_languages():
+        ours = our_language(tag)
+        if ours:
+            return ours
+    return None
 
 
 def our_language(tag: str) -> str | None:
@@ -145,13 +175,38 @@ def our_language(tag: str) -> str | None:
     return base if base in LANGUAGES else None
 
 
-def resolve_language(*choices: str | None) -> str:
-    """Ours for the first of ``choices`` that has one, else the system's, else bokmål."""
-    for choice in choices:
-        ours = our_language(choice) if choice else None
+def accept_language(header: str) -> list[str]:
+    """The language tags of an HTTP ``Accept-Language`` header, most wanted first (by ``q``,
+    then by order); ``q=0`` (not wanted) and ``*`` left out. Give them to
+    :func:`resolve_language` as the request's choices."""
+    weighted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header[:1000].split(",")):
+        tag, *parameters = (piece.strip() for piece in part.split(";"))
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and is_language_tag(tag):
+            weighted.append((-q, index, tag))
+    return [tag for _, _, tag in sorted(weighted)]
+
+
+def resolve_language(*choices: str | None, system: bool = True) -> str:
+    """The language to speak: ours for the first of ``choices`` (then, with ``system``, of
+    the system locale's :func:`system_languages`) that is ours; else English when one of
+    them names a language we lack; else (nothing names a language) bokmål."""
+    named = [choice for choice in choices if choice and _names_a_language(choice)]
+    if system:
+        named += system_languages()
+    for tag in named:
+        ours = our_language(tag)
         if ours:
             return ours
-    return system_language() or DEFAULT_LANGUAGE
+    return SOURCE_LANGUAGE if named else DEFAULT_LANGUAGE
 
 
 def is_language_tag(value: object) -> bool:
@@ -171,8 +226,9 @@ def check_language_tag(value: object) -> None:
 
 def request_language(value: object, *fallbacks: str | None) -> str:
     """The language for a request that sent ``lang`` = ``value`` (checked with
-    :func:`check_language_tag`): ``value`` when it is one of ours, else the first of
-    ``fallbacks`` that is, else the system's, else bokmål."""
+    :func:`check_language_tag`) and ``fallbacks`` (the bridge's ``--lang`` or config
+    ``lang``): :func:`resolve_language` of them, so a ``lang`` we lack (``et``, ``fi``) means
+    English unless a fallback or the system names one of ours."""
     check_language_tag(value)
     return resolve_language(value if isinstance(value, str) else None, *fallbacks)
 

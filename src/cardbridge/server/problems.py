@@ -31,7 +31,7 @@ from cardbridge.errors import (
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
-from cardbridge.i18n import error_message, our_language, resolve_language
+from cardbridge.i18n import accept_language, error_message, resolve_language
 from cardbridge.server.settings import LANG, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem(InternalError("Unexpected error in the bridge; see its log."), lang=_language(request))
 
 
-def _language(request: web.Request) -> str | None:
-    """The request's language: its body's ``lang``, else the first of ours in
-    ``Accept-Language``, else the bridge's setting."""
+def _language(request: web.Request) -> str:
+    """The request's language: as its body's ``lang`` chose it, else from ``Accept-Language``
+    and the bridge's setting by the same rule (:func:`~cardbridge.i18n.resolve_language`)."""
     if LANG in request:
         return request[LANG]
-    for part in request.headers.get(hdrs.ACCEPT_LANGUAGE, "").split(","):
-        ours = our_language(part.split(";")[0])
-        if ours:
-            return ours
-    return request.app[SETTINGS].lang
+    return resolve_language(*accept_language(request.headers.get(hdrs.ACCEPT_LANGUAGE, "")), request.app[SETTINGS].lang)

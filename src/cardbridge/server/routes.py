@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cardbridge import __version__
 from cardbridge.authtoken import b64
@@ -26,7 +26,7 @@ from cardbridge.errors import (
     RequestTooLargeError,
     ServiceNotRunningError,
 )
-from cardbridge.i18n import request_language
+from cardbridge.i18n import accept_language, request_language
 from cardbridge.model import TokenInfo
 from cardbridge.pinentry import ConsentSource, PinentrySource
 from cardbridge.server.decode import decode_authenticate, decode_sign, decode_signing_certificate
@@ -75,7 +75,10 @@ def check_body_origin(request: web.Request, origin: str | None) -> None:
 
 
 def _lang(request: web.Request, lang: str | None) -> str:
-    resolved = request_language(lang, request.app[SETTINGS].lang)
+    """The request's language: its body's ``lang``, else ``Accept-Language``, else the bridge's
+    setting, by the one rule (a language we lack means English; nothing named, bokmål)."""
+    header = accept_language(request.headers.get(hdrs.ACCEPT_LANGUAGE, ""))
+    resolved = request_language(lang, *header, request.app[SETTINGS].lang)
     request[LANG] = resolved
     return resolved
 

@@ -76,7 +76,8 @@ function errorFrom(data) {
 
 // The language the bridge speaks to the person in: the page's (or the given) language tag's
 // primary subtag, "nb" from "nb-NO". The bridge maps it to one of its languages ("no" to
-// bokmål; one it does not have to the person's own), so the list of languages is its alone.
+// bokmål; one it does not have to the person's own when the bridge has that, else English),
+// so the list of languages is its alone.
 function language(lang) {
   const value = lang ?? (typeof document !== "undefined" ? document.documentElement.lang : "") ?? "";
   const primary = String(value).split(/[-_]/)[0].toLowerCase();
