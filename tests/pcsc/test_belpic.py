@@ -15,7 +15,7 @@ from typing import TypeVar
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from cardbridge.emulator.belpic_card import BelpicCard, load_or_create_belpic
+from cardbridge.emulator.belpic_card import AppletVersion, BelpicCard, load_or_create_belpic
 from cardbridge.emulator.virtual_card import VirtualCard
 from cardbridge.errors import PinIncorrectError, PinInvalidLengthError
 from cardbridge.model import CertificateInfo, Purpose, SignatureAlgorithm, Token
@@ -134,6 +134,15 @@ def test_token_reads_and_signs_with_both_keys(belpic: VirtualCard, backend: Pcsc
             signature = on(token, token.sign_digest, cert, bytearray(PIN_TEXT.encode()), digest, algorithm)
             verify_signature(cert.der, digest, signature)
     assert not applet(belpic).pin_verified  # every signature ended with LOG OFF
+
+
+@live
+def test_model_names_the_applet_version(belpic: VirtualCard, backend: PcscBackend) -> None:
+    """/v1/status and the dialogs name the card by its model: both applet versions say which
+    (the 1.7 card's ATR is the same as older applets', so the version comes from GET CARD DATA)."""
+    version = "1.8" if applet(belpic).version is AppletVersion.V1_8 else "1.7"
+    tokens = backend.executor.submit(backend.tokens).result(timeout=30)  # as /v1/status lists them
+    assert [t.info.model for t in tokens] == [f"Belgian eID card (applet {version})"]
 
 
 @live

@@ -52,6 +52,7 @@ RS512 (reference 01 with the DigestInfo sent).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -68,6 +69,7 @@ from cardbridge.model import (
     Padding,
     Purpose,
     SignatureAlgorithm,
+    TokenInfo,
 )
 from cardbridge.pcsc.apdu import SW, ApduTransport
 from cardbridge.pcsc.cardtoken import SignRequest
@@ -95,6 +97,8 @@ P1_SELECT_AID = 0x04
 P1_SELECT_PATH = 0x08
 P2_NO_FCI = 0x0C
 CARD_DATA_LENGTH = 0x1C
+CARD_DATA_APPLET_VERSION = 21  # after the serial (16) and the chip's five bytes: 0x17, 0x18
+MODEL = "Belgian eID card (applet {version})"
 
 PIN_REFERENCE = 0x01
 KEYS_DF = Location(path=bytes.fromhex("DF00"))  # where MSE SET, VERIFY and PSO CDS are sent
@@ -187,6 +191,7 @@ class BelpicToken(FileSystemToken):
     driver = "belpic"
     aid = AID_BELPIC
     select_first = False  # True once a signature failed after MSE SET where the card stood
+    applet_version: str | None = None  # "1.7", "1.8": from GET CARD DATA, once the card is read
     _where_it_stood = False
     keys = (
         _key(Purpose.AUTHENTICATION, "Authentication", 0x02, KEY_AUTHENTICATION, "5038"),
@@ -201,7 +206,19 @@ class BelpicToken(FileSystemToken):
         serial, the cache key."""
         fs = self.session(transport)
         fs.select_aid(self.aid)
-        return fs.card_data()[:16].hex().upper()
+        data = fs.card_data()
+        version = data[CARD_DATA_APPLET_VERSION]
+        self.applet_version = f"{version >> 4}.{version & 0x0F}"
+        return data[:16].hex().upper()
+
+    @property
+    def info(self) -> TokenInfo:
+        """The model names the applet version the card reports (the ATR says it only for
+        applet 1.8: applet 1.7 has the ATR of the applets before it)."""
+        info = super().info
+        if self.applet_version is None:
+            return info
+        return dataclasses.replace(info, model=MODEL.format(version=self.applet_version))
 
     def read_certificate(self, fs: FileSystemSession, key: KeySpec) -> bytes | None:
         return BelpicSession(fs.transport).read_certificate(key.certificate.path)
