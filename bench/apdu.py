@@ -14,11 +14,17 @@ OpenSC on Debian: the count is used). For OpenSC, a second
 C_Login + C_Sign + C_Logout in the same session after a first one (the module loaded and
 the card's PKCS#15 read). Starts pcscd (when none runs) and each virtual card itself, and
 stops them again.
+
+Each kind's rows are printed as soon as that kind is measured. A kind that fails prints
+"not measured: <the error>" and the next kind goes on; the exit status is then 1. OpenSC's
+second process failing (its module refuses the card's mechanism, say) is one
+"OpenSC: not measured: …" line of that kind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -35,7 +41,7 @@ from cardbridge.emulator.virtual_card import ApduRecord, VirtualCard
 from cardbridge.errors import CardbridgeError
 from cardbridge.model import Purpose
 from cardbridge.pcsc import PcscBackend
-from cardbridge.pcsc.scard import E_TIMEOUT, STATE_UNAWARE, PcscContext
+from cardbridge.pcsc.scard import E_TIMEOUT, STATE_PRESENT, STATE_UNAWARE, PcscContext
 from cardbridge.pkcs11.backend import ModuleBackend
 
 READER = "Virtual PCD 00 00"
@@ -82,6 +88,11 @@ OPENSC_CANNOT = {
     "fineid-v3": "OpenSC 0.23 has no driver for the FINEID v3 ATRs; its default driver reads the PKCS#15 "
     "files but signs nothing (tests/pcsc/test_fineid_v3.py)",
     "esteid-thales": "OpenSC 0.23 has no driver for the Estonian Thales card (esteid2025 came in a later OpenSC)",
+}
+# Why OpenSC's second process failed, where it is known (kind, key, the exception's name).
+OPENSC_FAILS = {
+    ("belpic", "ec-p384", "MechanismInvalid"): "OpenSC 0.23's belpic driver signs with RSA only (applet 1.7), "
+    "not with applet 1.8's ECDSA key",
 }
 # Kinds measured with each of their keys (the Belgian card: applet 1.8 and applet 1.7).
 KIND_KEYS: dict[str, tuple[str, ...]] = {"belpic": ("ec-p384", "rsa-2048")}
@@ -134,6 +145,16 @@ class Row:
     seconds: float
 
 
+@dataclass
+class Measured:
+    rows: list[Row]
+    opensc_not_measured: str | None = None  # why OpenSC has no row, when it should have had one
+
+
+class NotMeasured(Exception):
+    """One kind could not be measured (the message says why)."""
+
+
 def wait_present(timeout: float = 10.0) -> None:
     ctx = PcscContext()
     try:
@@ -143,7 +164,22 @@ def wait_present(timeout: float = 10.0) -> None:
             if code != E_TIMEOUT and states[0].present:
                 return
             state = states[0].event_state & ~0x2
-        raise SystemExit("pcscd did not see the virtual card")
+        raise NotMeasured("pcscd did not see the virtual card")
+    finally:
+        ctx.release()
+
+
+def wait_absent(timeout: float = 10.0) -> None:
+    """Wait until pcscd saw the card go, so that the next kind's card is not taken for this
+    one (its ATR picks the driver). Gives up quietly: the next kind's settle() then waits."""
+    ctx = PcscContext()
+    try:
+        deadline, state = time.monotonic() + timeout, STATE_UNAWARE
+        while time.monotonic() < deadline:
+            code, states = ctx.status([(READER, state)], 500)
+            if code != E_TIMEOUT and not states[0].event_state & STATE_PRESENT:
+                return
+            state = states[0].event_state & ~0x2
     finally:
         ctx.release()
 
@@ -153,10 +189,12 @@ def summary(records: list[ApduRecord]) -> str:
     return ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
-def settle(timeout: float = 15.0) -> None:
+def settle(timeout: float = 45.0) -> None:
     """Wait until the freshly inserted card answers (vpcd powers it up on first use), each
-    try with a backend of its own (a backend remembers a card it could not identify)."""
+    try with a backend of its own (a backend remembers a card it could not identify). Says
+    once per error code that it waits; a busy machine can take many seconds."""
     deadline = time.monotonic() + timeout
+    said: set[str] = set()
     while True:
         backend = PcscBackend()
         try:
@@ -165,7 +203,9 @@ def settle(timeout: float = 15.0) -> None:
         except CardbridgeError as exc:
             if time.monotonic() > deadline:
                 raise
-            print(f"  (the card is not ready yet: {exc.code})", file=sys.stderr)
+            if str(exc.code) not in said:
+                said.add(str(exc.code))
+                print(f"  (the card is not ready yet: {exc.code}; waiting up to {timeout:g} s)", file=sys.stderr)
             time.sleep(0.5)
         finally:
             backend.close()
@@ -183,11 +223,12 @@ def driver_login(backend: PcscBackend, pin: str) -> None:
     token.executor.submit(token.sign_digest, cert, bytearray(pin.encode()), digest, algorithm).result(timeout=30)
 
 
-def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[Row]:
+def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> Measured:
     kind = card_kind(kind_name)
     pins = pins_with_defaults(kind, {})
     card: VirtualCard = kind.create(folder, reader=0, key=key, pins=pins).start()
     rows: list[Row] = []
+    opensc_not_measured = None
     try:
         card.insert(wait=10)
         wait_present()
@@ -268,35 +309,52 @@ def measure(kind_name: str, key: str | None, folder: Path, rounds: int) -> list[
             backend.close()
         if OPENSC and kind_name not in OPENSC_CANNOT:
             digest = hashlib.sha384(b"bench").digest()[: 32 if key == "ec-p256" else 48]
-            proc = subprocess.Popen(  # OpenSC 0.23's belpic driver signs RSA only: no row for applet 1.8
-                [
-                    sys.executable,
-                    "-c",
-                    OPENSC_LOGIN,
-                    OPENSC,
-                    READER,
-                    pins["pin"],
-                    digest.hex(),
-                    str(rounds),
-                    OPENSC_KEY_ID.get(kind_name, "01"),
-                ],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert proc.stdin is not None and proc.stdout is not None
-            if proc.stdout.readline().strip() == "cold":
-                card.reset_count()
-                proc.stdin.write("\n")
-                proc.stdin.flush()
-                line = proc.stdout.readline().split()
-                seconds = float(line[1]) if len(line) == 2 else float("nan")
-                records = list(card.records)
-                rows.append(Row("OpenSC opensc-pkcs11.so, warm login", records[: len(records) // rounds], seconds))
-            proc.wait(timeout=120)
+            try:
+                rows.append(opensc_login(card, kind_name, key, pins["pin"], digest, rounds))
+            except NotMeasured as exc:
+                opensc_not_measured = str(exc)
     finally:
         card.stop()
-    return rows
+        wait_absent()
+    return Measured(rows, opensc_not_measured)
+
+
+def opensc_login(card: VirtualCard, kind_name: str, key: str | None, pin: str, digest: bytes, rounds: int) -> Row:
+    """OpenSC's warm login, measured in a second process (it keeps its own PC/SC connection).
+    Its failure is one NotMeasured naming the exception the module raised, never its traceback."""
+    arguments = [OPENSC_LOGIN, str(OPENSC), READER, pin, digest.hex(), str(rounds), OPENSC_KEY_ID.get(kind_name, "01")]
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", *arguments], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line: list[str] = []
+            if proc.stdout.readline().strip() == "cold":
+                card.reset_count()
+                with contextlib.suppress(BrokenPipeError):  # it ended after the cold login: stderr says why
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+                line = proc.stdout.readline().split()
+            records = list(card.records)
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if len(line) == 2 and line[0] == "warm" and proc.returncode == 0:
+            return Row("OpenSC opensc-pkcs11.so, warm login", records[: len(records) // rounds], float(line[1]))
+        errors.seek(0)
+        last = next((text.strip() for text in reversed(errors.read().splitlines()) if text.strip()), "")
+    # The traceback's last line: "pkcs11.exceptions.MechanismInvalid" or "Name: message".
+    name, _, message = last.partition(":")
+    name = name.rsplit(".", 1)[-1].strip()
+    known = OPENSC_FAILS.get((kind_name, str(key), name))
+    what = f"{name}: {message.strip()}" if message.strip() else name or f"exit status {proc.returncode}"
+    raise NotMeasured(f"its module failed ({what}){f': {known}' if known else ''}")
 
 
 def main() -> int:
@@ -307,44 +365,59 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="warm logins per measurement (best time kept)")
     args = parser.parse_args()
     kinds = args.kind or built
-    results: dict[str, list[Row]] = {}
+    failed = 0
+    print("APDUs and wall time for one login, per emulated card (best of", args.rounds, "warm logins):\n", flush=True)
     with tempfile.TemporaryDirectory() as folder, Pcscd():
         for kind in kinds:
             for key in KIND_KEYS.get(kind, (args.key if kind == "piv" else None,)):
-                results[f"{kind} {key}" if kind in KIND_KEYS else kind] = measure(kind, key, Path(folder), args.rounds)
-    print("APDUs and wall time for one login, per emulated card (best of", args.rounds, "warm logins):\n")
-    for name, rows in results.items():
-        kind, _, key = name.partition(" ")
-        print(f"{card_kind(kind).title}{f' ({key})' if key else ''}:")
-        width = max(len(r.label) for r in rows)
-        for row in rows:
-            count, ms = len(row.records), row.seconds * 1000
-            print(f"  {row.label:<{width}}  {count:>4} APDUs  {ms:7.1f} ms   {summary(row.records)}")
-        warm = next(r for r in rows if r.label.endswith("warm login"))
-        fresh = next(r for r in rows if r.label.endswith("PIN state read"))
-        opensc = next((r for r in rows if r.label.startswith("OpenSC")), None)
-        minimum = MINIMUM.get(kind)
-        if kind in OPENSC_CANNOT:
-            print(f"  OpenSC: not measured: {OPENSC_CANNOT[kind]}")
-        if opensc is not None:
-            print(
-                f"  OpenSC/cardbridge warm: {len(opensc.records)}/{len(warm.records)} APDUs = "
-                f"{len(opensc.records) / len(warm.records):.1f}×, time {opensc.seconds / warm.seconds:.1f}×"
-            )
-        sign = next(r for r in rows if r.label.endswith("sign only"))
-        if minimum is not None:
-            state = len(warm.records) - len(sign.records)
-            print(
-                f"  the card's minimum for a login: {minimum} ({MINIMUM_TEXT[kind]}); cardbridge's warm login: "
-                f"{len(warm.records)} = the signature {len(sign.records)} (the minimum {len(sign.records) - minimum:+d}"
-                f": the logout){f' + the PIN state {state}' if state else ''}; with the PIN state read before the "
-                f"dialog: {len(fresh.records)}"
-            )
-            fewer = "n/a" if opensc is None else ("yes" if len(warm.records) < len(opensc.records) else "NO")
-            within = "yes" if len(warm.records) <= minimum + 1 else "NO"
-            print(f"  goal: fewer APDUs than OpenSC: {fewer}; at most the minimum + 1: {within}")
-        print()
-    return 0
+                title = f"{card_kind(kind).title}{f' ({key})' if kind in KIND_KEYS else ''}:"
+                try:
+                    measured = measure(kind, key, Path(folder), args.rounds)
+                except Exception as exc:  # any failure of one kind: say it, measure the next
+                    failed += 1
+                    error = f"{exc.code}: {exc}" if isinstance(exc, CardbridgeError) else f"{type(exc).__name__}: {exc}"
+                    print(f"{title}\n  not measured: {error}\n", flush=True)
+                    continue
+                report(kind, title, measured)
+    if failed:
+        print(f"{failed} kind(s) not measured", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def report(kind: str, title: str, measured: Measured) -> None:
+    """One kind's rows and the figures drawn from them, printed at once."""
+    rows = measured.rows
+    print(title)
+    width = max(len(r.label) for r in rows)
+    for row in rows:
+        count, ms = len(row.records), row.seconds * 1000
+        print(f"  {row.label:<{width}}  {count:>4} APDUs  {ms:7.1f} ms   {summary(row.records)}")
+    warm = next(r for r in rows if r.label.endswith("warm login"))
+    fresh = next(r for r in rows if r.label.endswith("PIN state read"))
+    opensc = next((r for r in rows if r.label.startswith("OpenSC")), None)
+    minimum = MINIMUM.get(kind)
+    if kind in OPENSC_CANNOT:
+        print(f"  OpenSC: not measured: {OPENSC_CANNOT[kind]}")
+    elif measured.opensc_not_measured is not None:
+        print(f"  OpenSC: not measured: {measured.opensc_not_measured}")
+    if opensc is not None:
+        print(
+            f"  OpenSC/cardbridge warm: {len(opensc.records)}/{len(warm.records)} APDUs = "
+            f"{len(opensc.records) / len(warm.records):.1f}×, time {opensc.seconds / warm.seconds:.1f}×"
+        )
+    sign = next(r for r in rows if r.label.endswith("sign only"))
+    if minimum is not None:
+        state = len(warm.records) - len(sign.records)
+        print(
+            f"  the card's minimum for a login: {minimum} ({MINIMUM_TEXT[kind]}); cardbridge's warm login: "
+            f"{len(warm.records)} = the signature {len(sign.records)} (the minimum {len(sign.records) - minimum:+d}"
+            f": the logout){f' + the PIN state {state}' if state else ''}; with the PIN state read before the "
+            f"dialog: {len(fresh.records)}"
+        )
+        fewer = "n/a" if opensc is None else ("yes" if len(warm.records) < len(opensc.records) else "NO")
+        within = "yes" if len(warm.records) <= minimum + 1 else "NO"
+        print(f"  goal: fewer APDUs than OpenSC: {fewer}; at most the minimum + 1: {within}")
+    print(flush=True)
 
 
 if __name__ == "__main__":
