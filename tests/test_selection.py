@@ -267,3 +267,22 @@ def test_a_card_in_a_reader_the_direct_driver_has_is_listed_once() -> None:
     listed = once_per_card([direct, direct_long, *opensc, softhsm])
     assert listed == [direct, direct_long, opensc[2], softhsm]
     assert once_per_card(opensc) == opensc  # no direct driver: every slot is listed
+
+
+def test_a_card_is_named_by_its_kind_when_its_label_is_the_holder() -> None:
+    """The choice dialog shows the holder beside the card: a card whose label is the holder's
+    name (the built-in drivers' tokens) is named by its model and reader, not by the holder
+    again; a token with a label of its own keeps it."""
+    from cardbridge.selection import card_name
+
+    holder = "JAAK-KRISTJAN JÕEORG"
+    esteid = TokenInfo("pcsc", "Virtual PCD 00 00", holder, model="Estonian ID card", reader="Virtual PCD 00 00")
+    assert card_name(esteid, holder) == "Estonian ID card (Virtual PCD 00 00)"
+    unread = TokenInfo(
+        "pcsc", "Virtual PCD 00 01", "Estonian ID card", model="Estonian ID card", reader="Virtual PCD 00 01"
+    )
+    assert card_name(unread, holder) == "Estonian ID card (Virtual PCD 00 01)"
+    softhsm = TokenInfo("pkcs11", "libsofthsm2.so", "cardbridge", model="SoftHSM v2", slot=1, reader="SoftHSM slot 1")
+    assert card_name(softhsm, "Kari Nordmann") == "cardbridge (SoftHSM slot 1)"
+    no_model = TokenInfo("pkcs11", "opensc-pkcs11.so", "Kari Nordmann", slot=0, reader="Virtual PCD 00 00")
+    assert card_name(no_model, "Kari Nordmann") == "Kari Nordmann (Virtual PCD 00 00)"

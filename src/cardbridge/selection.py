@@ -282,13 +282,20 @@ def _issuer_name(issuer: str) -> str:
     return issuer
 
 
+def card_name(info: TokenInfo, holder: str) -> str:
+    """How the choice dialog names the card beside the certificate's ``holder``: its label,
+    or its model (e.g. "Estonian ID card") when the label is the holder's name (the built-in
+    drivers label a card by its holder), then the reader it is in."""
+    name = info.model if info.label == holder and info.model else info.label
+    return f"{name} ({info.reader})" if info.reader and info.reader != name else name
+
+
 def _option(candidate: Candidate) -> ChoiceOption:
-    info = candidate.token.info
-    card = f"{info.label} ({info.reader})" if info.reader and info.reader != info.label else info.label
+    holder = candidate.certificate.holder_name
     return ChoiceOption(
-        holder=candidate.certificate.holder_name,
+        holder=holder,
         issuer=_issuer_name(candidate.certificate.issuer),
-        card=card,
+        card=card_name(candidate.token.info, holder),
     )
 
 
