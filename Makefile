@@ -59,8 +59,12 @@ test: deps venv
 	if [ "$(PACKAGE_TEST)" != 0 ]; then $(MAKE) --no-print-directory package-test || status=1; fi; \
 	exit $$status
 
+# make demo CARD=esteid: the login with another emulated card (softhsm, piv, esteid,
+# esteid-thales, fineid, fineid-v3, belpic; `cardbridge demo --card`); default the SoftHSM2 token.
+CARD ?=
+
 demo: deps venv
-	$(VENV)/bin/cardbridge demo
+	$(VENV)/bin/cardbridge demo$(if $(CARD), --card $(CARD))
 
 # Fuzzing (atheris, libFuzzer): every fuzz/fuzz_*.py for FUZZ_SECONDS seconds each, seeded
 # from fuzz/seeds/NAME/; inputs that add coverage go to fuzz/corpus/NAME/ and a crash, a
