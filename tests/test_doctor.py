@@ -24,6 +24,7 @@ import pytest
 from cardbridge import doctor
 from cardbridge.config import Config
 from cardbridge.doctor import Status
+from cardbridge.model import PinStatus
 
 PIN = "739184"
 
@@ -174,7 +175,63 @@ def _listing(label: str, *days: float) -> Any:
         )
         for d in days
     )
-    return SimpleNamespace(info=SimpleNamespace(label=label), certificates=certificates, error=None)
+    return SimpleNamespace(info=SimpleNamespace(label=label), certificates=certificates, error=None, pin=None, pins=())
+
+
+def _two_pin_card(pin1: PinStatus, pin2: PinStatus, label: str = "JAAK-KRISTJAN JÕEORG") -> Any:
+    """An Estonian card as ``list_tokens(every_pin=True)`` lists it: the token's label is the
+    holder's name; the login certificate has PIN1, the signing certificate PIN2."""
+    now = dt.datetime.now(dt.UTC)
+    certificates = tuple(
+        SimpleNamespace(
+            holder_name="JAAK-KRISTJAN JÕEORG",
+            purpose=purpose,
+            not_after=now + dt.timedelta(days=400),
+            sha256=f"{n}" * 64,
+            country="EE",
+        )
+        for n, purpose in enumerate(("authentication", "signing"))
+    )
+    return SimpleNamespace(
+        info=SimpleNamespace(label=label), certificates=certificates, error=None, pin=pin1, pins=(pin1, pin2)
+    )
+
+
+def test_a_blocked_login_pin_fails_and_names_the_pin_and_the_fix() -> None:
+    checks = doctor.certificate_checks(
+        [_two_pin_card(PinStatus(blocked=True, name="PIN1"), PinStatus(name="PIN2"))], "en"
+    )
+    failed = [c for c in checks if c.status is Status.FAIL]
+    assert len(failed) == 1, checks
+    assert "PIN1 is blocked" in failed[0].detail and failed[0].fix and "PUK" in failed[0].fix
+    assert "PIN2" not in " ".join(c.detail for c in checks), "PIN2 is in order: nothing to say"
+    assert doctor.exit_status(checks) == 1
+    nb = doctor.certificate_checks([_two_pin_card(PinStatus(blocked=True, name="PIN1"), PinStatus(name="PIN2"))], "nb")
+    assert any("PIN1 er sperret" in c.detail for c in nb)
+
+
+def test_a_blocked_signing_pin_only_warns_and_the_last_try_and_not_active_warn() -> None:
+    checks = doctor.certificate_checks(
+        [_two_pin_card(PinStatus(retries_left=1, final_try=True, name="PIN1"), PinStatus(blocked=True, name="PIN2"))],
+        "en",
+    )
+    warned = {c.detail.split(": ", 1)[1]: c for c in checks if c.status is Status.WARN}
+    assert "PIN2 is blocked: the card cannot sign until it is unblocked." in warned, warned
+    assert "PIN1 has one try left: one more wrong PIN blocks it." in warned, warned
+    assert doctor.exit_status(checks) == 0, "logins still work"
+    checks = doctor.certificate_checks(
+        [_two_pin_card(PinStatus(name="PIN1"), PinStatus(not_active=True, name="PIN2"))], "en"
+    )
+    (warning,) = [c for c in checks if c.status is Status.WARN]
+    assert warning.detail.endswith("PIN2 is not activated yet.") and warning.fix and "DigiDoc4" in warning.fix
+
+
+def test_the_holder_is_named_once_when_the_token_label_is_the_holder() -> None:
+    checks = doctor.certificate_checks([_two_pin_card(PinStatus(name="PIN1"), PinStatus(name="PIN2"))], "en")
+    assert [c.status for c in checks] == [Status.OK, Status.OK]
+    assert all(c.detail.count("JAAK-KRISTJAN JÕEORG") == 1 for c in checks), [c.detail for c in checks]
+    other = doctor.certificate_checks([_two_pin_card(PinStatus(), PinStatus(), label="Card 1")], "en")
+    assert other[0].detail.startswith("Card 1: JAAK-KRISTJAN JÕEORG (authentication)")
 
 
 def test_certificates_warn_thirty_days_before_expiry() -> None:

@@ -223,6 +223,21 @@ def test_pin_not_active_says_where_to_activate_it(country: str, pin: str, where:
         assert i18n.error_message(PinNotActiveError("x", **other), "en") == i18n.error_text(Code.PIN_NOT_ACTIVE, "en")
 
 
+def test_pin_blocked_names_the_pin_the_card_names() -> None:
+    from cardbridge.errors import PinBlockedError
+
+    named = PinBlockedError("x", retries_left=0, pinName="PIN2 (allekirjoitustunnusluku)")
+    assert i18n.error_message(named, "en") == (
+        "PIN2 (allekirjoitustunnusluku) is blocked. Unblock it with your PUK code, or contact the card's issuer."
+    )
+    assert i18n.error_message(named, "nb").startswith("PIN2 (allekirjoitustunnusluku) er sperret.")
+    assert i18n.error_message(named, "nn").startswith("PIN2 (allekirjoitustunnusluku) er sperra.")
+    # No name (a PKCS#11 token, a PIV card): the general text.
+    generic = i18n.error_text(Code.PIN_BLOCKED, "en")
+    assert generic.startswith("The PIN is blocked.")
+    assert i18n.error_message(PinBlockedError("x", retries_left=0), "en") == generic
+
+
 def test_error_message_takes_the_exception_details() -> None:
     assert i18n.error_message(PinIncorrectError("x", retries_left=2), "en") == "Wrong PIN. You have 2 tries left."
     error = PinInvalidLengthError("x", minLength=4, maxLength=8)

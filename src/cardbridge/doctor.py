@@ -319,7 +319,7 @@ async def _listings(config: Config, modules: Sequence[str], pcsc: bool) -> list[
 
     service = open_service(config, modules=modules, pcsc=pcsc)
     try:
-        return list(await service.list_tokens())
+        return list(await service.list_tokens(every_pin=True))
     finally:
         await service.aclose()
 
@@ -370,9 +370,11 @@ def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | No
         if not listing.certificates:
             out.append(_check("tokens", lang, Status.WARN, i18n.gettext(lang, "{label}: no certificates", label=label)))
             continue
+        # The token's label, when it is not the holder's name (an Estonian card's label is).
+        named = {_same_name(label, cert.holder_name) for cert in listing.certificates}
+        prefix = "" if named == {True} else f"{label}: "
         for cert in listing.certificates:
             values = {
-                "label": label,
                 "holder": cert.holder_name,
                 "purpose": i18n.gettext(lang, PURPOSES[cert.purpose]),
                 "date": f"{cert.not_after:%Y-%m-%d}",
@@ -380,14 +382,14 @@ def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | No
             data = {"token": label, "sha256": cert.sha256, "notAfter": cert.not_after.isoformat()}
             left = cert.not_after - now
             if left.total_seconds() <= 0:
-                detail = i18n.gettext(lang, "{label}: {holder} ({purpose}) expired on {date}", **values)
+                detail = prefix + i18n.gettext(lang, "{holder} ({purpose}) expired on {date}", **values)
                 fix = i18n.gettext(lang, "Order a new ID card.")
                 out.append(_check("tokens", lang, Status.FAIL, detail, fix, **data))
             elif left <= dt.timedelta(days=EXPIRY_WARNING_DAYS):
-                detail = i18n.ngettext(
+                detail = prefix + i18n.ngettext(
                     lang,
-                    "{label}: {holder} ({purpose}) expires in {days} day, on {date}",
-                    "{label}: {holder} ({purpose}) expires in {days} days, on {date}",
+                    "{holder} ({purpose}) expires in {days} day, on {date}",
+                    "{holder} ({purpose}) expires in {days} days, on {date}",
                     max(1, left.days),
                     days=max(1, left.days),
                     **values,
@@ -395,15 +397,59 @@ def certificate_checks(listings: Sequence[Any], lang: str, now: dt.datetime | No
                 fix = i18n.gettext(lang, "Order a new ID card in good time.")
                 out.append(_check("tokens", lang, Status.WARN, detail, fix, **data))
             else:
-                out.append(
-                    _check(
-                        "tokens",
-                        lang,
-                        Status.OK,
-                        i18n.gettext(lang, "{label}: {holder} ({purpose}), valid until {date}", **values),
-                        **data,
-                    )
-                )
+                detail = prefix + i18n.gettext(lang, "{holder} ({purpose}), valid until {date}", **values)
+                out.append(_check("tokens", lang, Status.OK, detail, **data))
+        out += pin_checks(listing, lang)
+    return out
+
+
+def _same_name(label: str, holder: str) -> bool:
+    return " ".join(label.split()).casefold() == " ".join(holder.split()).casefold()
+
+
+def pin_checks(listing: Any, lang: str) -> list[Check]:
+    """Pure: what needs doing about the token's PINs — blocked (FAIL when the card logs in
+    with it, WARN when it only signs with it), not activated yet, or one try left (WARN) —
+    one check per PIN, named as the card names it ("PIN1", "PIN2 (allekirjoitustunnusluku)",
+    "eID PIN"). ``listing.pins`` has each certificate's PIN (``list_tokens(every_pin=True)``);
+    without it, ``listing.pin`` is the first certificate's. A PIN in order adds nothing."""
+    pins = tuple(listing.pins or ()) or (listing.pin,)
+    label = listing.info.label
+    # Each PIN once (the Belgian card's one PIN has both keys): its state and certificates.
+    by_pin: dict[str, tuple[Any, list[Any]]] = {}
+    for cert, status in zip(listing.certificates, pins, strict=False):
+        if status is not None:
+            by_pin.setdefault(status.name, (status, []))[1].append(cert)
+    out: list[Check] = []
+    for name, (status, certs) in by_pin.items():
+        logs_in = any(str(c.purpose) == "authentication" for c in certs)
+        pin = name or i18n.pgettext(lang, "a PIN the card gives no name", "The PIN")
+        data: dict[str, Any] = {"token": label, "pin": name, "blocked": status.blocked}
+        if status.blocked:
+            detail = (
+                i18n.gettext(lang, "{pin} is blocked: the card cannot log you in until it is unblocked.", pin=pin)
+                if logs_in
+                else i18n.gettext(lang, "{pin} is blocked: the card cannot sign until it is unblocked.", pin=pin)
+            )
+            fix = i18n.gettext(
+                lang,
+                "Unblock it with your PUK code (in the ID card software from your card's issuer), or contact the "
+                "card's issuer.",
+            )
+            status_of = Status.FAIL if logs_in else Status.WARN
+            out.append(_check("tokens", lang, status_of, f"{label}: {detail}", fix, **data))
+        elif status.not_active:
+            detail = i18n.gettext(lang, "{pin} is not activated yet.", pin=pin)
+            which = status.not_active_pin or ("authentication" if logs_in else "signing")
+            country = next((c.country for c in certs if getattr(c, "country", None)), None)
+            fix = i18n.error_text("PIN_NOT_ACTIVE", lang, pin=str(which), country=country and country.upper())
+            out.append(_check("tokens", lang, Status.WARN, f"{label}: {detail}", fix, notActive=True, **data))
+        elif status.final_try or status.retries_left == 1:
+            detail = i18n.gettext(lang, "{pin} has one try left: one more wrong PIN blocks it.", pin=pin)
+            fix = i18n.gettext(
+                lang, "Type it with care. If you are not sure of it, set a new one with your PUK code first."
+            )
+            out.append(_check("tokens", lang, Status.WARN, f"{label}: {detail}", fix, finalTry=True, **data))
     return out
 
 

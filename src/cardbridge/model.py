@@ -290,8 +290,12 @@ class TokenListing:
 
     info: TokenInfo
     certificates: tuple[CertificateInfo, ...]
-    pin: PinStatus | None = None
+    pin: PinStatus | None = None  # the PIN of the first certificate
     error: dict[str, Any] | None = None
+    # The PIN of each certificate, in their order (``list_tokens(every_pin=True)``, for
+    # ``doctor``): a two-PIN card signs with another PIN than it logs in with. None where
+    # the token could not tell.
+    pins: tuple[PinStatus | None, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = {"token": self.info.to_dict(), "certificates": [c.to_dict() for c in self.certificates]}

@@ -195,10 +195,12 @@ class CardService:
                         log.info("backend %s: %s", backend.name, exc)
         return tokens, errors
 
-    async def list_tokens(self) -> list[TokenListing]:
+    async def list_tokens(self, *, every_pin: bool = False) -> list[TokenListing]:
         """Every token and its certificates, each card once (a PKCS#11 slot in a reader where
         a built-in driver has the card is not listed: OpenSC's slot of a Belgian card adds
-        the CA certificates to the same card); a token that fails is listed with its error."""
+        the CA certificates to the same card); a token that fails is listed with its error.
+        ``pin`` is the state of the first certificate's PIN; with ``every_pin`` (``doctor``),
+        ``pins`` has each certificate's (one PIN state read more per certificate at most)."""
         listings: list[TokenListing] = []
         tokens, errors = await self._tokens(direct_wins=True)
         if not tokens and errors:
@@ -212,10 +214,22 @@ class CardService:
                     continue  # the same card through another backend (a PKCS#11 slot of it)
                 seen |= key
                 pin = await self._workers.run(token, token.pin_status, certificates[0]) if certificates else None
-                listings.append(TokenListing(token.info, certificates, pin))
+                pins: tuple[PinStatus | None, ...] = ()
+                if every_pin and certificates:
+                    pins = (pin, *[await self._pin_or_none(token, c) for c in certificates[1:]])
+                listings.append(TokenListing(token.info, certificates, pin, pins=pins))
             except CardbridgeError as exc:
                 listings.append(TokenListing(token.info, (), None, exc.to_dict()))
         return listings
+
+    async def _pin_or_none(self, token: Token, certificate: CertificateInfo) -> PinStatus | None:
+        """The state of ``certificate``'s PIN; None when the token cannot tell it (a CA
+        certificate without a key, a card error: the listing is still good)."""
+        try:
+            return await self._workers.run(token, token.pin_status, certificate)
+        except CardbridgeError as exc:
+            log.info("no PIN state for %s: %s", certificate.sha256[:16], exc)
+            return None
 
     # -- operations --------------------------------------------------------------------
 
@@ -430,7 +444,7 @@ class CardService:
             if previous is not None:  # after a wrong PIN: the tries left, read afresh
                 status = await self._workers.run(token, token.pin_status, certificate)
             if status.blocked:
-                raise PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
+                raise _blocked(status)
             if status.not_active:  # never asked for, never sent: the card would refuse it
                 # Which advice the text gives (i18n.errors): the PIN that is not active.
                 where: dict[str, Any] = {"pin": str(status.not_active_pin or kind)}
@@ -495,6 +509,10 @@ class CardService:
                     timeout=max(remaining, self.card_timeout) if status.protected_path else None,
                     then=functools.partial(wipe, pin),
                 )
+            except PinBlockedError as exc:  # the card blocked it at this VERIFY: say which PIN
+                if not status.name:
+                    raise
+                raise _blocked(status) from exc
             except PinIncorrectError as exc:
                 if exc.retries_left == 0:
                     raise
@@ -507,6 +525,17 @@ class CardService:
             finally:
                 if not sent:
                     wipe(pin)
+
+
+def _blocked(status: PinStatus) -> PinBlockedError:
+    """PIN_BLOCKED for the PIN of ``status``, named as the card names it when it does
+    (``pinName``: the texts say "PIN2 is blocked" on a two-PIN card, where the other PIN
+    still works)."""
+    if not status.name:
+        return PinBlockedError("The PIN is blocked. Unblock it with your PUK code.", retries_left=0)
+    return PinBlockedError(
+        f"{status.name} is blocked. Unblock it with your PUK code.", retries_left=0, pinName=status.name
+    )
 
 
 def _dialogs(dialogs: DialogSource | None, pin_source: object) -> DialogSource | None:

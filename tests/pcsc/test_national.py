@@ -110,9 +110,11 @@ def test_http_api_login_wrong_pins_count_down_and_a_blocked_pin_is_never_asked(
         pinentry.respond("0000")
         status, body = http_login(served.port, nonce())
         assert body["code"] == "PIN_BLOCKED", body
+        assert body["text"].startswith(f"{profile.pin_names[0]} is blocked."), body  # which PIN (review3 #5)
         pinentry.respond(profile.pins[0])
         status, body = http_login(served.port, nonce())
         assert body["code"] == "PIN_BLOCKED", body
+        assert body["text"].startswith(f"{profile.pin_names[0]} is blocked."), body
         assert pinentry.dialogs() == [], "a blocked PIN is never asked for"
         if profile.references[1] != profile.references[0]:
             assert profile.tries_left(applet(card), 1) == 3, "the signing PIN is a PIN of its own"

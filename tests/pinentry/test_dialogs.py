@@ -32,6 +32,7 @@ EXPECTED = {
         "wrong_1": "Feil PIN-kode. Du har 1 forsøk igjen.",
         "wrong": "Feil PIN-kode.",
         "last": "Dette er siste forsøk. Skriver du feil PIN-kode nå, blir kortet sperret.",
+        "last_pin2": "Dette er siste forsøk. Skriver du feil PIN-kode nå, blir PIN2 (allekirjoitustunnusluku) sperret.",
         "prompt": "PIN-kode:",
         "pinpad": "skriv så inn PIN-koden på tastaturet på kortleseren",
         "length": "PIN-koden må ha 4 til 8 tegn.",
@@ -49,6 +50,7 @@ EXPECTED = {
         "wrong_1": "Feil PIN-kode. Du har 1 forsøk att.",
         "wrong": "Feil PIN-kode.",
         "last": "Dette er siste forsøket. Skriv du feil PIN-kode no, vert kortet sperra.",
+        "last_pin2": "Dette er siste forsøket. Skriv du feil PIN-kode no, vert PIN2 (allekirjoitustunnusluku) sperra.",
         "prompt": "PIN-kode:",
         "pinpad": "skriv så inn PIN-koden på tastaturet på kortlesaren",
         "length": "PIN-koden må ha 4 til 8 teikn.",
@@ -66,6 +68,9 @@ EXPECTED = {
         "wrong_1": "Wrong PIN. You have 1 try left.",
         "wrong": "Wrong PIN.",
         "last": "This is your last try. If you enter a wrong PIN now, the card will be blocked.",
+        "last_pin2": (
+            "This is your last try. If you enter a wrong PIN now, PIN2 (allekirjoitustunnusluku) will be blocked."
+        ),
         "prompt": "PIN:",
         "pinpad": "then type your PIN on the card reader's keypad",
         "length": "The PIN must have 4 to 8 characters.",
@@ -173,6 +178,16 @@ async def test_before_the_last_try_it_warns_that_the_card_will_be_blocked(
     # One try left, told before the first PIN of this login.
     told = await _show(pinentry, _request(lang, status=PinStatus(retries_left=1)))
     assert want["last"] in told["SETDESC"][0]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+async def test_the_last_try_names_the_pin_the_card_names(pinentry: ScriptedPinentry, lang: str) -> None:
+    """On a two-PIN card only that PIN is blocked, not the card: the warning says which."""
+    want = EXPECTED[lang]
+    status = PinStatus(retries_left=1, final_try=True, name="PIN2 (allekirjoitustunnusluku)")
+    told = await _show(pinentry, _request(lang, kind=PinKind.SIGNING, status=status))
+    assert want["last_pin2"] in told["SETDESC"][0]
+    assert want["last"] not in told["SETDESC"][0]
 
 
 @pytest.mark.parametrize("lang", LANGS)

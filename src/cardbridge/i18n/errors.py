@@ -2,7 +2,8 @@
 
 :data:`ERROR_TEXTS` maps each code to its message (English, marked with ``N_``; translated
 when it is shown). A code with details may have a more precise message, which
-:func:`variant` picks: the tries left after a wrong PIN, the PIN length the card takes,
+:func:`variant` picks: the tries left after a wrong PIN, the PIN length the card takes, the blocked
+PIN's name (``pinName``, as the card names it),
 and for a PIN not active yet where to activate it (``country`` of the card's certificate,
 ``pin`` ``authentication`` or ``signing``; as the Web eID app says it for the Estonian card).
 """
@@ -145,6 +146,13 @@ def variant(code: str, lang: str, given: Mapping[str, object]) -> str | None:
             )
         return ngettext(
             lang, "Wrong PIN. You have {n} try left.", "Wrong PIN. You have {n} tries left.", tries, n=tries
+        )
+    if code == "PIN_BLOCKED" and isinstance(given.get("pinName"), str) and given["pinName"]:
+        # The card names its PINs (PIN1, PIN2): on a two-PIN card the other one still works.
+        return gettext(
+            lang,
+            "{pinName} is blocked. Unblock it with your PUK code, or contact the card's issuer.",
+            pinName=given["pinName"],
         )
     if code == "PIN_NOT_ACTIVE":
         advice = NOT_ACTIVE_TEXTS.get((str(given.get("country", "")), str(given.get("pin", ""))))

@@ -206,7 +206,14 @@ def dialog_for(request: PinRequest) -> Dialog:
     tries = _tries(request)
     if tries == 1 or request.status.final_try:
         lines.append(
-            i18n.gettext(lang, "This is your last try. If you enter a wrong PIN now, the card will be blocked.")
+            # Only that PIN is blocked where the card names it (PIN1, PIN2): the other still works.
+            i18n.gettext(
+                lang,
+                "This is your last try. If you enter a wrong PIN now, {name} will be blocked.",
+                name=request.status.name,
+            )
+            if request.status.name
+            else i18n.gettext(lang, "This is your last try. If you enter a wrong PIN now, the card will be blocked.")
         )
     elif tries is not None and request.error is None:
         lines.append(i18n.ngettext(lang, "You have {n} try left.", "You have {n} tries left.", tries, n=tries))
