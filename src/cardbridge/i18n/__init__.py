@@ -29,7 +29,6 @@ the native host and the portal can call :func:`error_text` as well as the CLI do
 
 from __future__ import annotations
 
-import locale
 import os
 import re
 import string
@@ -138,17 +137,11 @@ def _names_a_language(tag: str | None) -> bool:
 def system_languages() -> list[str]:
     """The languages the system locale names, first choice first: ``LANGUAGE``'s list (as
     GNU gettext reads it: only when the locale is not C or POSIX), then the first of
-    ``LC_ALL``, ``LC_MESSAGES`` and ``LANG`` that is set (else Python's locale). Empty when
-    the locale names none (C, POSIX, nothing set)."""
-    for variable in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(variable)
-        if value:
-            break
-    else:
-        try:
-            value = locale.getlocale(locale.LC_MESSAGES)[0]
-        except (AttributeError, ValueError):
-            value = None
+    ``LC_ALL``, ``LC_MESSAGES`` and ``LANG`` that is set. Empty when the locale names none
+    (C, POSIX, nothing set). The environment only, as gettext reads it: the process's
+    ``setlocale`` state is not consulted (a library may have changed it, and it would make
+    the answer depend on what ran before)."""
+    value = next((v for v in (os.environ.get(n) for n in ("LC_ALL", "LC_MESSAGES", "LANG")) if v), None)
     if not _names_a_language(value):
         return []
     assert value is not None
