@@ -239,7 +239,7 @@ def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
         **os.environ,
         "SOFTHSM2_CONF": card["softhsm2_conf"],
         "CARDBRIDGE_TEST_LOGIN_MARK": str(mark),
-        "CARDBRIDGE_TEST_LOGIN_DELAY": "2",
+        "CARDBRIDGE_TEST_LOGIN_RELEASE": str(tmp_path / "login.release"),
     }
     command = [sys.executable, str(SLOW_LOGIN), "cli", "authenticate", "--origin", ORIGIN, "--nonce", nonce()]
     proc = subprocess.Popen(
@@ -258,6 +258,7 @@ def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
         proc.terminate()
         time.sleep(0.3)
         proc.terminate()  # a second one, while the command ends
+        (tmp_path / "login.release").touch()  # the card has checked the PIN
         proc.wait(60)
         assert proc.stderr is not None
         err = proc.stderr.read()

@@ -365,7 +365,7 @@ def test_a_second_sigterm_while_serve_stops_waits_for_the_pin_check(tmp_path: Pa
         "SOFTHSM2_CONF": card["softhsm2_conf"],
         "CARDBRIDGE_CONFIG": "/nonexistent/cardbridge.toml",
         "CARDBRIDGE_TEST_LOGIN_MARK": str(mark),
-        "CARDBRIDGE_TEST_LOGIN_DELAY": "2.5",
+        "CARDBRIDGE_TEST_LOGIN_RELEASE": str(tmp_path / "login.release"),
     }
     args = ["--port", "0", "--module", card["module"], "--allow-origin", ORIGIN, "--no-pcsc"]
     proc = subprocess.Popen(
@@ -390,6 +390,7 @@ def test_a_second_sigterm_while_serve_stops_waits_for_the_pin_check(tmp_path: Pa
         proc.terminate()
         time.sleep(1.2)  # serve is stopping: the loop has ended its requests, the service closes
         proc.terminate()
+        (tmp_path / "login.release").touch()  # the card has checked the PIN
         status = proc.wait(60)
         posting.join(30)
     finally:

@@ -5,9 +5,11 @@
 
 A real card takes 50-500 ms to check a PIN (SoftHSM2 a few milliseconds, too short to
 terminate the host inside it reliably): the real SoftHSM2 C_Login runs after
-``CARDBRIDGE_TEST_LOGIN_DELAY`` seconds (default 1.5). ``CARDBRIDGE_TEST_LOGIN_MARK`` names a
-file that gets a line ``entered`` when the call starts and ``returned`` when the real call has
-returned.
+``CARDBRIDGE_TEST_LOGIN_DELAY`` seconds (default 1.5), or, with
+``CARDBRIDGE_TEST_LOGIN_RELEASE`` (a file's path), once that file exists (at most 60 s): a
+test that must act while the call is under way releases it when it has, whatever the load
+of the machine. ``CARDBRIDGE_TEST_LOGIN_MARK`` names a file that gets a line ``entered``
+when the call starts and ``returned`` when the real call has returned.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ def _mark(line: str) -> None:
 
 def _slow_login(raw: _cryptoki.Cryptoki, session: int, pin: bytearray | None) -> None:
     _mark("entered")
-    time.sleep(float(os.environ.get("CARDBRIDGE_TEST_LOGIN_DELAY", "1.5")))
+    release = os.environ.get("CARDBRIDGE_TEST_LOGIN_RELEASE")
+    if release:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    else:
+        time.sleep(float(os.environ.get("CARDBRIDGE_TEST_LOGIN_DELAY", "1.5")))
     try:
         _real_login(raw, session, pin)
     finally:
