@@ -517,6 +517,8 @@ class CardService:
                 if exc.retries_left == 0:
                     raise
                 refused.append(seen)
+                if status.name:  # the texts name the PIN the card will block ("PIN2 will be blocked")
+                    exc.details.setdefault("pinName", status.name)
                 if exc.retries_left is None and len(refused) >= MAX_TRIES_WITHOUT_COUNTER:
                     raise PinIncorrectError(
                         f"The PIN was wrong {len(refused)} times; the login was stopped. Check the PIN and try again."

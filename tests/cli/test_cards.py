@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -228,11 +229,14 @@ SLOW_LOGIN = Path(__file__).parents[1] / "tools" / "slow_login.py"
 
 
 @pytest.mark.softhsm
-def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background-job"])
+def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path, sigint: signal.Handlers) -> None:
     """``cardbridge authenticate`` terminated (a script's timeout, a logout) while the card
     checks the PIN: the check finishes before the process leaves (as after Ctrl-C), with
     USER_CANCELLED, and a second SIGTERM while it ends changes nothing; the token stays whole.
-    Before, the default action ended the process inside C_Login."""
+    Before, the default action ended the process inside C_Login. Also when the command was
+    started with SIGINT ignored (a script's background job): SIGTERM, which takes Ctrl-C's
+    path, then did nothing at all and the login went on."""
     card = own_token(tmp_path / "data")
     mark = tmp_path / "login.mark"
     env = {
@@ -249,6 +253,7 @@ def test_a_sigterm_during_the_pin_check_lets_it_finish(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         env=env,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),  # whatever this test's own is
     )
     try:
         assert proc.stdin is not None

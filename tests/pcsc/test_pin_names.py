@@ -7,6 +7,7 @@ in the card's applet, as wrong PINs given before would have left them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,3 +96,18 @@ def test_finnish_signing_names_pin2_in_the_last_try_and_when_it_is_blocked(
     for error in (blocked, again):  # blocked at this VERIFY; then found blocked before any dialog
         assert error.details.get("pinName") == pin2 and pin2 in error.message, error
         assert i18n.error_message(error, "en").startswith(f"{pin2} is blocked."), i18n.error_message(error, "en")
+
+
+def test_a_wrong_pin_with_one_try_left_names_the_pin_the_card_will_block(fineid: VirtualCard, tmp_path: Path) -> None:
+    """Without a dialog (``--pin-stdin``) the error is all the person reads: on a two-PIN
+    card it names the PIN that one more wrong try blocks, not "the card"."""
+    from tests.pcsc.national import bridge_env, cli, nonce
+
+    pin1 = FINEID.pin_names[0]
+    fineid.applet.pin1.tries_left = 2  # type: ignore[attr-defined]
+    args = ("authenticate", "--origin", ORIGIN, "--nonce", nonce(), "--reader", READER_0, "--pin-stdin", "--json")
+    result = cli(*args, stdin="0000\n", env=bridge_env(tmp_path, {}))
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "PIN_INCORRECT", error
+    assert f"If you enter a wrong PIN once more, {pin1} will be blocked." in error["text"], error
+    assert fineid.applet.pin1.tries_left == 1  # type: ignore[attr-defined]

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     status = 1
+    previous_interrupt = _take_back_sigint()
     previous = _stop_on_sigterm()
     try:
         status = _main(argv)
@@ -78,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signal.SIGTERM, previous)
+                if previous_interrupt is not None:
+                    signal.signal(signal.SIGINT, previous_interrupt)
+
+
+def _take_back_sigint() -> signal.Handlers | None:
+    """SIGTERM's path is Ctrl-C's (:func:`_stop_on_sigterm`), so a SIGINT ignored by the
+    launcher (a script's background job inherits SIG_IGN for it) would make SIGTERM do
+    nothing at all. Then SIGINT gets Python's own handler back (a Ctrl-C stops the command
+    as in the foreground); the ignored state is returned, for :func:`main` to put back."""
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            return signal.SIG_IGN
+    except ValueError:  # not the main thread
+        pass
+    return None
 
 
 def _stop_on_sigterm() -> signal.Handlers | Callable[[int, FrameType | None], Any] | int | None:

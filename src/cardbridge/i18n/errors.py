@@ -138,6 +138,13 @@ def variant(code: str, lang: str, given: Mapping[str, object]) -> str | None:
         tries = given.get("retries_left")
         if not isinstance(tries, int) or isinstance(tries, bool):
             return None
+        if tries == 1 and isinstance(given.get("pinName"), str) and given["pinName"]:
+            return pgettext(  # a two-PIN card: only this PIN will be blocked
+                lang,
+                "the last try",
+                "Wrong PIN. You have 1 try left. If you enter a wrong PIN once more, {pinName} will be blocked.",
+                pinName=given["pinName"],
+            )
         if tries == 1:
             return pgettext(
                 lang,
