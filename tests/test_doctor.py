@@ -412,3 +412,31 @@ def test_origins_under_ask_need_no_fix_and_an_empty_allow_list_does(origin_store
     assert "asked about once" in asked.detail and "by you: 1, denied: 1" in asked.detail
     listed = doctor.check_origins(Config(origin_policy="allow-list"), "en")
     assert listed.status is Status.WARN and "allowed_origins" in (listed.fix or "")
+
+
+def test_a_check_that_fails_unexpectedly_is_a_line_of_its_own_and_the_report_is_written(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The person is told to send ``doctor --report`` when something goes wrong, so a bug in
+    one check must not take the others and the report with it (a check that raised ended
+    doctor with INTERNAL and wrote no file). The raising check is a stand-in: no real
+    component makes a check raise; it copies the KeyError that a Belgian card's CA
+    certificate once caused."""
+    from cardbridge import doctor
+    from cardbridge.cli import main
+
+    for key, value in _env(tmp_path, home).items():
+        monkeypatch.setenv(key, value)
+
+    def broken(*args: object) -> object:
+        raise KeyError("other")
+
+    monkeypatch.setattr(doctor, "check_pinentry", broken)
+    checks = doctor.run_checks("en", home=home)
+    (failed,) = [c for c in checks if c.id == "pinentry"]
+    assert failed.status is doctor.Status.FAIL and "KeyError" in failed.detail, failed
+    assert "Send this report to support" in (failed.fix or "")
+    assert [c.id for c in checks][-1] == "log", "the checks after it still ran"
+    report = tmp_path / "report.txt"
+    assert main(["--lang", "en", "doctor", "--report", str(report)]) == 1
+    assert "This check failed unexpectedly: KeyError" in report.read_text(encoding="utf-8")

@@ -21,15 +21,16 @@ import enum
 import http.client
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import shutil
 import socket
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from cardbridge import __version__, i18n
 from cardbridge.config import ENV_PINENTRY, Config, config_path, load_config
@@ -37,6 +38,9 @@ from cardbridge.errors import CardbridgeError, ConfigError, ServiceNotRunningErr
 from cardbridge.i18n import N_
 from cardbridge.i18n.names import PURPOSES
 from cardbridge.logsetup import LOG_FILE, log_dir, redact
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = ["Check", "Status", "exit_status", "report_text", "run_checks"]
 
@@ -742,25 +746,66 @@ def run_checks(
     port: int | None = None,
     now: dt.datetime | None = None,
 ) -> list[Check]:
-    """Every check, in the order a support desk goes through them."""
-    checks = [check_versions(lang)]
-    config_check, config = check_config(lang)
+    """Every check, in the order a support desk goes through them. A check that fails
+    unexpectedly (a bug) is a FAILED line of its own and the others still run: the person
+    is told to send this report when something goes wrong, so it must come out whole."""
+    checks = [_guarded("versions", lang, lambda: check_versions(lang))]
+    config_check, config = _guarded_pair("config", lang, lambda: check_config(lang), None)
     checks.append(config_check)
     config = config or Config(path=config_path())
-    checks.append(check_origins(config, lang))
-    pcscd_check, readers = check_pcscd(lang)
-    checks += [pcscd_check, check_readers(readers, lang), *check_cards(readers, lang)]
-    module_checks, modules = check_modules(config, lang, module_flags)
+    checks.append(_guarded("origins", lang, lambda: check_origins(config, lang)))
+    pcscd_check, readers = _guarded_pair("pcscd", lang, lambda: check_pcscd(lang), None)
+    checks += [
+        pcscd_check,
+        _guarded("readers", lang, lambda: check_readers(readers, lang)),
+        *_guarded_list("cards", lang, lambda: check_cards(readers, lang)),
+    ]
+    try:
+        module_checks, modules = check_modules(config, lang, module_flags)
+    except Exception as exc:  # a bug in the check: its line, and no modules for the next one
+        module_checks, modules = [_failed("modules", lang, exc)], []
     checks += module_checks
     with_cards = any(r.card_present for r in readers or ())
-    checks += check_tokens(modules, lang, now, config=config, pcsc=with_cards)
-    checks += check_manifests(lang, home)
-    checks.append(check_extension(lang, home))
-    checks.append(check_service(lang))
-    checks.append(check_port(config, lang, port))
-    checks.append(check_pinentry(config, lang))
-    checks.append(check_log(lang))
+    checks += _guarded_list("tokens", lang, lambda: check_tokens(modules, lang, now, config=config, pcsc=with_cards))
+    checks += _guarded_list("manifests", lang, lambda: check_manifests(lang, home))
+    checks.append(_guarded("extension", lang, lambda: check_extension(lang, home)))
+    checks.append(_guarded("service", lang, lambda: check_service(lang)))
+    checks.append(_guarded("port", lang, lambda: check_port(config, lang, port)))
+    checks.append(_guarded("pinentry", lang, lambda: check_pinentry(config, lang)))
+    checks.append(_guarded("log", lang, lambda: check_log(lang)))
     return checks
+
+
+def _failed(check_id: str, lang: str, exc: Exception) -> Check:
+    """The FAILED line of a check that raised what it should not (logged with its traceback)."""
+    log.info("doctor: the %s check failed unexpectedly (a bug)", check_id, exc_info=True)
+    error = f"{type(exc).__name__}: {exc}"
+    detail = i18n.gettext(lang, "This check failed unexpectedly: {error}", error=error)
+    fix = i18n.gettext(lang, "This is a fault in cardbridge. Send this report to support.")
+    return _check(check_id, lang, Status.FAIL, detail, fix)
+
+
+def _guarded(check_id: str, lang: str, run: Callable[[], Check]) -> Check:
+    try:
+        return run()
+    except Exception as exc:  # a bug in one check: say so, and go on with the others
+        return _failed(check_id, lang, exc)
+
+
+def _guarded_list(check_id: str, lang: str, run: Callable[[], list[Check]]) -> list[Check]:
+    try:
+        return run()
+    except Exception as exc:
+        return [_failed(check_id, lang, exc)]
+
+
+def _guarded_pair(check_id: str, lang: str, run: Callable[[], tuple[Check, T]], default: T) -> tuple[Check, T]:
+    """A check that also gives what later checks use (the config, the readers): on a bug,
+    its FAILED line and ``default`` for them."""
+    try:
+        return run()
+    except Exception as exc:
+        return _failed(check_id, lang, exc), default
 
 
 def format_checks(checks: Sequence[Check], lang: str) -> str:
