@@ -14,10 +14,10 @@ import pytest
 from cardbridge.emulator.virtual_card import VirtualPivCard
 from tests.conftest import ScriptedPinentry
 from tests.pcsc.conftest import Pcscd, start_kind, stop_card
+from tests.pcsc.national import ORIGIN, http_login
 from tests.server.conftest import start_serve
 
 pytestmark = pytest.mark.pcsc
-ORIGIN = "https://login.example.no"
 OPENSC = Path("/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so")
 
 
@@ -131,21 +131,6 @@ def test_a_card_the_direct_driver_and_opensc_both_reach_is_listed_once(
         stop_card(card)
 
 
-def _login(port: int, challenge: str) -> tuple[int, dict[str, object]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        conn.request(
-            "POST",
-            "/v1/authenticate",
-            body=json.dumps({"challengeNonce": challenge, "lang": "en"}),
-            headers={"Origin": ORIGIN, "Content-Type": "application/json"},
-        )
-        response = conn.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        conn.close()
-
-
 def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion(
     virtual_card: VirtualPivCard, pinentry: ScriptedPinentry
 ) -> None:
@@ -163,14 +148,14 @@ def test_card_pulled_mid_login_then_the_running_bridge_logs_in_after_reinsertion
         wait_until_the_bridge_sees(served.port, virtual_card.reader_name)
         pinentry.respond("123456", "123456")
         virtual_card.pull_when(INS_GENERAL_AUTHENTICATE)  # yanked while it signs, after the PIN
-        status, body = _login(served.port, base64.b64encode(secrets.token_bytes(32)).decode())
+        status, body = http_login(served.port, base64.b64encode(secrets.token_bytes(32)).decode())
         assert body["code"] == "CARD_REMOVED", body
         assert "signature" not in body
         wait_for_card(virtual_card.reader_name, False)
         assert virtual_card.insert(wait=10)
         wait_for_card(virtual_card.reader_name, True)
         challenge = base64.b64encode(secrets.token_bytes(32)).decode()
-        status, token = _login(served.port, challenge)
+        status, token = http_login(served.port, challenge)
         assert status == 200, token
         verify_token(token, ORIGIN, challenge)
         assert len(pinentry.dialogs()) == 2

@@ -82,6 +82,16 @@ def post(port: int, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any
         conn.close()
 
 
+def sign_request(port: int) -> dict[str, Any]:
+    """The signing certificate (shared by the person: the dialog's OK must be queued), then
+    a /v1/sign request for a document's SHA-256 with it."""
+    status, answer = post(port, "/v1/signing-certificate", {"lang": "en"})
+    assert status == 200, answer
+    digest = hashlib.sha256(b"the document").digest()
+    request = {"certificate": answer["certificate"], "hash": base64.b64encode(digest).decode()}
+    return request | {"hashFunction": "SHA-256", "lang": "en"}
+
+
 def change_pin2(old: str, new: str) -> None:
     """What the holder's own software (DigiDoc4, DigiSign Client) does to activate PIN2:
     CHANGE REFERENCE DATA with the old and the new PIN, through pcscd like any program."""
@@ -108,11 +118,7 @@ def test_pin2_not_active_signing_ends_before_any_dialog_or_verify_until_the_hold
     served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry.env()))
     try:
         pinentry.respond("OK")  # the person shares the signing certificate
-        status, answer = post(served.port, "/v1/signing-certificate", {"lang": "en"})
-        assert status == 200, answer
-        digest = hashlib.sha256(b"the document").digest()
-        request = {"certificate": answer["certificate"], "hash": base64.b64encode(digest).decode()}
-        request |= {"hashFunction": "SHA-256", "lang": "en"}
+        request = sign_request(served.port)
 
         pin2_not_active.reset_count()
         pinentry.respond(profile.pins[1])  # were a dialog shown, it would get the right PIN2
@@ -135,7 +141,8 @@ def test_pin2_not_active_signing_ends_before_any_dialog_or_verify_until_the_hold
         pin2_not_active.reset_count()
         status, signed = post(served.port, "/v1/sign", request)
         assert status == 200, signed
-        verify_signature(base64.b64decode(answer["certificate"]), digest, base64.b64decode(signed["signature"]))
+        certificate, digest = (base64.b64decode(request[k]) for k in ("certificate", "hash"))
+        verify_signature(certificate, digest, base64.b64decode(signed["signature"]))
         assert [r.command[3] for r in pin2_not_active.records if r.ins == INS_VERIFY] == [profile.references[1]]
     finally:
         served.stop()
@@ -179,11 +186,7 @@ def test_pin1_not_active_the_estonian_card_signs_nothing_the_finnish_one_signs_w
     served = start_serve("--allow-origin", ORIGIN, env=bridge_env(tmp_path, pinentry.env()))
     try:
         pinentry.respond("OK")  # the person shares the signing certificate
-        status, answer = post(served.port, "/v1/signing-certificate", {"lang": "en"})
-        assert status == 200, answer
-        digest = hashlib.sha256(b"the document").digest()
-        request = {"certificate": answer["certificate"], "hash": base64.b64encode(digest).decode()}
-        request |= {"hashFunction": "SHA-256", "lang": "en"}
+        request = sign_request(served.port)
 
         pin1_not_active.reset_count()
         pinentry.respond(profile.pins[1])  # were a dialog shown, it would get the right PIN2
@@ -196,7 +199,8 @@ def test_pin1_not_active_the_estonian_card_signs_nothing_the_finnish_one_signs_w
             assert verifies == []
         else:
             assert status == 200, body
-            verify_signature(base64.b64decode(answer["certificate"]), digest, base64.b64decode(body["signature"]))
+            certificate, digest = (base64.b64decode(request[k]) for k in ("certificate", "hash"))
+            verify_signature(certificate, digest, base64.b64decode(body["signature"]))
             assert verifies == [profile.references[1]]
         assert card.pin1.tries_left == card.pin2.tries_left == tries
         assert card.not_active == {profile.references[0]}
